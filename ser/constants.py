@@ -1,0 +1,14 @@
+"""Constants used across ``ser``, kept in one place."""
+
+#: Sample rate (Hz) every waveform is converted to before feature extraction.
+SAMPLE_RATE = 16000
+
+#: Shortest audio the model accepts, in seconds. Shorter input is rejected with an error.
+MIN_DURATION = 0.1
+
+#: Longest audio :func:`ser.audio.load_audio` reads whole, in seconds. Longer files are
+#: processed block by block (see :func:`ser.audio.iter_audio_blocks`).
+MAX_LOAD_DURATION = 600.0
+
+#: File extensions treated as audio when scanning corpus folders.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")
