@@ -1,0 +1,95 @@
+"""RAVDESS, speech part (Livingstone & Russo, PLoS ONE 2018).
+
+1,440 utterances by 24 actors (``Actor_01`` ... ``Actor_24``; odd male, even female), two
+English statements in 8 emotions, as distributed: ``Actor_12/03-01-05-02-01-01-12.wav`` =
+modality (03 audio-only) - vocal channel (01 speech) - emotion - intensity - statement -
+repetition - actor. Song (vocal channel 02) and video files (modality 01/02) are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pandas as pd
+
+from corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio
+
+NAME = "ravdess"
+CLASSES = ("angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+EXPECTED_COUNT = 1440
+PROTOCOL = {"kind": "group_kfold", "group": "speaker", "k": 6}
+LAYOUT = "Actor_01 ... Actor_24/MM-VC-EE-II-SS-RR-AA.wav files such as Actor_12/03-01-05-02-01-01-12.wav"
+
+#: Emotion code -> label.
+EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
+}
+
+_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+_ACTOR_DIR = re.compile(r"^actor_(\d+)$", re.IGNORECASE)
+_EXPECTED = "expected MM-VC-EE-II-SS-RR-AA.wav such as 03-01-05-02-01-01-12.wav"
+
+
+def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = False) -> pd.DataFrame:
+    """Manifest of the RAVDESS speech files under ``root``.
+
+    Parameters
+    ----------
+    merge_calm : bool
+        Label calm as neutral (7 classes) instead of keeping it (8 classes).
+
+    Speaker ``"Actor_01"`` ..., session None, gender ``"M"`` for odd actors.
+    """
+    check_bool("merge_calm", merge_calm)
+    root = check_root(NAME, root, LAYOUT)
+    report = Report(NAME, root)
+    records = []
+    for path in scan_audio(NAME, root, LAYOUT):
+        match = _NAME.match(path.stem)
+        if match is None:
+            report.add(UNPARSEABLE, path, _EXPECTED)
+            continue
+        modality, channel, emotion, intensity, statement, repetition, actor = match.groups()
+        if modality in ("01", "02") or channel == "02":
+            continue  # video or song: not part of the speech corpus
+        fields = {
+            "modality": (modality, ("03",)),
+            "vocal channel": (channel, ("01",)),
+            "intensity": (intensity, ("01", "02")),
+            "statement": (statement, ("01", "02")),
+            "repetition": (repetition, ("01", "02")),
+        }
+        wrong = [f"{field} {value}" for field, (value, valid) in fields.items() if value not in valid]
+        if not "01" <= actor <= "24":
+            wrong.append(f"actor {actor}")
+        folder = _ACTOR_DIR.match(path.parent.name)
+        if folder is not None and int(folder.group(1)) != int(actor):
+            wrong.append(f"actor {actor} in folder {path.parent.name}")
+        if wrong:
+            report.add(UNPARSEABLE, path, f"{', '.join(wrong)} out of range; {_EXPECTED}")
+            continue
+        gender = "M" if int(actor) % 2 else "F"
+        records.append(Record(str(path), path.stem, emotion, f"Actor_{actor}", None, gender))
+    emotions = dict(EMOTIONS)
+    classes = CLASSES
+    if merge_calm:
+        emotions["02"] = "neutral"
+        classes = tuple(c for c in CLASSES if c != "calm")
+    return finalize(
+        NAME,
+        root,
+        records,
+        report,
+        classes=classes,
+        label_map=emotions,
+        expected_count=EXPECTED_COUNT,
+        skip_bad=skip_bad,
+    )

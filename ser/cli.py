@@ -1,0 +1,174 @@
+"""The ``ser`` command: argument parsing only; the work is done by library functions.
+
+Heavy modules (TensorFlow, librosa) are imported inside the handlers, so ``ser --help``
+answers at once and each command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the command ran but something failed (e.g. one of several files)
+EXIT_USAGE = 2  # a user error: bad argument, bad file, bad corpus
+
+
+def _cmd_train(args) -> int:
+    from ser.training import run_recipe
+
+    run_recipe(
+        args.recipe,
+        data_root=args.data_root,
+        out_dir=args.out,
+        folds=args.folds,
+        epochs=args.epochs,
+        seed=args.seed,
+        overrides=args.set,
+        skip_bad=args.skip_bad,
+        final_model=not args.no_final,
+    )
+    return EXIT_OK
+
+
+def _cmd_check(args) -> int:
+    from ser.training import check_corpus
+
+    print(check_corpus(args.recipe, data_root=args.data_root, overrides=args.set, skip_bad=args.skip_bad))
+    return EXIT_OK
+
+
+def _cmd_demo(args) -> int:
+    from ser.demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+    return EXIT_OK
+
+
+def _cmd_classify(args) -> int:
+    from ser.inference import classify_command
+
+    return classify_command(
+        args.model, args.audio, as_json=args.json, window=args.window, hop=args.hop, top=args.top
+    )
+
+
+def _cmd_attention(args) -> int:
+    from ser.attention import attention_command
+
+    return attention_command(
+        args.model,
+        args.audio,
+        out=args.out,
+        class_name=args.class_name,
+        npz=args.npz,
+        start=args.start,
+        end=args.end,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ser",
+        description="Speech emotion recognition: a CNN with attentional pooling over log-mel spectrograms.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate a recipe with speaker-independent cross-validation",
+        description="Train a recipe (a name under recipes/ or a recipe folder) with its speaker- or "
+        "session-independent folds; writes results.json, results.md, a confusion matrix and model.keras. "
+        "Rerunning the same command resumes: finished folds are skipped.",
+    )
+    p.add_argument("recipe", help="recipe name (e.g. ravdess, emodb, synthetic) or path to a recipe folder")
+    p.add_argument("--data-root", required=True, help="folder holding the corpus (or a CSV for 'custom')")
+    p.add_argument("--out", required=True, help="output folder for this run")
+    p.add_argument("--folds", default="all", help="'all' or a comma list of fold numbers, e.g. 1,3")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs per fold (default: recipe)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: recipe)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting, e.g. --set model.head=average --set training.batch_size=16",
+    )
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
+    p.add_argument("--no-final", action="store_true", help="do not train the final all-speaker model")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "check",
+        help="check a corpus folder and show its speaker x label table",
+        description="Load a corpus with a recipe's settings, report problems and the speaker x label table.",
+    )
+    p.add_argument("recipe", help="recipe name or path to a recipe folder")
+    p.add_argument("--data-root", required=True, help="folder holding the corpus")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "demo",
+        help="train, evaluate, classify and explain on a built-in synthetic corpus",
+        description="Generate a synthetic emotional-speech corpus, train the attention CNN with "
+        "speaker-independent folds, report WA/UA, classify a held-out file and draw its attention map.",
+    )
+    p.add_argument("--out", default="ser-demo", help="output folder (default: ./ser-demo)")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster run (for smoke tests)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "classify",
+        help="classify audio files with a trained model",
+        description="Classify audio files. Long files are classified in sliding windows with a timeline.",
+    )
+    p.add_argument("model", help="a model.keras file or a run folder holding one")
+    p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...)")
+    p.add_argument("--json", action="store_true", help="print JSON, one object per file")
+    p.add_argument("--window", type=float, default=None, help="window length in seconds for long files")
+    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds")
+    p.add_argument("--top", type=int, default=1, help="show the K most probable classes")
+    p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser(
+        "attention",
+        help="draw where in the spectrogram the model heard the emotion",
+        description="Plot the log-mel spectrogram, the bottom-up and top-down attention maps and their "
+        "product, upsampled to the spectrogram's axes.",
+    )
+    p.add_argument("model", help="a model.keras file or a run folder holding one")
+    p.add_argument("audio", help="an audio file")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--class", dest="class_name", default=None, help="class to explain (default: predicted)")
+    p.add_argument("--npz", default=None, help="also save the raw maps to this .npz file")
+    p.add_argument("--start", type=float, default=None, help="start of the range to show, seconds")
+    p.add_argument("--end", type=float, default=None, help="end of the range to show, seconds")
+    p.set_defaults(func=_cmd_attention)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter off the terminal
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ser.errors import SerError
+
+    try:
+        return int(args.func(args) or 0)
+    except SerError as exc:
+        if args.debug:
+            raise
+        print(f"ser {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"ser {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Log-mel frontend (librosa), feature normalisation and cropping.
+
+The frontend settings live in one dataclass, :class:`FrontendConfig`, which the trained
+model stores in its own config (see :mod:`ser.model`), so training and inference always
+compute the same features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser.constants import SAMPLE_RATE
+from ser.errors import ConfigError
+
+#: Floor added to mel power before the log, so silence gives finite values.
+LOG_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Log-mel settings, chosen for speech emotion recognition.
+
+    25 ms windows every 10 ms are the standard for speech (they resolve pitch harmonics
+    of most voices at 512-point FFTs); 64 mel bands from 50 Hz to 8 kHz cover F0 (low
+    male voices start near 60 Hz), formants and the high-frequency energy that separates
+    high-arousal speech, at the full band of 16 kHz audio.
+
+    Attributes
+    ----------
+    sample_rate : int
+        Audio rate in Hz; input is resampled to it.
+    win_ms, hop_ms : float
+        Analysis window and hop in milliseconds.
+    n_fft : int
+        FFT size (>= the window in samples).
+    n_mels : int
+        Number of mel bands.
+    fmin, fmax : float
+        Mel filterbank range in Hz (``fmax <= sample_rate / 2``).
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 64
+    fmin: float = 50.0
+    fmax: float = 8000.0
+
+    def __post_init__(self):
+        if self.sample_rate <= 0:
+            raise ConfigError(f"sample_rate must be positive. Received: sample_rate={self.sample_rate}")
+        if not 0 < self.hop_ms <= self.win_ms:
+            raise ConfigError(f"need 0 < hop_ms <= win_ms. Received: hop_ms={self.hop_ms}, win_ms={self.win_ms}")
+        if self.win_length > self.n_fft:
+            raise ConfigError(
+                f"n_fft must be >= the window ({self.win_length} samples). Received: n_fft={self.n_fft}"
+            )
+        if self.n_mels < 8:
+            raise ConfigError(f"n_mels must be >= 8. Received: n_mels={self.n_mels}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ConfigError(
+                f"need 0 <= fmin < fmax <= sample_rate/2. Received: fmin={self.fmin}, fmax={self.fmax}, "
+                f"sample_rate={self.sample_rate}"
+            )
+
+    @property
+    def win_length(self) -> int:
+        """Window length in samples."""
+        return int(round(self.win_ms * self.sample_rate / 1000.0))
+
+    @property
+    def hop_length(self) -> int:
+        """Hop in samples."""
+        return int(round(self.hop_ms * self.sample_rate / 1000.0))
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FrontendConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown frontend setting(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """Log-mel spectrogram of a mono waveform.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono float waveform at ``config.sample_rate``.
+    config : FrontendConfig
+
+    Returns
+    -------
+    np.ndarray [shape=(frames, n_mels), dtype=float32]
+        ``log(mel_power + 1e-6)``, one row every ``hop_ms``.
+    """
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ConfigError(f"logmel expects a mono waveform of shape (n,). Received: shape={y.shape}")
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        power=2.0,
+        center=True,
+    )
+    return np.log(mel + LOG_FLOOR).T.astype(np.float32)
+
+
+def feature_stats(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and variance over all frames of ``features``.
+
+    Parameters
+    ----------
+    features : list of np.ndarray [shape=(frames, n_mels)]
+
+    Returns
+    -------
+    mean, variance : np.ndarray [shape=(n_mels,), dtype=float32]
+    """
+    if not features:
+        raise ConfigError("feature_stats needs at least one feature matrix")
+    total = sum(f.shape[0] for f in features)
+    s = np.zeros(features[0].shape[1], dtype=np.float64)
+    ss = np.zeros_like(s)
+    for f in features:
+        f64 = f.astype(np.float64)
+        s += f64.sum(axis=0)
+        ss += (f64**2).sum(axis=0)
+    mean = s / total
+    var = np.maximum(ss / total - mean**2, 1e-6)
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+def speaker_normalize(features: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
+    """Standardise each utterance with label-free statistics of its own speaker's files.
+
+    Every band is shifted and scaled by the mean and standard deviation over all frames of
+    all files of the same speaker. No label is used, and a test speaker's statistics come
+    only from that speaker's own (unlabelled) audio. Beware confounds: for a speaker
+    recorded in a single emotion this erases the emotion.
+
+    Parameters
+    ----------
+    features : list of np.ndarray [shape=(frames, n_mels)]
+    speakers : list of str, same length
+
+    Returns
+    -------
+    list of np.ndarray, same shapes
+    """
+    if len(features) != len(speakers):
+        raise ConfigError(f"got {len(features)} feature matrices but {len(speakers)} speakers")
+    stats = {}
+    for spk in sorted(set(speakers)):
+        own = [f for f, s in zip(features, speakers, strict=True) if s == spk]
+        mean, var = feature_stats(own)
+        stats[spk] = (mean, np.sqrt(var))
+    return [((f - stats[s][0]) / stats[s][1]).astype(np.float32) for f, s in zip(features, speakers, strict=True)]
+
+
+def crop_or_pad(features: np.ndarray, frames: int, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``features`` to exactly ``frames`` rows, zero-padding at the end if shorter.
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(t, n_mels)]
+    frames : int
+    start : int or None
+        First frame of the crop (default: centred crop).
+
+    Returns
+    -------
+    crop : np.ndarray [shape=(frames, n_mels)]
+    mask : np.ndarray [shape=(frames,), dtype=float32]
+        1 for real frames, 0 for padding.
+    """
+    t = features.shape[0]
+    mask = np.zeros(frames, dtype=np.float32)
+    if t >= frames:
+        if start is None:
+            start = (t - frames) // 2
+        start = int(min(max(start, 0), t - frames))
+        mask[:] = 1.0
+        return features[start : start + frames], mask
+    out = np.zeros((frames, features.shape[1]), dtype=features.dtype)
+    out[:t] = features
+    mask[:t] = 1.0
+    return out, mask
+
+
+def pad_batch(features: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad matrices of different lengths into one batch with a mask.
+
+    Parameters
+    ----------
+    features : list of np.ndarray [shape=(t_i, n_mels)]
+    multiple : int
+        Round the padded length up to a multiple of this (the model's time stride).
+
+    Returns
+    -------
+    batch : np.ndarray [shape=(b, t, n_mels), dtype=float32]
+    mask : np.ndarray [shape=(b, t), dtype=float32]
+    """
+    t = max(f.shape[0] for f in features)
+    t = int(np.ceil(t / multiple) * multiple)
+    batch = np.zeros((len(features), t, features[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(features), t), dtype=np.float32)
+    for i, f in enumerate(features):
+        batch[i, : f.shape[0]] = f
+        mask[i, : f.shape[0]] = 1.0
+    return batch, mask

@@ -1,0 +1,246 @@
+"""Custom Keras layers: :class:`AttentionalPooling` and the helpers of the model.
+
+Attentional pooling (Girdhar & Ramanan, "Attentional Pooling for Action Recognition",
+NeurIPS 2017), as used for speech emotion recognition by Li et al. (Interspeech 2018).
+For a feature map ``X`` of ``n`` positions by ``f`` channels, second-order pooling scores
+class ``k`` as ``Tr(X^T X W_k)``; with the rank-1 approximation ``W_k = b a_k^T``
+
+    score(k) = Tr(X^T X b a_k^T) = (X a_k)^T (X b),
+
+the inner product, over the ``n`` time-frequency positions, of a class-specific
+*top-down* map ``t_k = X a_k`` and a class-agnostic *bottom-up* map ``h = X b``. Average
+pooling followed by a linear classifier is the special case ``h = 1``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+BOTTOM_UP_MODES = ("linear", "softmax")
+POOLING_MODES = ("average", "max")
+
+
+def _position_mask(mask, x):
+    """Broadcast a ``(b, t)`` or ``(b, t, f)`` mask to ``(b, t, f, 1)`` floats matching ``x``."""
+    if mask is None:
+        return ops.ones_like(x[..., :1])
+    m = ops.cast(mask, x.dtype)
+    if len(m.shape) == 2:
+        m = m[:, :, None]
+    m = m[..., None]
+    return m * ops.ones_like(x[..., :1])
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class AttentionalPooling(keras.layers.Layer):
+    """Low-rank attentional pooling of a ``(batch, time, freq, channels)`` feature map.
+
+    Top-down maps ``t_{k,r} = X a_{k,r} + c_{k,r}`` (a 1x1 convolution, one map per class
+    and rank) and a bottom-up map ``h_r = X b_r + d_r`` (a 1x1 convolution, class-agnostic).
+
+    - ``bottom_up="linear"``: ``logit_k = mean over valid positions of sum_r t_{k,r} h_r``.
+    - ``bottom_up="softmax"``: ``h_r`` is a softmax over the valid positions and
+      ``logit_k = sum over positions of sum_r t_{k,r} h_r``.
+
+    Padded positions (``mask == 0``) never change the result.
+
+    Args:
+        num_classes: Number of output logits.
+        rank: Rank of the approximation of each class's second-order weight matrix.
+        bottom_up: ``"linear"`` or ``"softmax"``.
+        dropout: Dropout rate on the input features during training.
+
+    Call arguments:
+        x: Tensor of shape ``(batch, time, freq, channels)``.
+        mask: Optional ``(batch, time)`` or ``(batch, time, freq)`` tensor, 1 for valid.
+        return_attention: If ``True``, also return a dict with ``"top_down"``
+            ``(batch, time, freq, num_classes * rank)`` (channel ``k * rank + r``) and
+            ``"bottom_up"`` ``(batch, time, freq, rank)`` (after the softmax in softmax mode).
+
+    Returns:
+        Logits of shape ``(batch, num_classes)``, or ``(logits, maps)``.
+    """
+
+    def __init__(self, num_classes, rank=1, bottom_up="linear", dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive integer. Received: num_classes={num_classes}")
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"`rank` must be a positive integer. Received: rank={rank}")
+        if bottom_up not in BOTTOM_UP_MODES:
+            raise ValueError(f"`bottom_up` must be one of {BOTTOM_UP_MODES}. Received: bottom_up={bottom_up!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+        self.num_classes = num_classes
+        self.rank = rank
+        self.bottom_up = bottom_up
+        self.dropout = float(dropout)
+        self.supports_masking = True
+        self._dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"AttentionalPooling expects input of shape (batch, time, freq, channels). "
+                f"Received: input_shape={input_shape}"
+            )
+        channels = input_shape[-1]
+        self.top_down_kernel = self.add_weight(
+            name="top_down_kernel", shape=(channels, self.num_classes * self.rank), initializer="glorot_uniform"
+        )
+        self.top_down_bias = self.add_weight(
+            name="top_down_bias", shape=(self.num_classes * self.rank,), initializer="zeros"
+        )
+        self.bottom_up_kernel = self.add_weight(
+            name="bottom_up_kernel", shape=(channels, self.rank), initializer="glorot_uniform"
+        )
+        self.bottom_up_bias = self.add_weight(name="bottom_up_bias", shape=(self.rank,), initializer="ones")
+
+    def maps(self, x, training=None):
+        """Top-down ``(b, t, f, K*R)`` and bottom-up ``(b, t, f, R)`` maps before masking."""
+        if self._dropout_layer is not None:
+            x = self._dropout_layer(x, training=training)
+        top_down = ops.einsum("btfc,ck->btfk", x, self.top_down_kernel) + self.top_down_bias
+        bottom_up = ops.einsum("btfc,cr->btfr", x, self.bottom_up_kernel) + self.bottom_up_bias
+        return top_down, bottom_up
+
+    def call(self, x, mask=None, training=None, return_attention=False):
+        top_down, bottom_up = self.maps(x, training=training)
+        m = _position_mask(mask, x)  # (b, t, f, 1)
+        if self.bottom_up == "softmax":
+            shape = ops.shape(bottom_up)
+            flat = ops.reshape(bottom_up, (shape[0], -1, self.rank))
+            flat_m = ops.reshape(m, (shape[0], -1, 1))
+            flat = ops.where(flat_m > 0, flat, ops.full_like(flat, -1e9))
+            weights = ops.softmax(flat, axis=1) * flat_m
+            weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-12)
+            bottom_up = ops.reshape(weights, shape)
+            h = bottom_up
+        else:
+            count = ops.maximum(ops.sum(m, axis=(1, 2, 3)), 1.0)  # valid positions per example
+            h = bottom_up * m / count[:, None, None, None]
+        td = ops.reshape(top_down, (*ops.shape(top_down)[:3], self.num_classes, self.rank))
+        logits = ops.einsum("btfkr,btfr->bk", td, h)
+        if return_attention:
+            if self.bottom_up == "linear":
+                bottom_up = bottom_up * m
+            return logits, {"top_down": top_down * m, "bottom_up": bottom_up}
+        return logits
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = {
+            "num_classes": self.num_classes,
+            "rank": self.rank,
+            "bottom_up": self.bottom_up,
+            "dropout": self.dropout,
+        }
+        base_config = super().get_config()
+        return {**base_config, **config}
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class MaskedGlobalPooling(keras.layers.Layer):
+    """Average or max over the valid positions of a ``(batch, time, freq, channels)`` map.
+
+    The baseline heads of the model: ``mode="average"`` followed by a dense layer is
+    attentional pooling with a constant bottom-up map.
+
+    Args:
+        mode: ``"average"`` or ``"max"``.
+
+    Returns:
+        Tensor of shape ``(batch, channels)``.
+    """
+
+    def __init__(self, mode="average", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(f"`mode` must be one of {POOLING_MODES}. Received: mode={mode!r}")
+        self.mode = mode
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        m = _position_mask(mask, x)
+        if self.mode == "average":
+            return ops.sum(x * m, axis=(1, 2)) / ops.maximum(ops.sum(m, axis=(1, 2)), 1.0)
+        return ops.max(ops.where(m > 0, x, ops.full_like(x, -1e9)), axis=(1, 2))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class MetadataLayer(keras.layers.Layer):
+    """Identity layer that carries a model's labels and frontend settings in its config.
+
+    Saved with the model, so a ``.keras`` file is self-describing: whoever loads it gets
+    the class names and the exact log-mel settings used in training.
+
+    Args:
+        labels: Class names in logit order.
+        frontend: Dict of :class:`ser.features.FrontendConfig` fields.
+        info: Free-form JSON-serialisable dict (recipe, corpus, version, normalisation).
+    """
+
+    def __init__(self, labels=(), frontend=None, info=None, **kwargs):
+        super().__init__(**kwargs)
+        self.labels = [str(label) for label in labels]
+        self.frontend = dict(frontend or {})
+        self.info = dict(info or {})
+        self.supports_masking = True
+
+    def call(self, x):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {"labels": list(self.labels), "frontend": dict(self.frontend), "info": dict(self.info)}
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class ApplyMask(keras.layers.Layer):
+    """Zero a ``(batch, time, freq, channels)`` map where a ``(batch, time)`` mask is 0."""
+
+    def call(self, x, valid):
+        return x * ops.cast(valid, x.dtype)[:, :, None, None]
+
+    def compute_output_shape(self, x_shape, valid_shape):
+        return x_shape
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class PoolMask(keras.layers.Layer):
+    """Max-pool a ``(batch, time)`` mask along time by ``pool`` (ceil), like the conv trunk."""
+
+    def __init__(self, pool=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(pool) < 1:
+            raise ValueError(f"`pool` must be >= 1. Received: pool={pool}")
+        self.pool = int(pool)
+
+    def call(self, valid):
+        m = ops.cast(valid, "float32")[:, :, None]
+        return ops.max_pool(m, pool_size=self.pool, strides=self.pool, padding="same")[:, :, 0]
+
+    def compute_output_shape(self, input_shape):
+        t = None if input_shape[1] is None else -(-input_shape[1] // self.pool)
+        return (input_shape[0], t)
+
+    def get_config(self):
+        return {**super().get_config(), "pool": self.pool}

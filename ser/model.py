@@ -1,0 +1,176 @@
+"""The CNN: five conv blocks ("Conv1".."Conv5") and a pooling head.
+
+Input: a batch of log-mel spectrograms ``features`` ``(batch, time, n_mels)`` and a
+``mask`` ``(batch, time)`` (1 for real frames). Any length works: the trunk is fully
+convolutional and every block re-applies the (time-pooled) mask, so padding frames stay
+zero. The Conv5 map ``X`` ``(batch, time/16, n_mels/16, channels)`` feeds the head:
+
+- ``"attention"``: :class:`ser.layers.AttentionalPooling` (the product),
+- ``"average"`` / ``"max"``: masked global pooling + a dense layer (baselines that
+  measure what attention adds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ser.errors import ConfigError
+
+HEADS = ("attention", "average", "max")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the CNN.
+
+    The defaults are small enough to train on a 2-core CPU: about 0.35 M parameters.
+    Blocks 1-3 halve time and frequency, block 4 halves time only, block 5 keeps its
+    resolution, so Conv5 sees ``time/16 x n_mels/8`` positions (for 64 mels: 8 frequency
+    rows and one column every 160 ms) -- fine enough to show *where* attention falls.
+
+    Attributes
+    ----------
+    widths : tuple of 5 int
+        Channels of Conv1..Conv5.
+    kernel_size : int
+        Square kernel of every conv.
+    pools : tuple of 5 (time, freq) pairs
+        Max-pool after each block.
+    head : {"attention", "average", "max"}
+    rank : int
+        Rank of attentional pooling.
+    bottom_up : {"linear", "softmax"}
+    dropout : float
+        Dropout before the head.
+    l2 : float
+        Weight decay on conv kernels.
+    """
+
+    widths: tuple = (24, 48, 96, 128, 128)
+    kernel_size: int = 3
+    pools: tuple = ((2, 2), (2, 2), (2, 2), (2, 1), (1, 1))
+    head: str = "attention"
+    rank: int = 1
+    bottom_up: str = "linear"
+    dropout: float = 0.3
+    l2: float = 1e-4
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "pools", tuple(tuple(int(v) for v in p) for p in self.pools))
+        if len(self.widths) != 5 or min(self.widths) < 1:
+            raise ConfigError(f"widths must be 5 positive ints (Conv1..Conv5). Received: widths={self.widths}")
+        if len(self.pools) != 5 or any(len(p) != 2 or min(p) < 1 for p in self.pools):
+            raise ConfigError(f"pools must be 5 (time, freq) pairs >= 1. Received: pools={self.pools}")
+        if self.head not in HEADS:
+            raise ConfigError(f"head must be one of {HEADS}. Received: head={self.head!r}")
+        if self.bottom_up not in ("linear", "softmax"):
+            raise ConfigError(f"bottom_up must be 'linear' or 'softmax'. Received: bottom_up={self.bottom_up!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+    @property
+    def time_stride(self) -> int:
+        """Frames of input per Conv5 position along time."""
+        return int(np.prod([p[0] for p in self.pools]))
+
+    @property
+    def freq_stride(self) -> int:
+        """Mel bands of input per Conv5 position along frequency."""
+        return int(np.prod([p[1] for p in self.pools]))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        d["widths"] = list(self.widths)
+        d["pools"] = [list(p) for p in self.pools]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model setting(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+def build_model(
+    labels,
+    n_mels: int,
+    config: ModelConfig = ModelConfig(),
+    *,
+    mean=None,
+    variance=None,
+    frontend: dict | None = None,
+    info: dict | None = None,
+    seed: int | None = None,
+):
+    """Build the CNN + head as a functional Keras model.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        Class names in logit order.
+    n_mels : int
+        Mel bands of the input.
+    config : ModelConfig
+    mean, variance : np.ndarray [shape=(n_mels,)] or None
+        Feature normalisation (computed on the training fold only); identity if None.
+    frontend : dict
+        :class:`ser.features.FrontendConfig` fields, stored in the model.
+    info : dict
+        Free-form metadata stored in the model (recipe, normalisation, ...).
+    seed : int or None
+        Seed of the weight initialisers.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``[features (b, t, n_mels), mask (b, t)]``, output logits ``(b, n_classes)``.
+    """
+    import keras
+
+    from ser.layers import ApplyMask, AttentionalPooling, MaskedGlobalPooling, MetadataLayer, PoolMask
+
+    labels = [str(label) for label in labels]
+    if len(labels) < 2:
+        raise ConfigError(f"need at least 2 classes. Received: labels={labels}")
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    mean = np.zeros(n_mels, np.float32) if mean is None else np.asarray(mean, np.float32)
+    variance = np.ones(n_mels, np.float32) if variance is None else np.asarray(variance, np.float32)
+
+    features = keras.Input(shape=(None, n_mels), name="features")
+    mask = keras.Input(shape=(None,), name="mask")
+    x = MetadataLayer(labels=labels, frontend=frontend, info=info, name="ser_metadata")(features)
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalization")(x)
+    x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(x)
+    x = ApplyMask(name="mask_input")(x, mask)
+    m = mask
+    reg = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
+    for i, (width, pool) in enumerate(zip(config.widths, config.pools, strict=True), start=1):
+        x = keras.layers.Conv2D(
+            width, config.kernel_size, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{i}"
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        if pool != (1, 1):
+            x = keras.layers.MaxPooling2D(pool, padding="same", name=f"pool{i}")(x)
+            if pool[0] > 1:
+                m = PoolMask(pool[0], name=f"mask_pool{i}")(m)
+        x = ApplyMask(name=f"mask{i}")(x, m)
+    # x is the Conv5 feature map X: (batch, time', freq', channels)
+    if config.head == "attention":
+        logits = AttentionalPooling(
+            len(labels), rank=config.rank, bottom_up=config.bottom_up, dropout=config.dropout, name="head"
+        )(x, mask=m)
+    else:
+        pooled = MaskedGlobalPooling(config.head, name="pooling")(x, mask=m)
+        pooled = keras.layers.Dropout(config.dropout, name="dropout")(pooled)
+        logits = keras.layers.Dense(len(labels), name="head")(pooled)
+    return keras.Model([features, mask], logits, name=f"ser_cnn_{config.head}")

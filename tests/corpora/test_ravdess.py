@@ -1,0 +1,92 @@
+"""RAVDESS speech: numeric file names, calm merging, song/video skipped, the real corpus."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from corpora import load_corpus, ravdess
+from ser.errors import CorpusError
+from tests.corpora import fixtures as fx
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*the full release has:UserWarning")
+
+REAL = Path("/work/shared/corpora/ravdess")
+
+
+def test_parses_emotion_actor_gender(tmp_path):
+    manifest = ravdess.load(fx.make_ravdess(tmp_path))
+    assert len(manifest) == 48
+    rows = manifest.set_index("utt_id")
+    assert tuple(rows.loc["03-01-05-01-02-01-03", ["label", "speaker", "gender"]]) == ("angry", "Actor_03", "M")
+    assert tuple(rows.loc["03-01-02-01-01-01-02", ["label", "speaker", "gender"]]) == ("calm", "Actor_02", "F")
+    assert set(manifest["label"]) == set(ravdess.CLASSES)
+    assert manifest["label"].value_counts().to_dict() == dict.fromkeys(ravdess.CLASSES, 6)
+    assert manifest["session"].isna().all()
+
+
+def test_merge_calm(tmp_path):
+    manifest = load_corpus("ravdess", fx.make_ravdess(tmp_path), merge_calm=True)
+    assert manifest["label"].value_counts()["neutral"] == 12
+    assert "calm" not in set(manifest["label"])
+    assert manifest.attrs["classes"] == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def test_song_and_video_files_are_skipped_silently(tmp_path):
+    root = fx.make_ravdess(tmp_path)
+    fx.write_wav(root / "Actor_01" / fx.ravdess_name(3, 1, channel=2))  # song
+    fx.write_wav(root / "Actor_01" / fx.ravdess_name(3, 1, modality=1))  # audio track of a video
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*the full release has")
+        assert len(ravdess.load(root)) == 48
+
+
+def test_bad_fields_and_unknown_emotion(tmp_path):
+    root = fx.make_ravdess(tmp_path)
+    fx.write_wav(root / "Actor_01" / fx.ravdess_name(9, 1))
+    fx.write_wav(root / "Actor_01" / fx.ravdess_name(3, 1, modality=4))
+    fx.write_wav(root / "Actor_01" / fx.ravdess_name(3, 2, repetition=3))  # actor 02 in Actor_01
+    fx.write_wav(root / "Actor_25" / fx.ravdess_name(3, 25))
+    with pytest.raises(CorpusError) as caught:
+        ravdess.load(root)
+    message = str(caught.value)
+    assert "4 problem(s) in 4 file(s)" in message
+    assert "  Actor_01/03-01-09-01-01-01-01.wav: label '09'; expected one of 01 (neutral), 02 (calm)" in message
+    assert "  Actor_01/04-01-03-01-01-01-01.wav: modality 04 out of range" in message
+    assert "  Actor_01/03-01-03-01-01-03-02.wav: repetition 03, actor 02 in folder Actor_01 out of range" in message
+    assert "  Actor_25/03-01-03-01-01-01-25.wav: actor 25 out of range" in message
+
+
+def test_a_class_with_no_examples(tmp_path):
+    root = fx.make_ravdess(tmp_path, emotions=range(1, 8))
+    with pytest.raises(CorpusError, match=r"'surprise' has no utterance"):
+        ravdess.load(root)
+
+
+def test_corpus_copied_twice(tmp_path):
+    root = fx.make_ravdess(tmp_path / "ravdess", actors=(1, 2))
+    fx.make_ravdess(root / "Audio_Speech_Actors_01-24", actors=(1, 2))
+    with pytest.raises(CorpusError) as caught:
+        ravdess.load(root)
+    message = str(caught.value)
+    assert message.startswith(f"ravdess at {root}: 64 problem(s) in 64 file(s)\n")
+    assert "duplicate utterance id (64):" in message
+    assert "is part of the corpus copied twice?" in message
+    assert "  ... and 54 more" in message
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} not present")
+def test_real_corpus():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no problem, no count mismatch, no confound
+        manifest = load_corpus("ravdess", REAL)
+    assert len(manifest) == 1440
+    assert manifest["speaker"].nunique() == 24
+    assert set(manifest["label"]) == set(ravdess.CLASSES)
+    assert (manifest.groupby("speaker").size() == 60).all()
+    assert manifest["label"].value_counts().to_dict() == {**dict.fromkeys(ravdess.CLASSES, 192), "neutral": 96}
+    assert manifest["gender"].value_counts().to_dict() == {"M": 720, "F": 720}
+    assert manifest["duration"].sum() / 60 == pytest.approx(88.8, abs=0.05)
