@@ -164,7 +164,8 @@ def build_model(
             if pool[0] > 1:
                 m = PoolMask(pool[0], name=f"mask_pool{i}")(m)
         x = ApplyMask(name=f"mask{i}")(x, m)
-    # x is the Conv5 feature map X: (batch, time', freq', channels)
+    # x is the Conv5 feature map X: (batch, time', freq', channels); m its (batch, time') mask
+    m = PoolMask(1, name="conv5_mask")(m)
     if config.head == "attention":
         logits = AttentionalPooling(
             len(labels), rank=config.rank, bottom_up=config.bottom_up, dropout=config.dropout, name="head"
@@ -174,3 +175,21 @@ def build_model(
         pooled = keras.layers.Dropout(config.dropout, name="dropout")(pooled)
         logits = keras.layers.Dense(len(labels), name="head")(pooled)
     return keras.Model([features, mask], logits, name=f"ser_cnn_{config.head}")
+
+
+def feature_map_model(model):
+    """A model sharing ``model``'s weights that returns its Conv5 map and that map's mask.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built by :func:`build_model` (or loaded from a file it saved).
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``[features, mask]``; outputs ``[X (b, t', f', channels), mask (b, t')]``.
+    """
+    import keras
+
+    return keras.Model(model.inputs, [model.get_layer("mask5").output, model.get_layer("conv5_mask").output])
