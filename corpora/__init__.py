@@ -134,8 +134,7 @@ def load_corpus(name: str, root: str | os.PathLike, *, skip_bad: bool = False, *
         unknown = [option for option in options if option not in accepted]
         if unknown:
             what = f"accepted options: {', '.join(accepted)}" if accepted else "it accepts no options"
-            raise ConfigError(
-                f"unknown option(s) {', '.join(repr(u) for u in unknown)} for corpus {module.__name__.split('.')[-1]!r}; "
-                f"{what}"
-            )
+            corpus = module.__name__.rsplit(".", 1)[-1]
+            unknown_list = ", ".join(repr(u) for u in unknown)
+            raise ConfigError(f"unknown option(s) {unknown_list} for corpus {corpus!r}; {what}")
     return module.load(root, skip_bad=skip_bad, **options)

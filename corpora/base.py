@@ -168,7 +168,8 @@ def no_audio_error(corpus: str, root: str | os.PathLike, layout: str) -> CorpusE
     )
 
 
-def _hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is one that corpus scans ignore."""
     # ".*" covers macOS "._x.wav" resource forks and ".DS_Store"; __MACOSX holds zip leftovers.
     return name.startswith(".") or name == "__MACOSX"
 
@@ -192,9 +193,9 @@ def find_audio(folder: str | os.PathLike) -> list[Path]:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         for name in filenames:
-            if not _hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+            if not is_hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
                 found.append(Path(dirpath) / name)
     return sorted(found, key=lambda p: p.as_posix())
 

@@ -26,6 +26,7 @@ from corpora.base import (
     check_root,
     finalize,
     find_audio,
+    is_hidden,
     no_audio_error,
     relative,
     warn,
@@ -65,9 +66,7 @@ def _warn_no_speakers(where: Path) -> None:
 def _load_folders(root: Path, skip_bad: bool) -> pd.DataFrame:
     report = Report(NAME, root)
     records = []
-    class_dirs = sorted(
-        d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX"
-    )
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not is_hidden(d.name))
     for path in find_audio(root):
         if path.parent == root:
             report.add(NOT_IN_CLASS, path, "expected each file in a subfolder named after its class")
@@ -115,11 +114,9 @@ def _load_csv(csv: Path, skip_bad: bool) -> pd.DataFrame:
         speaker = row.get("speaker", "").strip()
         gender_value = row.get("gender", "").strip()
         gender = _GENDERS.get(gender_value.lower())
-        empty = [
-            name
-            for name, missing in (("label", not label), ("speaker", has_speaker and not speaker))
-            if missing
-        ]
+        empty = ["label"] if not label else []
+        if has_speaker and not speaker:
+            empty.append("speaker")
         if empty:
             report.add(MISSING_VALUE, path, f"{line}: empty {' and '.join(empty)}")
             continue

@@ -129,7 +129,7 @@ _SPEAKER_RE = re.compile(r"^spk(\d{2,})$")
 _EMOTIONS: dict[str, dict[str, float]] = {
     "angry": dict(
         pitch_st=4.5, range_st=5.5, decl_st=-3.0, glide_st=-12.0, final_st=-3.0, rate=5.6,
-        pause_s=0.09, level_db=-3.0, jitter=0.014, shimmer=0.10, open_q=0.42, closing=0.15,
+        pause_s=0.09, level_db=-2.0, jitter=0.014, shimmer=0.10, open_q=0.42, closing=0.15,
         tilt=0.04, breath=0.03, stress_db=6.0, f1=1.08, f2=1.00, bw=0.85,
     ),
     "happy": dict(
@@ -139,12 +139,12 @@ _EMOTIONS: dict[str, dict[str, float]] = {
     ),
     "neutral": dict(
         pitch_st=0.0, range_st=2.5, decl_st=-2.0, glide_st=-2.0, final_st=-1.5, rate=4.3,
-        pause_s=0.17, level_db=-8.0, jitter=0.005, shimmer=0.04, open_q=0.60, closing=0.33,
+        pause_s=0.17, level_db=-9.0, jitter=0.005, shimmer=0.04, open_q=0.60, closing=0.33,
         tilt=0.45, breath=0.06, stress_db=2.5, f1=1.00, f2=1.00, bw=1.00,
     ),
     "sad": dict(
         pitch_st=-2.0, range_st=1.5, decl_st=-2.5, glide_st=-6.0, final_st=-3.0, rate=3.2,
-        pause_s=0.32, level_db=-12.0, jitter=0.010, shimmer=0.08, open_q=0.75, closing=0.45,
+        pause_s=0.32, level_db=-14.0, jitter=0.010, shimmer=0.08, open_q=0.75, closing=0.45,
         tilt=0.72, breath=0.20, stress_db=1.5, f1=0.96, f2=0.96, bw=1.30,
     ),
 }  # fmt: skip
@@ -398,7 +398,7 @@ def _pitch_contour(p: dict[str, float], syllables: list[_Syllable], n: int, sr: 
         ys += [y0, y1]
     contour = np.interp(np.arange(n), xs, ys)
     contour = _moving_average(contour, int(0.04 * sr))
-    # slow drift (a few Hz) and a little wobble
+    # a slow wobble (3-6 Hz, 0.3 semitones), as in natural voices
     t = np.arange(n) / sr
     contour += 0.3 * np.sin(2 * np.pi * rng.uniform(3.0, 6.0) * t + rng.uniform(0, 2 * np.pi))
     return contour

@@ -40,6 +40,9 @@ class FrontendConfig:
         Number of mel bands.
     fmin, fmax : float
         Mel filterbank range in Hz (``fmax <= sample_rate / 2``).
+    trim_db : float or None
+        Leading and trailing frames more than this many dB below the loudest frame are
+        dropped (see :func:`trim_silence`); ``None`` keeps everything.
     """
 
     sample_rate: int = SAMPLE_RATE
@@ -49,6 +52,7 @@ class FrontendConfig:
     n_mels: int = 64
     fmin: float = 50.0
     fmax: float = 8000.0
+    trim_db: float | None = 40.0
 
     def __post_init__(self):
         if self.sample_rate <= 0:
@@ -126,6 +130,42 @@ def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarr
         center=True,
     )
     return np.log(mel + LOG_FLOOR).T.astype(np.float32)
+
+
+def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 10) -> np.ndarray:
+    """Drop leading and trailing frames quieter than ``top_db`` below the loudest frame.
+
+    Works on log-mel features, so training and inference trim identically. Silence in the
+    middle of an utterance is kept (pauses carry emotion).
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(frames, n_mels)]
+        Output of :func:`logmel`.
+    top_db : float or None
+        Threshold in dB; ``None`` returns ``features`` unchanged.
+    min_frames : int
+        Never trim below this many frames (centred on the loudest frame).
+
+    Returns
+    -------
+    np.ndarray [shape=(frames', n_mels)]
+    """
+    if top_db is None or features.shape[0] <= min_frames:
+        return features
+    energy_db = 10.0 * np.log10(np.exp(features.astype(np.float64)).sum(axis=1))
+    loud = np.flatnonzero(energy_db >= energy_db.max() - float(top_db))
+    start, end = int(loud[0]), int(loud[-1]) + 1
+    if end - start < min_frames:
+        centre = (start + end) // 2
+        start = max(0, min(centre - min_frames // 2, features.shape[0] - min_frames))
+        end = start + min_frames
+    return features[start:end]
+
+
+def model_input(y: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """The features a model is trained and run on: :func:`logmel` then :func:`trim_silence`."""
+    return trim_silence(logmel(y, config), config.trim_db)
 
 
 def feature_stats(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

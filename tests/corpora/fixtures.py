@@ -69,11 +69,15 @@ def make_emodb(
 # --- RAVDESS ---------------------------------------------------------------------------
 
 
-def ravdess_name(emotion: int, actor: int, intensity=1, statement=1, repetition=1, modality=3, channel=1) -> str:
+def ravdess_name(
+    emotion: int, actor: int, intensity=1, statement=1, repetition=1, modality=3, channel=1
+) -> str:
     return f"{modality:02d}-{channel:02d}-{emotion:02d}-{intensity:02d}-{statement:02d}-{repetition:02d}-{actor:02d}.wav"
 
 
-def make_ravdess(root: Path, actors: Iterable[int] = (1, 2, 3), emotions: Iterable[int] = range(1, 9)) -> Path:
+def make_ravdess(
+    root: Path, actors: Iterable[int] = (1, 2, 3), emotions: Iterable[int] = range(1, 9)
+) -> Path:
     """``root/Actor_XX/03-01-EE-01-SS-01-XX.wav``: 3 actors x 8 emotions x 2 statements = 48 files."""
     for actor in actors:
         for emotion in emotions:
@@ -201,7 +205,12 @@ def make_iemocap(root: Path, sessions: Iterable[int] = (1, 2), turns=IEMOCAP_TUR
             for i, (turn, code) in enumerate(turns):
                 utt = f"{dialog}_{turn}"
                 write_wav(session / "sentences" / "wav" / dialog / f"{utt}.wav")
-                lines += [iemocap_line(utt, code, 3.0 * i), "C-E1:\tNeutral;\t()\n", "A-E1:\tval 3; act 2;\t()\n", "\n"]
+                lines += [
+                    iemocap_line(utt, code, 3.0 * i),
+                    "C-E1:\tNeutral;\t()\n",
+                    "A-E1:\tval 3; act 2;\t()\n",
+                    "\n",
+                ]
             evaluation = session / "dialog" / "EmoEvaluation"
             evaluation.mkdir(parents=True, exist_ok=True)
             (evaluation / f"{dialog}.txt").write_text("".join(lines))

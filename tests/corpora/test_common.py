@@ -72,7 +72,9 @@ def test_missing_root(case, tmp_path):
 def test_root_without_audio(case, tmp_path):
     (tmp_path / "Session1" / "sentences" / "wav").mkdir(parents=True)  # IEMOCAP's layout, empty
     (tmp_path / "README.txt").write_text("nothing here\n")
-    with pytest.raises(CorpusError, match=rf"^{case.name} at {re.escape(str(tmp_path))}: no audio files found"):
+    with pytest.raises(
+        CorpusError, match=rf"^{case.name} at {re.escape(str(tmp_path))}: no audio files found"
+    ):
         load_corpus(case.name, tmp_path)
 
 
@@ -106,7 +108,9 @@ def test_all_problems_reported_together(case, tmp_path):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_skip_bad_returns_the_good_rows_and_warns(case, tmp_path):
     root, empty, text = _break(case, tmp_path)
-    with pytest.warns(CorpusWarning, match=r"3 problem\(s\) in 3 file\(s\)(.|\n)*using the remaining") as record:
+    with pytest.warns(
+        CorpusWarning, match=r"3 problem\(s\) in 3 file\(s\)(.|\n)*using the remaining"
+    ) as record:
         manifest = load_corpus(case.name, root, skip_bad=True)
     assert len(manifest) == case.rows - 2
     assert not {str(empty), str(text)} & set(manifest["path"])

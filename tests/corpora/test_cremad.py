@@ -35,7 +35,10 @@ def test_bad_names_and_unknown_emotion(tmp_path):
     with pytest.raises(CorpusError) as caught:
         cremad.load(root)
     message = str(caught.value)
-    assert "unknown label (1):\n  AudioWAV/1001_DFA_CAL_XX.wav: label 'CAL'; expected one of ANG (angry)" in message
+    assert (
+        "unknown label (1):\n  AudioWAV/1001_DFA_CAL_XX.wav: label 'CAL'; expected one of ANG (angry)"
+        in message
+    )
     assert "  AudioWAV/1001_ABC_ANG_XX.wav: sentence 'ABC'; expected one of DFA, IEO" in message
     assert "  AudioWAV/1092_DFA_ANG_XX.wav: expected <actor>_<sentence>_<emotion>_<level>.wav" in message
 

@@ -42,8 +42,13 @@ def test_unknown_emotion_and_speaker(tmp_path):
     with pytest.raises(CorpusError) as caught:
         emodb.load(root)
     message = str(caught.value)
-    assert "unknown label (1):\n  wav/03a01Xa.wav: label 'X'; expected one of W (angry), L (boredom)" in message
-    assert "file name does not parse (1):\n  wav/07a01Wa.wav: expected <speaker><text><emotion><version>.wav" in message
+    assert (
+        "unknown label (1):\n  wav/03a01Xa.wav: label 'X'; expected one of W (angry), L (boredom)" in message
+    )
+    assert (
+        "file name does not parse (1):\n  wav/07a01Wa.wav: expected <speaker><text><emotion><version>.wav"
+        in message
+    )
 
 
 def test_a_class_with_no_examples(tmp_path):

@@ -30,7 +30,12 @@ def test_parses_labels_speakers_sessions(tmp_path):
         "F",
     ]
     assert sorted(manifest["speaker"].unique()) == ["Ses01F", "Ses01M", "Ses02F", "Ses02M"]
-    assert manifest.groupby("speaker").size().to_dict() == {"Ses01F": 10, "Ses01M": 8, "Ses02F": 10, "Ses02M": 8}
+    assert manifest.groupby("speaker").size().to_dict() == {
+        "Ses01F": 10,
+        "Ses01M": 8,
+        "Ses02F": 10,
+        "Ses02M": 8,
+    }
     # fru and xxx are left out by design, and whole-dialog recordings are not utterances
     assert not manifest["utt_id"].str.endswith(("M002", "F005")).any()
     assert not manifest["path"].str.contains("/dialog/wav/").any()
@@ -95,9 +100,15 @@ def test_unknown_and_conflicting_labels(tmp_path):
     with pytest.raises(CorpusError) as caught:
         iemocap.load(root)
     message = str(caught.value)
-    assert "conflicting label lines (1):\n  Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav: " in message
+    assert (
+        "conflicting label lines (1):\n  Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav: "
+        in message
+    )
     assert "labelled 'neu' in Session1/dialog/EmoEvaluation/Ses01F_impro01.txt, 'sad' in" in message
-    assert "unknown label (1):\n  Session1/sentences/wav/Ses01M_script01_1/Ses01M_script01_1_M004.wav: label 'zzz'" in message
+    assert (
+        "unknown label (1):\n  Session1/sentences/wav/Ses01M_script01_1/Ses01M_script01_1_M004.wav: label 'zzz'"
+        in message
+    )
 
 
 def test_a_class_with_no_examples(tmp_path):

@@ -20,8 +20,16 @@ def test_parses_emotion_actor_gender(tmp_path):
     manifest = ravdess.load(fx.make_ravdess(tmp_path))
     assert len(manifest) == 48
     rows = manifest.set_index("utt_id")
-    assert tuple(rows.loc["03-01-05-01-02-01-03", ["label", "speaker", "gender"]]) == ("angry", "Actor_03", "M")
-    assert tuple(rows.loc["03-01-02-01-01-01-02", ["label", "speaker", "gender"]]) == ("calm", "Actor_02", "F")
+    assert tuple(rows.loc["03-01-05-01-02-01-03", ["label", "speaker", "gender"]]) == (
+        "angry",
+        "Actor_03",
+        "M",
+    )
+    assert tuple(rows.loc["03-01-02-01-01-01-02", ["label", "speaker", "gender"]]) == (
+        "calm",
+        "Actor_02",
+        "F",
+    )
     assert set(manifest["label"]) == set(ravdess.CLASSES)
     assert manifest["label"].value_counts().to_dict() == dict.fromkeys(ravdess.CLASSES, 6)
     assert manifest["session"].isna().all()
@@ -54,9 +62,14 @@ def test_bad_fields_and_unknown_emotion(tmp_path):
         ravdess.load(root)
     message = str(caught.value)
     assert "4 problem(s) in 4 file(s)" in message
-    assert "  Actor_01/03-01-09-01-01-01-01.wav: label '09'; expected one of 01 (neutral), 02 (calm)" in message
+    assert (
+        "  Actor_01/03-01-09-01-01-01-01.wav: label '09'; expected one of 01 (neutral), 02 (calm)" in message
+    )
     assert "  Actor_01/04-01-03-01-01-01-01.wav: modality 04 out of range" in message
-    assert "  Actor_01/03-01-03-01-01-03-02.wav: repetition 03, actor 02 in folder Actor_01 out of range" in message
+    assert (
+        "  Actor_01/03-01-03-01-01-03-02.wav: repetition 03, actor 02 in folder Actor_01 out of range"
+        in message
+    )
     assert "  Actor_25/03-01-03-01-01-01-25.wav: actor 25 out of range" in message
 
 
@@ -87,6 +100,9 @@ def test_real_corpus():
     assert manifest["speaker"].nunique() == 24
     assert set(manifest["label"]) == set(ravdess.CLASSES)
     assert (manifest.groupby("speaker").size() == 60).all()
-    assert manifest["label"].value_counts().to_dict() == {**dict.fromkeys(ravdess.CLASSES, 192), "neutral": 96}
+    assert manifest["label"].value_counts().to_dict() == {
+        **dict.fromkeys(ravdess.CLASSES, 192),
+        "neutral": 96,
+    }
     assert manifest["gender"].value_counts().to_dict() == {"M": 720, "F": 720}
     assert manifest["duration"].sum() / 60 == pytest.approx(88.8, abs=0.05)

@@ -10,7 +10,13 @@ from tests.corpora import fixtures as fx
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*the full release has:UserWarning")
 
-EXPECTED = {"DC_a01": "angry", "DC_sa01": "sad", "JE_su02": "surprise", "JK_d01": "disgust", "JK_n02": "neutral"}
+EXPECTED = {
+    "DC_a01": "angry",
+    "DC_sa01": "sad",
+    "JE_su02": "surprise",
+    "JK_d01": "disgust",
+    "JK_n02": "neutral",
+}
 
 
 @pytest.mark.parametrize("layout", ["flat", "nested"])
@@ -38,5 +44,7 @@ def test_unknown_code_and_speaker(tmp_path):
 def test_both_layouts_at_once_are_duplicates(tmp_path):
     root = fx.make_savee(tmp_path, speakers=("DC",))
     fx.write_wav(root / "AudioData" / "DC" / "sa01.wav")
-    with pytest.raises(CorpusError, match=r"  AudioData/DC/sa01.wav: utterance id 'DC_sa01' is also used by DC_sa01.wav"):
+    with pytest.raises(
+        CorpusError, match=r"  AudioData/DC/sa01.wav: utterance id 'DC_sa01' is also used by DC_sa01.wav"
+    ):
         savee.load(root)

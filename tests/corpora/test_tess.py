@@ -46,7 +46,9 @@ def test_unknown_emotion_and_disagreement(tmp_path):
     with pytest.raises(CorpusError) as caught:
         tess.load(root)
     message = str(caught.value)
-    assert "unknown label (1):\n  OAF_bored/OAF_cab_bored.wav: label 'bored'; expected one of angry" in message
+    assert (
+        "unknown label (1):\n  OAF_bored/OAF_cab_bored.wav: label 'bored'; expected one of angry" in message
+    )
     assert (
         "label disagrees with folder (1):\n  YAF_sad/YAF_cab_angry.wav: file name says 'angry' (angry) "
         "but folder YAF_sad says 'sad' (sad)" in message

@@ -1,0 +1,177 @@
+"""Manifest -> cached log-mel features -> training batches.
+
+Features are computed once per file and frontend setting, in parallel, and cached as
+``.npy`` files keyed by the file's path, size, modification time and the frontend, so a
+second run of a recipe reads them back instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ser.features import FrontendConfig, crop_or_pad, model_input
+
+
+def _cache_key(path: str, frontend: FrontendConfig) -> str:
+    st = os.stat(path)
+    payload = json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns, frontend.to_dict()], sort_keys=True)
+    return hashlib.sha1(payload.encode()).hexdigest()
+
+
+def file_features(path: str, frontend: FrontendConfig) -> np.ndarray:
+    """Load one file and return its (silence-trimmed) log-mel features ``(frames, n_mels)``."""
+    from ser.audio import load_audio
+
+    y = load_audio(path, frontend.sample_rate)
+    return model_input(y, frontend)
+
+
+def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None) -> np.ndarray:
+    if cache_dir is None:
+        return file_features(path, frontend)
+    target = cache_dir / f"{_cache_key(path, frontend)}.npy"
+    try:
+        return np.load(target)
+    except (OSError, ValueError):
+        pass
+    feats = file_features(path, frontend)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, feats)
+    os.replace(tmp, target)
+    return feats
+
+
+def _chunk(paths, frontend, cache_dir):
+    return [_cached(p, frontend, cache_dir) for p in paths]
+
+
+def extract_all(
+    paths: list[str],
+    frontend: FrontendConfig,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    n_jobs: int = -1,
+    progress: bool = True,
+) -> list[np.ndarray]:
+    """Features of every file, from the cache where present, computed in parallel otherwise.
+
+    Parameters
+    ----------
+    paths : list of str
+    frontend : FrontendConfig
+    cache_dir : path or None
+        Where ``.npy`` features are kept between runs (``None``: no cache).
+    n_jobs : int
+        Worker processes (joblib; -1 = all cores).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of np.ndarray [shape=(frames_i, n_mels)], in the order of ``paths``
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+    chunk = 32
+    pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    out: list[np.ndarray] = []
+    with tqdm(total=len(paths), desc="features", unit="file", disable=not progress, leave=False) as bar:
+        if len(pieces) <= 1 or n_jobs == 1:
+            results = (_chunk(p, frontend, cache) for p in pieces)
+        else:
+            results = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_chunk)(p, frontend, cache) for p in pieces
+            )
+        for part in results:
+            out.extend(part)
+            bar.update(len(part))
+    return out
+
+
+def spec_augment(x: np.ndarray, rng: np.random.Generator, *, freq_masks=2, freq_width=8, time_masks=2, time_width=20):
+    """SpecAugment-style masking of one ``(frames, n_mels)`` crop (in place, set to the crop mean)."""
+    t, f = x.shape
+    fill = float(x.mean())
+    for _ in range(freq_masks):
+        w = int(rng.integers(0, freq_width + 1))
+        if w and f > w:
+            s = int(rng.integers(0, f - w))
+            x[:, s : s + w] = fill
+    for _ in range(time_masks):
+        w = int(rng.integers(0, min(time_width, max(t // 5, 1)) + 1))
+        if w and t > w:
+            s = int(rng.integers(0, t - w))
+            x[s : s + w, :] = fill
+    return x
+
+
+class CropBatches:
+    """Training batches of random fixed-length crops with masks, SpecAugment and shuffling.
+
+    Each epoch visits every utterance once, cropped at a random start (zero-padded and
+    masked when shorter than the crop).
+
+    Parameters
+    ----------
+    features : list of np.ndarray [shape=(frames_i, n_mels)]
+    labels : np.ndarray of int
+    crop_frames : int
+    batch_size : int
+    augment : bool
+    seed : int
+    """
+
+    def __init__(self, features, labels, crop_frames, batch_size, *, augment=True, seed=0):
+        self.features = features
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.crop_frames = int(crop_frames)
+        self.batch_size = int(batch_size)
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(features))
+
+    def __len__(self):
+        return int(np.ceil(len(self.features) / self.batch_size))
+
+    def epoch(self):
+        """Yield ``([x, mask], y)`` batches for one epoch."""
+        self.rng.shuffle(self.order)
+        for b in range(len(self)):
+            idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+            xs, ms = [], []
+            for i in idx:
+                f = self.features[i]
+                start = int(self.rng.integers(0, max(f.shape[0] - self.crop_frames, 0) + 1))
+                x, m = crop_or_pad(f, self.crop_frames, start)
+                x = x.copy()
+                if self.augment:
+                    spec_augment(x[: int(m.sum())], self.rng)
+                xs.append(x)
+                ms.append(m)
+            yield [np.stack(xs), np.stack(ms)], self.labels[idx]
+
+
+def length_batches(features, batch_size: int, multiple: int = 1):
+    """Batches of whole utterances grouped by length (little padding), for evaluation.
+
+    Yields
+    ------
+    (indices, x, mask)
+    """
+    from ser.features import pad_batch
+
+    order = np.argsort([f.shape[0] for f in features], kind="stable")
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        x, m = pad_batch([features[i] for i in idx], multiple=multiple)
+        yield idx, x, m

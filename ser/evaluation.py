@@ -1,0 +1,69 @@
+"""Metrics: WA (accuracy), UA (mean per-class recall), macro-F1 and confusion matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def scores(y_true, y_pred, num_classes: int) -> dict:
+    """WA, UA and macro-F1 of integer predictions.
+
+    UA averages the recall of the classes present in ``y_true`` (a fold that lacks a class
+    cannot measure its recall); macro-F1 likewise.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int [shape=(n,)]
+    num_classes : int
+
+    Returns
+    -------
+    dict with ``n``, ``wa``, ``ua``, ``macro_f1`` (floats in [0, 1]) and ``confusion``
+    (list of lists, rows = true class, columns = predicted class).
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = np.asarray(y_pred, dtype=int)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
+        raise ValueError(f"need two equal, non-empty 1-D label arrays. Received: {y_true.shape}, {y_pred.shape}")
+    present = np.unique(y_true)
+    return {
+        "n": int(y_true.size),
+        "wa": float(np.mean(y_true == y_pred)),
+        "ua": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "confusion": confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).tolist(),
+    }
+
+
+def plot_confusion(confusion, labels, path, title: str = "") -> None:
+    """Write a row-normalised confusion matrix (counts annotated) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j, i, f"{int(cm[i, j])}\n{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if norm[i, j] > 0.6 else "black",
+            )
+    ax.set_xticks(range(k), labels, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall")
+    fig.tight_layout()
+    from ser.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

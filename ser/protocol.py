@@ -1,0 +1,152 @@
+"""Cross-validation folds by speaker or session, and validation splits from training speakers.
+
+Test speakers never appear in training or validation: every split here is made on groups
+(speakers or sessions), and the validation set that drives early stopping is drawn from the
+training groups of each fold only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ser.errors import ConfigError
+
+PROTOCOL_KINDS = ("leave_one_group_out", "group_kfold")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cross-validation fold: row indices into the manifest."""
+
+    number: int  # 1-based
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    test_groups: tuple
+    validation_groups: tuple  # empty when validation holds utterances, not whole groups
+
+
+def _groups(manifest: pd.DataFrame, group: str) -> np.ndarray:
+    if group not in manifest.columns:
+        raise ConfigError(f"protocol groups by {group!r} but the manifest has no such column")
+    values = manifest[group]
+    if values.isna().any():
+        raise ConfigError(f"protocol groups by {group!r} but {int(values.isna().sum())} rows have no {group}")
+    return values.astype(str).to_numpy()
+
+
+def test_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.ndarray]]:
+    """The test groups and test rows of every fold.
+
+    Parameters
+    ----------
+    manifest : pd.DataFrame
+        With the column named by ``protocol["group"]``.
+    protocol : dict
+        ``{"kind": "leave_one_group_out", "group": "speaker"}`` or
+        ``{"kind": "group_kfold", "group": "speaker", "k": 5, "seed": 0}``. For k-fold the
+        groups are shuffled with ``seed`` (so folds mix genders) and dealt into k folds of
+        near-equal group counts.
+
+    Returns
+    -------
+    list of (test_groups, test_rows)
+    """
+    kind = protocol.get("kind")
+    if kind not in PROTOCOL_KINDS:
+        raise ConfigError(f"protocol kind must be one of {PROTOCOL_KINDS}. Received: kind={kind!r}")
+    groups = _groups(manifest, protocol.get("group", "speaker"))
+    unique = np.array(sorted(set(groups)))
+    if len(unique) < 2:
+        raise ConfigError(
+            f"speaker-independent folds need at least 2 {protocol.get('group', 'speaker')}s; found {len(unique)}"
+        )
+    if kind == "leave_one_group_out":
+        parts = [[g] for g in unique]
+    else:
+        k = int(protocol.get("k", 5))
+        if not 2 <= k <= len(unique):
+            raise ConfigError(f"group_kfold needs 2 <= k <= number of groups ({len(unique)}). Received: k={k}")
+        order = np.random.default_rng(int(protocol.get("seed", 0))).permutation(len(unique))
+        parts = [sorted(unique[order[i::k]].tolist()) for i in range(k)]
+    return [(tuple(p), np.flatnonzero(np.isin(groups, p))) for p in parts]
+
+
+def validation_split(
+    manifest: pd.DataFrame,
+    rows: np.ndarray,
+    group: str,
+    *,
+    fraction: float = 0.15,
+    min_groups: int = 6,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Split training rows into train and validation, by group where there are enough groups.
+
+    With at least ``min_groups`` training groups, about ``fraction`` of them (at least one)
+    are held out whole, so early stopping measures generalisation to unseen speakers. With
+    fewer (e.g. the 2 speakers of TESS), a label-stratified ``fraction`` of the utterances
+    is held out instead, and a warning says so.
+
+    Returns
+    -------
+    train_rows, validation_rows, validation_groups
+    """
+    rows = np.asarray(rows)
+    rng = np.random.default_rng(seed)
+    groups = _groups(manifest, group)[rows]
+    unique = np.array(sorted(set(groups)))
+    if len(unique) >= min_groups:
+        n_val = max(1, int(round(fraction * len(unique))))
+        val_groups = sorted(rng.choice(unique, size=n_val, replace=False).tolist())
+        is_val = np.isin(groups, val_groups)
+        return rows[~is_val], rows[is_val], tuple(val_groups)
+    warnings.warn(
+        f"only {len(unique)} training {group}s: validation uses {fraction:.0%} of their utterances "
+        f"instead of whole held-out {group}s",
+        stacklevel=2,
+    )
+    labels = manifest["label"].to_numpy()[rows]
+    is_val = np.zeros(len(rows), dtype=bool)
+    for label in sorted(set(labels)):
+        idx = np.flatnonzero(labels == label)
+        n_val = int(round(fraction * len(idx)))
+        if n_val and len(idx) > 1:
+            is_val[rng.choice(idx, size=n_val, replace=False)] = True
+    return rows[~is_val], rows[is_val], ()
+
+
+def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0) -> list[Fold]:
+    """All folds of ``protocol`` with their validation splits (see :func:`test_splits`)."""
+    group = protocol.get("group", "speaker")
+    all_rows = np.arange(len(manifest))
+    folds = []
+    for number, (test_groups, test) in enumerate(test_splits(manifest, protocol), start=1):
+        rest = np.setdiff1d(all_rows, test)
+        train, val, val_groups = validation_split(
+            manifest,
+            rest,
+            group,
+            fraction=float(protocol.get("validation_fraction", 0.15)),
+            min_groups=int(protocol.get("validation_min_groups", 6)),
+            seed=seed + number,
+        )
+        folds.append(Fold(number, train, val, test, test_groups, val_groups))
+    return folds
+
+
+def describe_protocol(protocol: dict, n_folds: int) -> str:
+    """A one-line description of the protocol for reports."""
+    group = protocol.get("group", "speaker")
+    if protocol["kind"] == "leave_one_group_out":
+        head = f"leave-one-{group}-out ({n_folds} folds)"
+    else:
+        head = f"{group}-grouped {n_folds}-fold cross-validation"
+    return (
+        f"{head}; test {group}s never seen in training; early stopping on a validation split "
+        f"drawn from the training {group}s only"
+    )

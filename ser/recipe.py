@@ -1,0 +1,184 @@
+"""Recipes: a TOML file per corpus -> one validated, fully resolved settings dict.
+
+Config flows one way: ``recipes/<name>/recipe.toml`` (+ ``--set key=value`` overrides) ->
+:func:`load_recipe` -> dataclasses (:class:`~ser.features.FrontendConfig`,
+:class:`~ser.model.ModelConfig`, :class:`TrainingConfig`) -> constructor arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ser.errors import ConfigError
+
+#: Where the recipes shipped with ``ser`` live (``recipes/`` beside the ``ser`` package).
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+NORMALIZATIONS = ("global", "speaker", "utterance")
+SECTIONS = ("corpus", "protocol", "frontend", "features", "model", "training")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How one fold is trained.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum epochs; training stops earlier when validation UA has not improved for
+        ``patience`` epochs, and the weights of the best validation epoch are kept.
+    batch_size : int
+    learning_rate : float
+        Peak learning rate of AdamW (linear warm-up for one epoch, then cosine decay).
+    weight_decay : float
+    patience : int
+    crop_seconds : float
+        Training crops are this long (random start each epoch); evaluation uses whole utterances.
+    spec_augment : bool
+        Mask random frequency bands and time spans of each training crop.
+    class_weight : {"balanced", "none"}
+    label_smoothing : float
+    seed : int
+    """
+
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    crop_seconds: float = 2.0
+    spec_augment: bool = True
+    class_weight: str = "balanced"
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ConfigError(
+                f"epochs, batch_size and patience must be >= 1. Received: epochs={self.epochs}, "
+                f"batch_size={self.batch_size}, patience={self.patience}"
+            )
+        if not self.learning_rate > 0 or not self.crop_seconds > 0:
+            raise ConfigError(
+                f"learning_rate and crop_seconds must be > 0. Received: learning_rate={self.learning_rate}, "
+                f"crop_seconds={self.crop_seconds}"
+            )
+        if self.class_weight not in ("balanced", "none"):
+            raise ConfigError(f"class_weight must be 'balanced' or 'none'. Received: {self.class_weight!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
+
+
+def _dataclass_from(cls, section: str, values: dict):
+    known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {[f'{section}.{k}' for k in unknown]}; expected some of {sorted(known)}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"bad [{section}] settings: {exc}") from None
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` strings (values parsed as TOML literals, else strings)."""
+    recipe = copy.deepcopy(recipe)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, e.g. model.head=average. Received: {item!r}")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if parts[0] not in SECTIONS or len(parts) < 2:
+            raise ConfigError(f"--set key must start with one of {SECTIONS}, e.g. training.epochs=10. Received: {key!r}")
+        node = recipe
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(value.strip())
+    return recipe
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """The ``recipe.toml`` of a recipe name (under ``recipes/``) or a recipe folder/file."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if (p / "recipe.toml").is_file():
+        return p / "recipe.toml"
+    candidate = RECIPES_DIR / str(name_or_path) / "recipe.toml"
+    if candidate.is_file():
+        return candidate
+    available = sorted(d.name for d in RECIPES_DIR.iterdir() if (d / "recipe.toml").is_file()) if RECIPES_DIR.is_dir() else []
+    raise ConfigError(f"recipe {name_or_path!r} not found; expected a recipe folder or one of {available}")
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
+    """Read, override, validate and resolve a recipe.
+
+    Returns
+    -------
+    dict
+        ``{"name", "path", "corpus": {"name", "options"}, "protocol": {...},
+        "frontend": FrontendConfig, "features": {"normalization"}, "model": ModelConfig,
+        "training": TrainingConfig}``.
+    """
+    from corpora import get_corpus
+    from ser.features import FrontendConfig
+    from ser.model import ModelConfig
+
+    path = find_recipe(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid recipe file ({exc})") from None
+    raw = apply_overrides(raw, overrides or [])
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
+    corpus = dict(raw.get("corpus", {}))
+    if "name" not in corpus:
+        raise ConfigError(f"{path}: [corpus] needs a name, e.g. name = \"ravdess\"")
+    module = get_corpus(corpus["name"])
+    protocol = {**getattr(module, "PROTOCOL", {"kind": "group_kfold", "group": "speaker", "k": 5}), **raw.get("protocol", {})}
+    features = {"normalization": "global", **raw.get("features", {})}
+    if features["normalization"] not in NORMALIZATIONS:
+        raise ConfigError(f"features.normalization must be one of {NORMALIZATIONS}. Received: {features['normalization']!r}")
+    unknown = sorted(set(features) - {"normalization"})
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {[f'features.{k}' for k in unknown]}; expected ['normalization']")
+    model = dict(raw.get("model", {}))
+    return {
+        "name": path.parent.name,
+        "path": str(path),
+        "corpus": {"name": corpus["name"], "options": dict(corpus.get("options", {}))},
+        "protocol": protocol,
+        "frontend": _dataclass_from(FrontendConfig, "frontend", raw.get("frontend", {})),
+        "features": features,
+        "model": _dataclass_from(ModelConfig, "model", model),
+        "training": _dataclass_from(TrainingConfig, "training", raw.get("training", {})),
+    }
+
+
+def recipe_to_dict(recipe: dict) -> dict:
+    """A JSON-serialisable copy of a resolved recipe (for run.json and results.json)."""
+    out = {}
+    for key, value in recipe.items():
+        if hasattr(value, "to_dict"):
+            out[key] = value.to_dict()
+        elif dataclasses.is_dataclass(value):
+            out[key] = dataclasses.asdict(value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,468 @@
+"""Train and evaluate a recipe: speaker-independent folds, WA/UA, a final model; resumable.
+
+``run_recipe`` is what ``ser train`` calls. Its output folder holds:
+
+- ``run.json``: the resolved recipe (a rerun with other settings is refused);
+- ``manifest.csv``: the corpus as loaded;
+- ``folds/fold_NN/result.json`` + ``predictions.csv``: one per finished fold (a rerun skips them);
+- ``results.json``, ``results.md``, ``confusion.png``: the report, pooled over folds;
+- ``model.keras``: a final model trained on all speakers, ready for ``ser classify``;
+- ``tensorboard/``: training curves per fold.
+
+Every artefact is written atomically, so a crash (even ``kill -9``) never leaves a truncated
+file, and rerunning the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ser.errors import ConfigError
+from ser.io import atomic_path, read_json, write_json, write_text
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def normalize_features(features, speakers, normalization: str):
+    """Apply the recipe's label-free normalisation before training and evaluation.
+
+    ``"global"`` leaves features as they are (the model standardises them with statistics of
+    its training data); ``"utterance"`` standardises each utterance by its own statistics;
+    ``"speaker"`` by the statistics of all files of its speaker (no labels used).
+    """
+    from ser.features import feature_stats, speaker_normalize
+
+    if normalization == "global":
+        return features
+    if normalization == "speaker":
+        return speaker_normalize(features, list(speakers))
+    out = []
+    for f in features:
+        mean, var = feature_stats([f])
+        out.append(((f - mean) / np.sqrt(var)).astype(np.float32))
+    return out
+
+
+def predict_logits(model, features, *, batch_size: int = 32, multiple: int = 16) -> np.ndarray:
+    """Logits of whole utterances, batched by length."""
+    from ser.data import length_batches
+
+    out = np.zeros((len(features), model.output_shape[-1]), dtype=np.float32)
+    for idx, x, m in length_batches(features, batch_size, multiple):
+        out[idx] = np.asarray(model.predict_on_batch([x, m]))
+    return out
+
+
+def train_model(
+    train_features,
+    train_labels,
+    val_features,
+    val_labels,
+    labels,
+    recipe: dict,
+    *,
+    info: dict | None = None,
+    log_dir: str | None = None,
+    prefix: str = "",
+):
+    """Train one model; early stopping and best-epoch choice use the validation set only.
+
+    Returns
+    -------
+    model : keras.Model
+        With the weights of the best validation epoch (by UA, then loss).
+    history : dict
+        ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [...]}``.
+    """
+    import keras
+
+    from ser.data import CropBatches
+    from ser.evaluation import scores
+    from ser.features import feature_stats
+    from ser.model import build_model
+
+    frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
+    k = len(labels)
+    keras.utils.set_random_seed(tcfg.seed)
+    mean, var = feature_stats(train_features)
+    model = build_model(
+        labels,
+        frontend.n_mels,
+        mcfg,
+        mean=mean,
+        variance=var,
+        frontend=frontend.to_dict(),
+        info={**(info or {}), "head": mcfg.head, "normalization": recipe["features"]["normalization"]},
+        seed=tcfg.seed,
+    )
+    crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
+    crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
+    batches = CropBatches(train_features, train_labels, crop, tcfg.batch_size, augment=tcfg.spec_augment, seed=tcfg.seed)
+    steps = len(batches) * tcfg.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(steps - len(batches), 1), warmup_target=tcfg.learning_rate, warmup_steps=len(batches)
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=tcfg.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
+    )
+    counts = np.bincount(train_labels, minlength=k).astype(float)
+    class_w = np.ones(k)
+    if tcfg.class_weight == "balanced":
+        class_w = np.where(counts > 0, counts.sum() / np.maximum(k * counts, 1), 0.0)
+    writer = None
+    if log_dir:
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(str(log_dir))
+    best = {"ua": -1.0, "loss": np.inf, "epoch": 0, "weights": model.get_weights()}
+    curve = []
+    for epoch in range(1, tcfg.epochs + 1):
+        t0 = time.time()
+        losses = []
+        for (x, m), y in batches.epoch():
+            onehot = np.eye(k, dtype=np.float32)[y]
+            losses.append(float(model.train_on_batch([x, m], onehot, sample_weight=class_w[y])))
+        train_loss = float(np.mean(losses))
+        logits = predict_logits(model, val_features, batch_size=tcfg.batch_size, multiple=mcfg.time_stride)
+        val = scores(val_labels, logits.argmax(1), k)
+        logp = logits - logits.max(1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+        val_loss = float(-logp[np.arange(len(val_labels)), val_labels].mean())
+        improved = val["ua"] > best["ua"] + 1e-9 or (abs(val["ua"] - best["ua"]) <= 1e-9 and val_loss < best["loss"])
+        if improved:
+            best = {"ua": val["ua"], "loss": val_loss, "epoch": epoch, "weights": model.get_weights()}
+        curve.append({"epoch": epoch, "loss": train_loss, "val_loss": val_loss, "val_ua": val["ua"], "val_wa": val["wa"]})
+        if writer is not None:
+            import tensorflow as tf
+
+            with writer.as_default(step=epoch):
+                tf.summary.scalar("train/loss", train_loss)
+                tf.summary.scalar("validation/loss", val_loss)
+                tf.summary.scalar("validation/ua", val["ua"])
+                tf.summary.scalar("validation/wa", val["wa"])
+            writer.flush()
+        _log(
+            f"{prefix}epoch {epoch:2d}/{tcfg.epochs}  loss {train_loss:.3f}  val loss {val_loss:.3f}  "
+            f"val UA {val['ua']:.3f}  (best {best['ua']:.3f} @ {best['epoch']})  {time.time() - t0:.0f}s"
+        )
+        if epoch - best["epoch"] >= tcfg.patience:
+            break
+    model.set_weights(best["weights"])
+    return model, {"best_epoch": best["epoch"], "epochs_run": len(curve), "best_val_ua": best["ua"], "curve": curve}
+
+
+def _parse_folds(folds, n: int) -> list[int]:
+    if folds in (None, "all"):
+        return list(range(1, n + 1))
+    try:
+        chosen = sorted({int(v) for v in str(folds).split(",") if v.strip()})
+    except ValueError:
+        raise ConfigError(f"--folds expects 'all' or a comma list of numbers, e.g. 1,3. Received: {folds!r}") from None
+    bad = [f for f in chosen if not 1 <= f <= n]
+    if bad or not chosen:
+        raise ConfigError(f"--folds must be between 1 and {n}. Received: {folds!r}")
+    return chosen
+
+
+def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool):
+    """Load the corpus and its (normalised) features."""
+    from corpora import load_corpus
+    from ser.data import extract_all
+
+    manifest = load_corpus(recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"])
+    labels = list(manifest.attrs.get("classes") or sorted(manifest["label"].unique()))
+    unknown = sorted(set(manifest["label"]) - set(labels))
+    if unknown:
+        raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
+    t0 = time.time()
+    features = extract_all(manifest["path"].tolist(), recipe["frontend"], cache_dir=cache_dir, progress=progress)
+    feature_seconds = time.time() - t0
+    features = normalize_features(features, manifest["speaker"].astype(str).tolist(), recipe["features"]["normalization"])
+    y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
+    return manifest, labels, features, y, feature_seconds
+
+
+def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = False) -> str:
+    """Load a corpus with a recipe's settings and describe it (counts, speaker x label table, folds)."""
+    from corpora import describe_manifest, load_corpus
+    from ser.protocol import describe_protocol, test_splits
+
+    recipe = load_recipe_cached(recipe_name, overrides)
+    manifest = load_corpus(recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"])
+    splits = test_splits(manifest, recipe["protocol"])
+    lines = [describe_manifest(manifest), "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
+    for i, (groups, rows) in enumerate(splits, start=1):
+        lines.append(f"  fold {i}: test {', '.join(groups)} ({len(rows)} files)")
+    return "\n".join(lines)
+
+
+def load_recipe_cached(name, overrides):
+    from ser.recipe import load_recipe
+
+    return load_recipe(name, list(overrides or []))
+
+
+def aggregate(fold_results: list[dict], labels: list[str]) -> dict:
+    """Per-fold means/stds and pooled WA/UA/macro-F1/confusion over all test predictions."""
+    from ser.evaluation import scores
+
+    y_true = np.concatenate([np.asarray(r["y_true"]) for r in fold_results])
+    y_pred = np.concatenate([np.asarray(r["y_pred"]) for r in fold_results])
+    wa = np.array([r["wa"] for r in fold_results])
+    ua = np.array([r["ua"] for r in fold_results])
+    pooled = scores(y_true, y_pred, len(labels))
+    return {
+        "wa_mean": float(wa.mean()),
+        "wa_std": float(wa.std()),
+        "ua_mean": float(ua.mean()),
+        "ua_std": float(ua.std()),
+        "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "confusion")},
+    }
+
+
+def _results_markdown(results: dict) -> str:
+    lines = [
+        f"# {results['recipe']} on {results['corpus']}",
+        "",
+        f"Protocol: {results['protocol']}.",
+        "",
+        f"Classes ({len(results['classes'])}): {', '.join(results['classes'])}. "
+        "WA = accuracy; UA = mean per-class recall.",
+        "",
+        "| fold | test speakers | n | WA | UA | macro-F1 |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for f in results["folds"]:
+        lines.append(
+            f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['n']} | {f['wa']:.3f} | {f['ua']:.3f} | {f['macro_f1']:.3f} |"
+        )
+    p = results["pooled"]
+    lines += [
+        "",
+        f"Mean over folds: WA {results['wa_mean']:.3f} ± {results['wa_std']:.3f}, UA {results['ua_mean']:.3f} ± {results['ua_std']:.3f}.",
+        f"Pooled over all test predictions: WA {p['wa']:.3f}, UA {p['ua']:.3f}, macro-F1 {p['macro_f1']:.3f}.",
+        "",
+        f"Head: {results['settings']['model']['head']}; normalisation: {results['settings']['features']['normalization']}; "
+        f"seed {results['settings']['training']['seed']}; {results['seconds']:.0f} s of compute"
+        + ("" if results.get("complete", True) else " (INCOMPLETE: not all folds run yet)")
+        + ".",
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_recipe(
+    recipe_name: str,
+    *,
+    data_root,
+    out_dir,
+    folds="all",
+    epochs: int | None = None,
+    seed: int | None = None,
+    overrides=(),
+    skip_bad: bool = False,
+    final_model: bool = True,
+    cache_dir=None,
+    progress: bool = True,
+) -> dict:
+    """Run a recipe end to end (see the module docstring); returns the results dict.
+
+    Parameters
+    ----------
+    recipe_name : str
+        A recipe name under ``recipes/`` or a recipe folder.
+    data_root : path
+        The corpus folder (or CSV for ``custom``).
+    out_dir : path
+        Output folder; rerunning with the same folder resumes.
+    folds : "all" or str
+        Comma list of 1-based folds to run now.
+    epochs, seed : int or None
+        Shortcuts for ``--set training.epochs=`` / ``training.seed=``.
+    overrides : list of str
+        ``key=value`` recipe overrides.
+    cache_dir : path or None
+        Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
+    """
+    from ser.evaluation import plot_confusion, scores
+    from ser.protocol import describe_protocol, make_folds, validation_split
+    from ser.recipe import recipe_to_dict
+
+    t_start = time.time()
+    overrides = list(overrides or [])
+    if epochs is not None:
+        overrides.append(f"training.epochs={int(epochs)}")
+    if seed is not None:
+        overrides.append(f"training.seed={int(seed)}")
+    recipe = load_recipe_cached(recipe_name, overrides)
+    settings = recipe_to_dict(recipe)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = str(Path(data_root).resolve())
+    run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
+    previous = read_json(out / "run.json")
+    if previous is not None and (previous.get("settings") != settings or previous.get("data_root") != data_root):
+        raise ConfigError(
+            f"{out}: holds a run with different settings or data; use a new --out folder "
+            "(or delete this one) to start a different run"
+        )
+    write_json(out / "run.json", run_info)
+    if cache_dir is None:
+        cache_dir = out.resolve().parent / ".ser-cache"
+
+    _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
+    manifest, labels, features, y, feature_seconds = _prepare(
+        recipe, data_root, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress
+    )
+    with atomic_path(out / "manifest.csv") as tmp:
+        manifest.to_csv(tmp, index=False)
+    tcfg = recipe["training"]
+    all_folds = make_folds(manifest, recipe["protocol"], seed=tcfg.seed)
+    protocol_text = describe_protocol(recipe["protocol"], len(all_folds))
+    _log(f"{len(manifest)} files, {manifest['speaker'].nunique()} speakers, classes {labels}; {protocol_text}")
+    chosen = _parse_folds(folds, len(all_folds))
+    info = {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": _version()}
+    speakers = manifest["speaker"].astype(str).to_numpy()
+
+    for fold in all_folds:
+        fold_dir = out / "folds" / f"fold_{fold.number:02d}"
+        if fold.number not in chosen or read_json(fold_dir / "result.json") is not None:
+            continue
+        t0 = time.time()
+        prefix = f"fold {fold.number}/{len(all_folds)} "
+        _log(
+            f"{prefix}test {', '.join(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
+            f"validation {len(fold.validation)} files"
+        )
+        model, history = train_model(
+            [features[i] for i in fold.train],
+            y[fold.train],
+            [features[i] for i in fold.validation],
+            y[fold.validation],
+            labels,
+            recipe,
+            info=info,
+            log_dir=str(out / "tensorboard" / f"fold_{fold.number:02d}"),
+            prefix=prefix,
+        )
+        # The test fold is touched once, here, after the model is fixed.
+        logits = predict_logits(model, [features[i] for i in fold.test], multiple=recipe["model"].time_stride)
+        pred = logits.argmax(1)
+        s = scores(y[fold.test], pred, len(labels))
+        _log(f"{prefix}test WA {s['wa']:.3f}  UA {s['ua']:.3f}  ({time.time() - t0:.0f}s)")
+        with atomic_path(fold_dir / "predictions.csv") as tmp:
+            import pandas as pd
+
+            pd.DataFrame(
+                {
+                    "path": manifest["path"].to_numpy()[fold.test],
+                    "speaker": speakers[fold.test],
+                    "label": [labels[i] for i in y[fold.test]],
+                    "predicted": [labels[i] for i in pred],
+                }
+            ).to_csv(tmp, index=False)
+        write_json(
+            fold_dir / "result.json",
+            {
+                "fold": fold.number,
+                "test_speakers": list(fold.test_groups),
+                "validation_speakers": list(fold.validation_groups),
+                "n": s["n"],
+                "wa": s["wa"],
+                "ua": s["ua"],
+                "macro_f1": s["macro_f1"],
+                "confusion": s["confusion"],
+                "y_true": y[fold.test].tolist(),
+                "y_pred": pred.tolist(),
+                "history": history,
+                "seconds": time.time() - t0,
+            },
+        )
+        del model
+        _clear_session()
+
+    done = [read_json(out / "folds" / f"fold_{f.number:02d}" / "result.json") for f in all_folds]
+    done = [r for r in done if r is not None]
+    results = None
+    if done:
+        results = {
+            "recipe": recipe["name"],
+            "corpus": recipe["corpus"]["name"],
+            "protocol": protocol_text,
+            "classes": labels,
+            "complete": len(done) == len(all_folds),
+            "folds": [
+                {k: r[k] for k in ("fold", "test_speakers", "n", "wa", "ua", "macro_f1")} | {"best_epoch": r["history"]["best_epoch"]}
+                for r in done
+            ],
+            **aggregate(done, labels),
+            "seconds": float(sum(r["seconds"] for r in done) + feature_seconds),
+            "settings": settings,
+        }
+        plot_confusion(
+            results["pooled"]["confusion"],
+            labels,
+            out / "confusion.png",
+            title=f"{recipe['name']}: pooled over {len(done)} test folds (UA {results['pooled']['ua']:.3f})",
+        )
+        write_json(out / "results.json", results)
+        write_text(out / "results.md", _results_markdown(results))
+        _log(
+            f"{recipe['name']}: WA {results['wa_mean']:.3f} ± {results['wa_std']:.3f}, "
+            f"UA {results['ua_mean']:.3f} ± {results['ua_std']:.3f} over {len(done)}/{len(all_folds)} folds "
+            f"(pooled WA {results['pooled']['wa']:.3f}, UA {results['pooled']['ua']:.3f}) -> {out / 'results.md'}"
+        )
+
+    if final_model and not (out / "model.keras").is_file():
+        t0 = time.time()
+        rows = np.arange(len(manifest))
+        train, val, _ = validation_split(
+            manifest,
+            rows,
+            recipe["protocol"].get("group", "speaker"),
+            fraction=float(recipe["protocol"].get("validation_fraction", 0.15)),
+            min_groups=int(recipe["protocol"].get("validation_min_groups", 6)),
+            seed=tcfg.seed,
+        )
+        _log(f"final model: all speakers ({len(train)} train, {len(val)} validation files)")
+        final_info = dict(info)
+        if results is not None:
+            final_info["cv"] = {"protocol": protocol_text, "ua_mean": results["ua_mean"], "wa_mean": results["wa_mean"]}
+        model, _ = train_model(
+            [features[i] for i in train],
+            y[train],
+            [features[i] for i in val],
+            y[val],
+            labels,
+            recipe,
+            info=final_info,
+            log_dir=str(out / "tensorboard" / "final"),
+            prefix="final ",
+        )
+        with atomic_path(out / "model.keras") as tmp:
+            model.save(tmp)
+        _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
+    _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
+    return results or {}
+
+
+def _version() -> str:
+    from ser import __version__
+
+    return __version__
+
+
+def _clear_session() -> None:
+    import keras
+
+    keras.backend.clear_session()
+
