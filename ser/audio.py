@@ -139,18 +139,20 @@ def prepare_waveform(
         y = (y.astype(np.float64) - (info.max + info.min + 1) / 2.0) / ((info.max - info.min + 1) / 2.0)
     elif y.dtype.kind != "f":
         raise AudioError(f"{name}: samples of dtype {y.dtype}; expected integer or float samples")
+    if y.ndim not in (1, 2):
+        raise AudioError(f"{name}: array of shape {y.shape}; expected (samples,) or (samples, channels)")
+    if not isinstance(sample_rate, (int, np.integer)) or not MIN_INPUT_RATE <= sample_rate <= MAX_INPUT_RATE:
+        raise AudioError(
+            f"{name}: sample rate {sample_rate!r}; expected {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz"
+        )
+    if y.size == 0:
+        raise AudioError(f"{name}: contains no audio samples; expected at least {min_duration} s")
     if y.ndim == 2:
         # (frames, channels) as soundfile returns it; a (channels, frames) array with few
         # rows and many columns is transposed, as librosa users often pass it that way.
         if y.shape[0] < y.shape[1] and y.shape[0] <= 32:
             y = y.T
         y = y.mean(axis=1)
-    elif y.ndim != 1:
-        raise AudioError(f"{name}: array of shape {y.shape}; expected (samples,) or (samples, channels)")
-    if not isinstance(sample_rate, (int, np.integer)) or not MIN_INPUT_RATE <= sample_rate <= MAX_INPUT_RATE:
-        raise AudioError(f"{name}: sample rate {sample_rate!r}; expected {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz")
-    if y.size == 0:
-        raise AudioError(f"{name}: contains no audio samples; expected at least {min_duration} s")
     if not np.all(np.isfinite(y)):
         bad = int(np.size(y) - np.count_nonzero(np.isfinite(y)))
         raise AudioError(f"{name}: contains {bad} NaN or infinite samples; expected finite audio")
@@ -161,7 +163,11 @@ def prepare_waveform(
         )
     y = y.astype(np.float32, copy=False)
     if sample_rate != target_rate:
+        # The resampler's ringing overshoots clipped (full-scale) input by a few percent;
+        # clip it back so audio in [-1, 1] stays in [-1, 1].
+        limit = max(1.0, float(np.max(np.abs(y))))
         y = soxr.resample(y, int(sample_rate), int(target_rate), quality="HQ").astype(np.float32, copy=False)
+        y = np.clip(y, -limit, limit)
     return np.ascontiguousarray(y)
 
 
@@ -202,7 +208,9 @@ def load_audio(
         y, sr = sf.read(info.path, dtype="float32", always_2d=True)
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise AudioError(f"{info.path}: cannot decode audio ({reason}); expected a complete audio file") from None
+        raise AudioError(
+            f"{info.path}: cannot decode audio ({reason}); expected a complete audio file"
+        ) from None
     return prepare_waveform(y, int(sr), sample_rate, name=info.path, min_duration=min_duration)
 
 
@@ -228,6 +236,7 @@ def iter_audio_blocks(
     if info.sample_rate != sample_rate:
         stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
     total = 0
+    limit = 1.0  # as in prepare_waveform: resampling never leaves [-max(1, peak), max(1, peak)]
     try:
         blocks = sf.blocks(info.path, blocksize=block_frames, dtype="float32", always_2d=True)
         for block in blocks:
@@ -235,18 +244,24 @@ def iter_audio_blocks(
                 raise AudioError(f"{info.path}: contains NaN or infinite samples; expected finite audio")
             mono = block.mean(axis=1).astype(np.float32)
             total += mono.size
-            out = mono if stream is None else stream.resample_chunk(mono, last=False)
+            if stream is None:
+                out = mono
+            else:
+                limit = max(limit, float(np.max(np.abs(mono), initial=0.0)))
+                out = np.clip(stream.resample_chunk(mono, last=False), -limit, limit)
             if out.size:
                 yield np.ascontiguousarray(out, dtype=np.float32)
         if stream is not None:
-            tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            tail = np.clip(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True), -limit, limit)
             if tail.size:
                 yield np.ascontiguousarray(tail, dtype=np.float32)
     except AudioError:
         raise
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise AudioError(f"{info.path}: cannot decode audio ({reason}); expected a complete audio file") from None
+        raise AudioError(
+            f"{info.path}: cannot decode audio ({reason}); expected a complete audio file"
+        ) from None
     if total / info.sample_rate < MIN_DURATION:
         raise AudioError(
             f"{info.path}: too short ({total / info.sample_rate * 1000:.0f} ms); expected at least "

@@ -8,6 +8,7 @@ compute the same features.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,18 @@ class FrontendConfig:
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive. Received: sample_rate={self.sample_rate}")
         if not 0 < self.hop_ms <= self.win_ms:
-            raise ConfigError(f"need 0 < hop_ms <= win_ms. Received: hop_ms={self.hop_ms}, win_ms={self.win_ms}")
+            raise ConfigError(
+                f"need 0 < hop_ms <= win_ms. Received: hop_ms={self.hop_ms}, win_ms={self.win_ms}"
+            )
+        if self.hop_length < 1:
+            raise ConfigError(
+                f"hop_ms must be at least one sample ({1000.0 / self.sample_rate:.4g} ms). "
+                f"Received: hop_ms={self.hop_ms}"
+            )
+        for name in ("n_fft", "n_mels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name} must be an integer. Received: {name}={value!r}")
         if self.win_length > self.n_fft:
             raise ConfigError(
                 f"n_fft must be >= the window ({self.win_length} samples). Received: n_fft={self.n_fft}"
@@ -70,6 +82,8 @@ class FrontendConfig:
                 f"need 0 <= fmin < fmax <= sample_rate/2. Received: fmin={self.fmin}, fmax={self.fmax}, "
                 f"sample_rate={self.sample_rate}"
             )
+        if self.trim_db is not None and not (isinstance(self.trim_db, numbers.Real) and self.trim_db >= 0):
+            raise ConfigError(f"trim_db must be a number >= 0 or None. Received: trim_db={self.trim_db!r}")
 
     @property
     def win_length(self) -> int:
@@ -151,6 +165,8 @@ def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 1
     -------
     np.ndarray [shape=(frames', n_mels)]
     """
+    if top_db is not None and not float(top_db) >= 0:
+        raise ConfigError(f"top_db must be >= 0 or None. Received: top_db={top_db!r}")
     if top_db is None or features.shape[0] <= min_frames:
         return features
     energy_db = 10.0 * np.log10(np.exp(features.astype(np.float64)).sum(axis=1))
@@ -217,7 +233,9 @@ def speaker_normalize(features: list[np.ndarray], speakers: list[str]) -> list[n
         own = [f for f, s in zip(features, speakers, strict=True) if s == spk]
         mean, var = feature_stats(own)
         stats[spk] = (mean, np.sqrt(var))
-    return [((f - stats[s][0]) / stats[s][1]).astype(np.float32) for f, s in zip(features, speakers, strict=True)]
+    return [
+        ((f - stats[s][0]) / stats[s][1]).astype(np.float32) for f, s in zip(features, speakers, strict=True)
+    ]
 
 
 def crop_or_pad(features: np.ndarray, frames: int, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:

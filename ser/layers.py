@@ -14,11 +14,18 @@ pooling followed by a linear classifier is the special case ``h = 1``.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import ops
 
 BOTTOM_UP_MODES = ("linear", "softmax")
 POOLING_MODES = ("average", "max")
+
+
+def _is_int(value):
+    """True for Python and NumPy integers, False for bools and everything else."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _position_mask(mask, x):
@@ -64,16 +71,20 @@ class AttentionalPooling(keras.layers.Layer):
 
     def __init__(self, num_classes, rank=1, bottom_up="linear", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive integer. Received: num_classes={num_classes}")
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"`rank` must be a positive integer. Received: rank={rank}")
+        if not _is_int(num_classes) or num_classes < 1:
+            raise ValueError(
+                f"`num_classes` must be a positive integer. Received: num_classes={num_classes!r}"
+            )
+        if not _is_int(rank) or rank < 1:
+            raise ValueError(f"`rank` must be a positive integer. Received: rank={rank!r}")
         if bottom_up not in BOTTOM_UP_MODES:
-            raise ValueError(f"`bottom_up` must be one of {BOTTOM_UP_MODES}. Received: bottom_up={bottom_up!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
-        self.num_classes = num_classes
-        self.rank = rank
+            raise ValueError(
+                f"`bottom_up` must be one of {BOTTOM_UP_MODES}. Received: bottom_up={bottom_up!r}"
+            )
+        if not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"`dropout` must be a number in [0, 1). Received: dropout={dropout!r}")
+        self.num_classes = int(num_classes)
+        self.rank = int(rank)
         self.bottom_up = bottom_up
         self.dropout = float(dropout)
         self.supports_masking = True
@@ -87,7 +98,9 @@ class AttentionalPooling(keras.layers.Layer):
             )
         channels = input_shape[-1]
         self.top_down_kernel = self.add_weight(
-            name="top_down_kernel", shape=(channels, self.num_classes * self.rank), initializer="glorot_uniform"
+            name="top_down_kernel",
+            shape=(channels, self.num_classes * self.rank),
+            initializer="glorot_uniform",
         )
         self.top_down_bias = self.add_weight(
             name="top_down_bias", shape=(self.num_classes * self.rank,), initializer="zeros"
@@ -133,6 +146,19 @@ class AttentionalPooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
+
+    def compute_output_spec(self, x, mask=None, training=None, return_attention=False):
+        # Overridden so that a symbolic (functional-model) call with return_attention=True
+        # gets the (logits, maps) structure that the eager call returns.
+        logits = keras.KerasTensor(self.compute_output_shape(x.shape), dtype=self.compute_dtype)
+        if not return_attention:
+            return logits
+        b, t, f = x.shape[:3]
+        maps = {
+            "top_down": keras.KerasTensor((b, t, f, self.num_classes * self.rank), dtype=self.compute_dtype),
+            "bottom_up": keras.KerasTensor((b, t, f, self.rank), dtype=self.compute_dtype),
+        }
+        return logits, maps
 
     def get_config(self):
         config = {

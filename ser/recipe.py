@@ -45,11 +45,11 @@ class TrainingConfig:
     seed : int
     """
 
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    patience: int = 10
+    patience: int = 8
     crop_seconds: float = 2.0
     spec_augment: bool = True
     class_weight: str = "balanced"

@@ -1,0 +1,569 @@
+"""Attention maps: where in the spectrogram the model heard the emotion, and pictures of it.
+
+Attentional pooling scores class ``k`` as the inner product, over the Conv5 positions, of a
+class-specific *top-down* map ``t_k`` and a class-agnostic *bottom-up* map ``h`` (see
+:mod:`ser.layers`). :func:`compute_attention` returns both maps and their product on the
+Conv5 grid and upsampled to the spectrogram's frames and mel bands; :func:`plot_attention`
+draws them under the spectrogram.
+
+For the baseline heads (masked average or max pooling followed by a dense layer) the maps
+are class activation maps: ``t_k`` is the dense layer applied at every position and ``h``
+is the constant 1 (for the average head, exactly the special case ``h = 1`` of attentional
+pooling; for the max head the logit uses the maximum of the map, not its mean).
+
+Audio up to :data:`ser.inference.WHOLE_MAX_DURATION` seconds goes through the model in one
+pass, as in classification; a longer range is cut into consecutive windows of about
+:data:`ser.inference.DEFAULT_WINDOW` seconds whose maps are stitched along time, so the
+model's memory stays bounded. One figure shows at most :data:`MAX_ATTENTION_DURATION`
+seconds; choose a range (``start``, ``end``) within longer files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
+from ser.errors import AudioError, ConfigError, ModelError
+from ser.inference import (
+    BATCH_WINDOWS,
+    DEFAULT_WINDOW,
+    WHOLE_MAX_DURATION,
+    EmotionClassifier,
+    model_features,
+    softmax,
+)
+
+#: Longest stretch of audio (seconds) one attention figure shows.
+MAX_ATTENTION_DURATION = MAX_LOAD_DURATION
+
+#: Mel-axis tick labels of the figure, in Hz (those inside the frontend's range are used).
+FREQ_TICKS_HZ = (100, 200, 500, 1000, 2000, 4000, 8000, 16000)
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionMaps:
+    """The maps of one input, on the Conv5 grid and on the spectrogram's axes.
+
+    Attributes
+    ----------
+    spectrogram : np.ndarray [shape=(frames, n_mels)]
+        Log-mel spectrogram (:func:`ser.features.logmel`, before any normalisation).
+    times : np.ndarray [shape=(frames,)]
+        Centre of each frame in seconds from the start of the file.
+    freqs : np.ndarray [shape=(n_mels,)]
+        Centre frequency of each mel band in Hz.
+    bottom_up : np.ndarray [shape=(t', f', rank)]
+        Class-agnostic map ``h`` (ones for pooling heads), zero on padding.
+    top_down : np.ndarray [shape=(t', f', n_classes * rank)]
+        Class maps ``t_{k,r}`` of every class, channel ``k * rank + r``.
+    product : np.ndarray [shape=(t', f')]
+        ``sum_r t_{k,r} * h_r`` for the explained class ``k``: its logit is the mean of this
+        over the valid positions (linear bottom-up and average head) or its sum (softmax
+        bottom-up), per window.
+    bottom_up_up, top_down_up, product_up : np.ndarray [shape=(frames, n_mels)]
+        ``bottom_up`` summed over rank, ``top_down`` of the explained class summed over
+        rank, and ``product``, each repeated over the frames and bands its Conv5 cell covers.
+    labels : list of str
+    label : str
+        Predicted class (mean of the windows' probabilities for a stitched range).
+    probability : float
+        Probability of ``label``.
+    explained_class : str
+        Class whose top-down map and product are shown.
+    scores : dict
+        Class -> probability.
+    file : str or None
+    start, end : float
+        The range shown, in seconds.
+    head : str
+        ``"attention"``, ``"average"`` or ``"max"``.
+    bottom_up_mode : str
+        ``"linear"``, ``"softmax"`` or ``"constant"`` (pooling heads).
+    time_stride, freq_stride : int
+        Frames and mel bands per Conv5 cell.
+    window_starts : list of float
+        Start (s) of each window stitched together (one entry for a single pass).
+    """
+
+    spectrogram: np.ndarray
+    times: np.ndarray
+    freqs: np.ndarray
+    bottom_up: np.ndarray
+    top_down: np.ndarray
+    product: np.ndarray
+    bottom_up_up: np.ndarray
+    top_down_up: np.ndarray
+    product_up: np.ndarray
+    labels: list
+    label: str
+    probability: float
+    explained_class: str
+    scores: dict
+    file: str | None = None
+    start: float = 0.0
+    end: float = 0.0
+    head: str = "attention"
+    bottom_up_mode: str = "linear"
+    time_stride: int = 1
+    freq_stride: int = 1
+    window_starts: list = field(default_factory=list)
+
+    def save_npz(self, path: str | os.PathLike) -> None:
+        """Write the maps, axes and labels to ``path`` (compressed ``.npz``, atomically)."""
+        arrays = {
+            "spectrogram": self.spectrogram,
+            "times": self.times,
+            "freqs": self.freqs,
+            "bottom_up": self.bottom_up,
+            "top_down": self.top_down,
+            "product": self.product,
+            "bottom_up_up": self.bottom_up_up,
+            "top_down_up": self.top_down_up,
+            "product_up": self.product_up,
+            "labels": np.asarray(self.labels),
+            "scores": np.asarray([self.scores[label] for label in self.labels]),
+            "label": np.asarray(self.label),
+            "explained_class": np.asarray(self.explained_class),
+            "head": np.asarray(self.head),
+            "bottom_up_mode": np.asarray(self.bottom_up_mode),
+            "strides": np.asarray([self.time_stride, self.freq_stride]),
+            "window_starts": np.asarray(self.window_starts, dtype=np.float64),
+        }
+        _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def mel_band_centers(frontend) -> np.ndarray:
+    """Centre frequency (Hz) of each mel filter of a :class:`ser.features.FrontendConfig`."""
+    import librosa
+
+    edges = librosa.mel_frequencies(n_mels=frontend.n_mels + 2, fmin=frontend.fmin, fmax=frontend.fmax)
+    return edges[1:-1].astype(np.float64)
+
+
+def upsample(grid: np.ndarray, time_stride: int, freq_stride: int, frames: int, bands: int) -> np.ndarray:
+    """Repeat each Conv5 cell over the frames and bands it covers (nearest neighbour).
+
+    Parameters
+    ----------
+    grid : np.ndarray [shape=(t', f', ...)]
+    time_stride, freq_stride : int
+        Frames and bands per cell.
+    frames, bands : int
+        Size of the result (the last cells may cover padding, which is cut off).
+
+    Returns
+    -------
+    np.ndarray [shape=(frames, bands, ...)]
+    """
+    up = np.repeat(np.repeat(grid, time_stride, axis=0), freq_stride, axis=1)
+    if up.shape[0] < frames or up.shape[1] < bands:
+        raise ValueError(f"grid {grid.shape} x strides ({time_stride}, {freq_stride}) does not cover {frames}x{bands}")
+    return up[:frames, :bands]
+
+
+def compute_attention(
+    classifier: EmotionClassifier,
+    audio,
+    sample_rate: int | None = None,
+    *,
+    class_name: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> AttentionMaps:
+    """Attention maps of a file or waveform (or of a time range of it).
+
+    Parameters
+    ----------
+    classifier : EmotionClassifier
+    audio : str, PathLike or np.ndarray [shape=(n,) or (n, channels)]
+    sample_rate : int or None
+        Rate of an array in Hz (required for arrays).
+    class_name : str or None
+        Class to explain; default the predicted one.
+    start, end : float or None
+        Range in seconds (default: the whole input, at most :data:`MAX_ATTENTION_DURATION` s).
+
+    Returns
+    -------
+    AttentionMaps
+
+    Raises
+    ------
+    ConfigError
+        Unknown class, bad range, or a range longer than :data:`MAX_ATTENTION_DURATION`.
+    AudioError
+        Unreadable or unusable audio.
+    """
+    labels = classifier.labels
+    if class_name is not None and class_name not in labels:
+        raise ConfigError(f"unknown class {class_name!r}; this model knows {', '.join(labels)}")
+    head = classifier.head
+    if head not in ("attention", "average", "max"):
+        raise ModelError(f"{classifier.path}: unknown head {head!r}; cannot draw its attention")
+    y, name, t0, t1 = _read_input(classifier, audio, sample_rate, start, end)
+    hop = classifier.frontend.hop_length
+    sr = classifier.sample_rate
+
+    # Pieces: the whole range, or consecutive windows of a whole number of Conv5 cells.
+    if y.size <= WHOLE_MAX_DURATION * sr:
+        pieces = [(0, y)]
+    else:
+        cell = hop * classifier.time_stride
+        step = max(1, int(round(DEFAULT_WINDOW * sr / cell))) * cell
+        bounds = list(range(0, y.size, step))
+        if len(bounds) > 1 and y.size - bounds[-1] < step // 2:
+            bounds.pop()  # a short remainder joins the last window rather than stand alone
+        bounds.append(y.size)
+        pieces = [(a, y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    spectra, grids_td, grids_bu, probs = [], [], [], []
+    strides = None
+    for i in range(0, len(pieces), BATCH_WINDOWS):
+        batch = pieces[i : i + BATCH_WINDOWS]
+        feats, specs = [], []
+        for j, (_, w) in enumerate(batch):
+            f = model_features(classifier, w)
+            s = f if classifier.normalization != "utterance" else _raw_logmel(classifier, w)
+            if i + j < len(pieces) - 1:  # a window of n samples has n // hop frames, not 1 + n // hop
+                f, s = f[: w.size // hop], s[: w.size // hop]
+            feats.append(f)
+            specs.append(s)
+        logits, top_down, bottom_up, st, sf_ = _head_maps(classifier, feats)
+        strides = (st, sf_)
+        for f, s, td, bu in zip(feats, specs, top_down, bottom_up, strict=True):
+            cells = -(-f.shape[0] // st)
+            spectra.append(s)
+            grids_td.append(td[:cells])
+            grids_bu.append(bu[:cells])
+        probs.append(softmax(logits))
+
+    probs = np.concatenate(probs).mean(axis=0)
+    scores = {label: float(p) for label, p in zip(labels, probs, strict=True)}
+    label = labels[int(np.argmax(probs))]
+    explained = class_name or label
+    k = labels.index(explained)
+    spectrogram = np.concatenate(spectra).astype(np.float32)
+    top_down = np.concatenate(grids_td).astype(np.float32)
+    bottom_up = np.concatenate(grids_bu).astype(np.float32)
+    rank = bottom_up.shape[-1]
+    td_k = top_down[..., k * rank : (k + 1) * rank]
+    product = (td_k * bottom_up).sum(axis=-1)
+    frames, n_mels = spectrogram.shape
+    st, sf_ = strides
+
+    if head == "attention":
+        mode = classifier.model.get_layer("head").bottom_up
+    else:
+        mode = "constant"
+    return AttentionMaps(
+        spectrogram=spectrogram,
+        times=(t0 + np.arange(frames) * hop / sr).astype(np.float64),
+        freqs=mel_band_centers(classifier.frontend),
+        bottom_up=bottom_up,
+        top_down=top_down,
+        product=product.astype(np.float32),
+        bottom_up_up=upsample(bottom_up.sum(axis=-1), st, sf_, frames, n_mels),
+        top_down_up=upsample(td_k.sum(axis=-1), st, sf_, frames, n_mels),
+        product_up=upsample(product, st, sf_, frames, n_mels).astype(np.float32),
+        labels=list(labels),
+        label=label,
+        probability=scores[label],
+        explained_class=explained,
+        scores=scores,
+        file=name,
+        start=t0,
+        end=t1,
+        head=head,
+        bottom_up_mode=mode,
+        time_stride=st,
+        freq_stride=sf_,
+        window_starts=[t0 + a / sr for a, _ in pieces],
+    )
+
+
+def _raw_logmel(classifier: EmotionClassifier, waveform: np.ndarray) -> np.ndarray:
+    from ser.features import logmel
+
+    return logmel(waveform, classifier.frontend)
+
+
+def _head_maps(classifier: EmotionClassifier, features: list[np.ndarray]):
+    """Run the trunk, then the head eagerly with its maps.
+
+    Returns
+    -------
+    logits : np.ndarray [shape=(b, n_classes)]
+    top_down : np.ndarray [shape=(b, t', f', n_classes * rank)]
+    bottom_up : np.ndarray [shape=(b, t', f', rank)]
+    time_stride, freq_stride : int
+        Derived from the shapes of the input and of the Conv5 map.
+    """
+    from ser.features import pad_batch
+
+    x, m = pad_batch(features, multiple=classifier.time_stride)
+    X, mask = classifier.feature_map_model()([x, m], training=False)
+    head = classifier.model.get_layer("head")
+    if classifier.head == "attention":
+        logits, maps = head(X, mask=mask, return_attention=True)
+        top_down = np.asarray(maps["top_down"])
+        bottom_up = np.asarray(maps["bottom_up"])
+    else:
+        logits = head(classifier.model.get_layer("pooling")(X, mask=mask))
+        kernel, bias = (np.asarray(w) for w in head.get_weights())
+        valid = np.asarray(mask, dtype=np.float32)[:, :, None, None]
+        top_down = (np.einsum("btfc,ck->btfk", np.asarray(X), kernel) + bias) * valid
+        bottom_up = np.ones(top_down.shape[:3] + (1,), dtype=np.float32) * valid
+    X_shape = tuple(X.shape)
+    time_stride = x.shape[1] // X_shape[1]
+    freq_stride = -(-x.shape[2] // X_shape[2])
+    logits = np.asarray(logits, dtype=np.float64)
+    if not np.all(np.isfinite(logits)):
+        raise ModelError(f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?")
+    return logits, top_down, bottom_up, time_stride, freq_stride
+
+
+def _check_range(start, end, duration: float, name: str) -> tuple[float, float]:
+    """Validate a ``start``/``end`` range (seconds) against the input's duration."""
+    for key, value in (("start", start), ("end", end)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        ):
+            raise ConfigError(f"{key} must be a number of seconds. Received: {key}={value!r}")
+    t0 = 0.0 if start is None else float(start)
+    t1 = duration if end is None else min(float(end), duration)
+    if t0 < 0:
+        raise ConfigError(f"start must be >= 0 s. Received: start={start}")
+    if t0 >= duration:
+        raise ConfigError(f"{name}: start {t0:g} s is past the end of the audio ({duration:.2f} s)")
+    if end is not None and float(end) <= t0:
+        raise ConfigError(f"end must be after start. Received: start={t0:g}, end={end:g}")
+    if t1 - t0 < MIN_DURATION:
+        raise ConfigError(f"{name}: range {t0:g}-{t1:g} s is shorter than {MIN_DURATION} s")
+    if t1 - t0 > MAX_ATTENTION_DURATION:
+        hint = "" if start is not None or end is not None else f" (the audio is {duration:.0f} s long)"
+        raise ConfigError(
+            f"{name}: a figure shows at most {MAX_ATTENTION_DURATION:.0f} s{hint}; choose a range with "
+            f"--start and --end (start/end), e.g. --start {t0:g} --end {t0 + 60:g}"
+        )
+    return t0, t1
+
+
+def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
+    """The waveform of the range to explain, its name, and the range in seconds."""
+    from ser.audio import audio_info, prepare_waveform
+
+    sr = classifier.sample_rate
+    if isinstance(audio, (str, os.PathLike)):
+        if sample_rate is not None:
+            raise ConfigError(
+                f"sample_rate is for arrays; a file's rate is read from the file. Received: sample_rate={sample_rate}"
+            )
+        info = audio_info(audio)
+        name = str(audio)
+        t0, t1 = _check_range(start, end, info.duration, name)
+        a = int(round(t0 * info.sample_rate))
+        b = min(info.frames, int(round(t1 * info.sample_rate)))
+        y = _read_frames(info.path, a, b)
+        return prepare_waveform(y, info.sample_rate, sr, name=info.path), name, t0, t0 + (b - a) / info.sample_rate
+    if isinstance(audio, np.ndarray):
+        if sample_rate is None:
+            raise ConfigError("sample_rate is required when audio is an array. Received: sample_rate=None")
+        y = prepare_waveform(audio, sample_rate, sr)
+        t0, t1 = _check_range(start, end, y.size / sr, "<array>")
+        a, b = int(round(t0 * sr)), min(y.size, int(round(t1 * sr)))
+        return y[a:b], None, t0, t0 + (b - a) / sr
+    raise ConfigError(f"audio must be a file path or a numpy array of samples. Received: {type(audio).__name__}")
+
+
+def _read_frames(path: str, a: int, b: int, block: int = 1 << 18) -> np.ndarray:
+    """Samples ``a:b`` of a file, mixed to mono at the file's rate (seeks, reads only the range)."""
+    import soundfile as sf
+
+    parts = []
+    try:
+        with sf.SoundFile(path) as f:
+            f.seek(a)
+            remaining = b - a
+            while remaining > 0:
+                data = f.read(min(remaining, block), dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                parts.append(data.mean(axis=1))
+                remaining -= data.shape[0]
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise AudioError(f"{path}: cannot decode audio ({reason}); expected a complete audio file") from None
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _write_atomically(path: str | os.PathLike, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    import tempfile
+
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _symmetric_limit(a: np.ndarray) -> float:
+    limit = float(np.max(np.abs(a))) if a.size else 0.0
+    return limit if limit > 0 else 1.0
+
+
+def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str | None = None) -> None:
+    """Draw the spectrogram and the attention maps, one above the other, to a PNG file.
+
+    Four panels share the time axis: the log-mel spectrogram (frequency ticks in Hz on the
+    mel-spaced axis), the bottom-up map, the top-down map of the explained class, and their
+    product over the spectrogram (red: evidence for the class, blue: against; opacity grows
+    with strength). The file is written atomically.
+
+    Parameters
+    ----------
+    maps : AttentionMaps
+    out_png : str or PathLike
+    title : str or None
+        Default: the file name, the predicted class and its probability (and the explained
+        class if different).
+    """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas
+
+    spec = maps.spectrogram
+    frames, n_mels = spec.shape
+    duration = maps.end - maps.start
+    half = (maps.times[1] - maps.times[0]) / 2 if frames > 1 else 0.005
+    extent = (maps.times[0] - half, maps.times[-1] + half, -0.5, n_mels - 0.5)
+    width = float(np.clip(6.0 + 0.5 * duration, 9.0, 22.0))
+    fig = Figure(figsize=(width, 11.0), dpi=110, layout="constrained")
+    axes = fig.subplots(4, 1, sharex=True, sharey=True)
+    image_kw = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
+
+    def freq_axis(ax):
+        ticks = [f for f in FREQ_TICKS_HZ if maps.freqs[0] <= f <= maps.freqs[-1]]
+        ax.set_yticks(np.interp(ticks, maps.freqs, np.arange(n_mels)))
+        ax.set_yticklabels([f"{f / 1000:g}k" if f >= 1000 else f"{f:g}" for f in ticks])
+        ax.set_ylabel("frequency (Hz)")
+
+    explained = maps.explained_class
+    k = maps.labels.index(explained)
+    p_explained = maps.scores[explained]
+
+    # 1. spectrogram
+    ax = axes[0]
+    im = ax.imshow(spec.T, cmap="magma", **image_kw)
+    fig.colorbar(im, ax=ax, pad=0.01, label="log mel power")
+    ax.set_title("log-mel spectrogram", loc="left", fontsize=10)
+
+    # 2. bottom-up
+    ax = axes[1]
+    bu = maps.bottom_up_up
+    if maps.bottom_up_mode == "constant":
+        im = ax.imshow(bu.T, cmap="Greys", vmin=0.0, vmax=2.0, **image_kw)
+        text = f"bottom-up h = 1 everywhere ({maps.head}-pooling head: a class activation map, not attention)"
+    elif maps.bottom_up_mode == "softmax":
+        im = ax.imshow(bu.T, cmap="viridis", vmin=0.0, **image_kw)
+        text = "bottom-up attention h (class-agnostic; softmax over positions, per window)"
+    else:
+        lim = _symmetric_limit(bu)
+        im = ax.imshow(bu.T, cmap="PuOr_r", vmin=-lim, vmax=lim, **image_kw)
+        text = "bottom-up attention h (class-agnostic saliency)"
+    fig.colorbar(im, ax=ax, pad=0.01, label="h")
+    ax.set_title(text, loc="left", fontsize=10)
+
+    # 3. top-down of the explained class
+    ax = axes[2]
+    lim = _symmetric_limit(maps.top_down_up)
+    im = ax.imshow(maps.top_down_up.T, cmap="RdBu_r", vmin=-lim, vmax=lim, **image_kw)
+    fig.colorbar(im, ax=ax, pad=0.01, label=f"t[{explained}]")
+    what = "class activation map" if maps.head != "attention" else "top-down attention"
+    ax.set_title(f"{what} t for '{explained}' (class {k})", loc="left", fontsize=10)
+
+    # 4. product over the spectrogram
+    ax = axes[3]
+    ax.imshow(spec.T, cmap="Greys", **image_kw)
+    lim = _symmetric_limit(maps.product_up)
+    norm = Normalize(-lim, lim)
+    cmap = colormaps["RdBu_r"]
+    rgba = cmap(norm(maps.product_up.T))
+    rgba[..., 3] = 0.85 * np.abs(maps.product_up.T) / lim
+    ax.imshow(rgba, **image_kw)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01, label="t·h")
+    if maps.head == "max":
+        text = (
+            f"class activation map over the spectrogram for '{explained}' (red for, blue against; "
+            "the max-pooling head scores each channel's strongest position)"
+        )
+    else:
+        how = "sum" if maps.bottom_up_mode == "softmax" else "mean"
+        text = (
+            f"product t·h over the spectrogram: where the evidence for '{explained}' is "
+            f"(red for, blue against; its {how} over positions is the logit)"
+        )
+    ax.set_title(text, loc="left", fontsize=10)
+    ax.set_xlabel("time (s)")
+
+    for ax in axes:
+        freq_axis(ax)
+        for t in maps.window_starts[1:]:
+            ax.axvline(t, color="white" if ax is axes[0] else "0.4", lw=0.6, ls="--", alpha=0.7)
+    axes[0].set_xlim(extent[0], extent[1])
+
+    if title is None:
+        name = Path(maps.file).name if maps.file else "audio"
+        title = f"{name}: predicted {maps.label} ({maps.probability:.2f})"
+        if explained != maps.label:
+            title += f"; explaining {explained} ({p_explained:.2f})"
+        if len(maps.window_starts) > 1:
+            title += f"\n{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
+        elif maps.start > 0:
+            title += f"\n{maps.start:.1f}-{maps.end:.1f} s"
+    fig.suptitle(title, fontsize=12)
+    _write_atomically(out_png, lambda f: fig.savefig(f, format="png"))
+
+
+def attention_command(
+    model_path: str,
+    audio_path: str,
+    *,
+    out: str,
+    class_name: str | None = None,
+    npz: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> int:
+    """``ser attention``: draw the maps of one file to a PNG (and save them to an ``.npz``).
+
+    Returns
+    -------
+    int
+        0.
+    """
+    classifier = EmotionClassifier.load(model_path)
+    maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
+    plot_attention(maps, out)
+    written = f"wrote {out}"
+    if npz is not None:
+        maps.save_npz(npz)
+        written += f" and {npz}"
+    explained = "" if maps.explained_class == maps.label else f", explaining {maps.explained_class}"
+    print(f"{written} ({audio_path}: {maps.label} {maps.probability:.2f}{explained})")
+    return 0

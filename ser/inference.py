@@ -1,0 +1,652 @@
+"""Classify audio with a trained model: whole utterances, or sliding windows for long audio.
+
+A ``model.keras`` written by ``ser train`` is self-describing (see :mod:`ser.model`): its
+``ser_metadata`` layer holds the class names, the log-mel settings and how the features
+were normalised, so :class:`EmotionClassifier` needs nothing but the file.
+
+Audio up to :data:`WHOLE_MAX_DURATION` seconds is classified in one pass. Longer audio, or
+any audio when a window is asked for, is cut into windows of :data:`DEFAULT_WINDOW` seconds
+every :data:`DEFAULT_HOP` seconds, read from disk block by block (memory stays bounded for
+a file of any length) and run through the model :data:`BATCH_WINDOWS` windows at a time.
+The file's scores are the mean of the windows' probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ser.errors import ConfigError, ModelError, SerError
+
+#: Audio up to this long (seconds) is classified whole; longer audio in sliding windows.
+WHOLE_MAX_DURATION = 12.0
+
+#: Sliding-window length in seconds (about one emotional utterance).
+DEFAULT_WINDOW = 4.0
+
+#: Hop between sliding windows in seconds (windows overlap by half).
+DEFAULT_HOP = 2.0
+
+#: Windows run through the model together.
+BATCH_WINDOWS = 16
+
+#: Seconds of audio read from disk at a time when streaming a long file.
+STREAM_BLOCK_SECONDS = 30.0
+
+#: The model is called eagerly this many times, then through a traced graph (``tf.function``),
+#: so that one-off calls (the ``ser classify`` command) skip the tracing cost and repeated
+#: calls (many files, long files, a server) run several times faster.
+EAGER_CALLS = 2
+
+#: Variance floor of per-utterance standardisation, as in :func:`ser.features.feature_stats`.
+VARIANCE_FLOOR = 1e-6
+
+#: Name of the model file inside a run folder.
+MODEL_FILENAME = "model.keras"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One window of a long recording: its span in seconds and its class probabilities."""
+
+    start: float
+    end: float
+    label: str
+    scores: dict
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "label": self.label, "scores": dict(self.scores)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :meth:`EmotionClassifier.classify` returns.
+
+    Attributes
+    ----------
+    file : str or None
+        The audio file, or None for an array.
+    duration : float
+        Length of the audio in seconds.
+    label : str
+        The most probable class.
+    scores : dict
+        Class name -> probability (floats summing to 1), in the model's label order.
+    segments : list of Segment
+        The windows of windowed input, in time order; empty for whole-utterance input.
+    """
+
+    file: str | None
+    duration: float
+    label: str
+    scores: dict
+    segments: list = field(default_factory=list)
+
+    @property
+    def probability(self) -> float:
+        """Probability of :attr:`label`."""
+        return self.scores[self.label]
+
+    def top(self, k: int = 1) -> list[tuple[str, float]]:
+        """The ``k`` most probable ``(class, probability)`` pairs, best first."""
+        return sorted(self.scores.items(), key=lambda item: -item[1])[: max(int(k), 1)]
+
+    def to_dict(self) -> dict:
+        """``{"file", "duration", "label", "scores", "segments": [{"start", "end", "label", "scores"}]}``."""
+        return {
+            "file": self.file,
+            "duration": self.duration,
+            "label": self.label,
+            "scores": dict(self.scores),
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+
+def standardize_utterance(features: np.ndarray) -> np.ndarray:
+    """Standardise each mel band of one utterance over its frames.
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(frames, n_mels)]
+
+    Returns
+    -------
+    np.ndarray [shape=(frames, n_mels), dtype=float32]
+        ``(features - mean) / std`` per band, with the variance floored at
+        :data:`VARIANCE_FLOOR` so silence and constant bands give zeros, not NaN.
+    """
+    f64 = np.asarray(features, dtype=np.float64)
+    mean = f64.mean(axis=0)
+    var = np.maximum(f64.var(axis=0), VARIANCE_FLOOR)
+    return ((f64 - mean) / np.sqrt(var)).astype(np.float32)
+
+
+def model_features(classifier: EmotionClassifier, waveform: np.ndarray) -> np.ndarray:
+    """The features a classifier's model takes for one waveform.
+
+    The only place inference turns audio into model input, so classification and the
+    attention maps always see the same features: the raw log-mel of
+    :func:`ser.features.logmel` with the model's frontend settings, standardised per
+    utterance when the model was trained that way (``info["normalization"] == "utterance"``;
+    any other normalisation is inside the model).
+
+    Parameters
+    ----------
+    classifier : EmotionClassifier
+    waveform : np.ndarray [shape=(n,)]
+        Mono float32 at ``classifier.sample_rate`` (as :func:`ser.audio.load_audio` returns).
+
+    Returns
+    -------
+    np.ndarray [shape=(frames, n_mels), dtype=float32]
+    """
+    from ser.features import logmel
+
+    features = logmel(waveform, classifier.frontend)
+    if classifier.normalization == "utterance":
+        features = standardize_utterance(features)
+    return features
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable for any finite logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def check_window(window: float | None, hop: float | None) -> tuple[float, float]:
+    """Validate sliding-window settings and fill in the defaults.
+
+    A window without a hop hops by half a window; a hop without a window uses
+    :data:`DEFAULT_WINDOW`. The hop may not exceed the window, so windows cover the audio.
+
+    Returns
+    -------
+    window, hop : float
+        In seconds.
+    """
+    from ser.constants import MIN_DURATION
+
+    for name, value in (("window", window), ("hop", hop)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+        ):
+            raise ConfigError(f"{name} must be a positive number of seconds. Received: {name}={value!r}")
+    if window is None:
+        window = DEFAULT_WINDOW
+        hop = DEFAULT_HOP if hop is None else hop
+    elif hop is None:
+        hop = window / 2.0
+    if window < MIN_DURATION:
+        raise ConfigError(f"window must be at least {MIN_DURATION} s. Received: window={window}")
+    if hop > window:
+        raise ConfigError(
+            f"hop must not exceed the window, or audio between windows is never heard. "
+            f"Received: window={window}, hop={hop}"
+        )
+    return float(window), float(hop)
+
+
+def iter_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Cut a stream of sample blocks into windows, keeping only what the next window needs.
+
+    Windows of ``window`` samples start every ``hop`` samples; if they do not reach the end
+    of the stream, one more full-length window is aligned with the end. A stream shorter
+    than one window gives a single window holding all of it.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray [shape=(n_i,)]
+        Consecutive pieces of one waveform (e.g. :func:`ser.audio.iter_audio_blocks`).
+    window, hop : int
+        In samples, ``0 < hop <= window``.
+
+    Yields
+    ------
+    start : int
+        First sample of the window.
+    samples : np.ndarray [shape=(window,) or shorter for the single short window]
+    """
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # stream position of buf[0]
+    next_start = 0
+    covered = 0  # end of the last window yielded
+    total = 0
+    for block in blocks:
+        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
+        total += len(block)
+        while next_start + window <= total:
+            i = next_start - buf_start
+            yield next_start, buf[i : i + window].copy()
+            covered = next_start + window
+            next_start += hop
+        # keep what the next window needs, and the last `window` samples for an end-aligned one
+        drop = min(next_start, total - window) - buf_start
+        if drop > 0:
+            buf = buf[drop:]
+            buf_start += drop
+    if total > covered:
+        start = max(0, total - window)
+        yield start, buf[start - buf_start :].copy()
+
+
+class EmotionClassifier:
+    """A trained ``ser`` model, loaded once, ready to classify audio.
+
+    Use :meth:`load` (or :func:`ser.load_model`) rather than the constructor.
+
+    Attributes
+    ----------
+    model : keras.Model
+        Inputs ``[features (b, t, n_mels), mask (b, t)]``, output logits ``(b, n_classes)``.
+    path : str
+        Where the model was loaded from.
+    labels : list of str
+        Class names in logit order.
+    frontend : FrontendConfig
+        Log-mel settings the model was trained with.
+    info : dict
+        Free-form metadata saved with the model (head, recipe, corpus, normalization, ...).
+    """
+
+    def __init__(self, model, path: str = "<model>"):
+        from ser.features import FrontendConfig
+
+        self.model = model
+        self.path = str(path)
+        try:
+            meta = model.get_layer("ser_metadata")
+        except ValueError:
+            raise ModelError(
+                f"{self.path}: not a ser model (no 'ser_metadata' layer); expected a model.keras written by `ser train`"
+            ) from None
+        self.labels = [str(label) for label in meta.labels]
+        self.info = dict(meta.info)
+        if len(self.labels) < 2:
+            raise ModelError(f"{self.path}: model lists {len(self.labels)} class(es); expected at least 2")
+        try:
+            self.frontend = FrontendConfig.from_dict(meta.frontend)
+        except (ConfigError, TypeError) as exc:
+            raise ModelError(f"{self.path}: bad frontend settings in the model ({exc})") from None
+        n_mels = model.inputs[0].shape[-1] if len(model.inputs) == 2 else None
+        if n_mels != self.frontend.n_mels:
+            raise ModelError(
+                f"{self.path}: model input has {n_mels} mel bands but its frontend says "
+                f"{self.frontend.n_mels}; expected a model written by `ser train`"
+            )
+        n_out = model.outputs[0].shape[-1]
+        if n_out != len(self.labels):
+            raise ModelError(f"{self.path}: model has {n_out} outputs but {len(self.labels)} labels")
+        self.time_stride, self.freq_stride = _strides(model)
+        self._calls = 0
+        self._graph = None
+        self._feature_map_model = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EmotionClassifier:
+        """Load a ``model.keras`` file, or the ``model.keras`` in a run folder.
+
+        The file is loaded with ``safe_mode=True``: nothing in it is executed.
+
+        Raises
+        ------
+        ModelError
+            Missing path, folder without ``model.keras``, not a Keras archive, corrupted,
+            not a ``ser`` model, or written by an incompatible version.
+        """
+        file = _model_file(path)
+        import keras
+
+        import ser.layers  # noqa: F401  (registers the custom layers before deserialising)
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = keras.saving.load_model(file, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras reports every bad archive its own way
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            saved_with = _saved_keras_version(file)
+            version = (
+                f"; it was saved with Keras {saved_with}, this is Keras {keras.__version__}"
+                if saved_with and saved_with != keras.__version__
+                else ""
+            )
+            raise ModelError(
+                f"{file}: cannot load the model ({reason}){version}; expected a model.keras written by "
+                "`ser train` with a compatible version of ser"
+            ) from None
+        if not isinstance(model, keras.Model):
+            raise ModelError(f"{file}: holds a {type(model).__name__}, not a model; expected a ser model")
+        return cls(model, file)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate (Hz) audio is converted to before feature extraction."""
+        return self.frontend.sample_rate
+
+    @property
+    def head(self) -> str:
+        """``"attention"``, ``"average"`` or ``"max"``: the pooling head of the model."""
+        from ser.layers import AttentionalPooling
+
+        try:
+            layer = self.model.get_layer("head")
+        except ValueError:
+            return str(self.info.get("head", "unknown"))
+        if isinstance(layer, AttentionalPooling):
+            return "attention"
+        try:
+            return self.model.get_layer("pooling").mode
+        except ValueError:
+            return str(self.info.get("head", "unknown"))
+
+    @property
+    def normalization(self) -> str | None:
+        """How features are normalised outside the model (``"utterance"``), or None."""
+        value = self.info.get("normalization")
+        return None if value is None else str(value)
+
+    def __repr__(self) -> str:
+        return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r})"
+
+    def feature_map_model(self):
+        """The model's Conv5 map and its mask (cached; see :func:`ser.model.feature_map_model`)."""
+        if self._feature_map_model is None:
+            from ser.model import feature_map_model
+
+            try:
+                self._feature_map_model = feature_map_model(self.model)
+            except ValueError as exc:
+                raise ModelError(f"{self.path}: no Conv5 feature map in this model ({exc})") from None
+        return self._feature_map_model
+
+    def logits(self, features: list[np.ndarray]) -> np.ndarray:
+        """Logits of a batch of feature matrices of any lengths.
+
+        Parameters
+        ----------
+        features : list of np.ndarray [shape=(t_i, n_mels)]
+            As :func:`model_features` returns them.
+
+        Returns
+        -------
+        np.ndarray [shape=(len(features), n_classes), dtype=float32]
+        """
+        from ser.features import pad_batch
+
+        x, m = pad_batch(features, multiple=self.time_stride)
+        self._calls += 1
+        if self._calls <= EAGER_CALLS:
+            out = self.model([x, m], training=False)
+        else:
+            out = self._compiled()(x, m)
+        out = np.asarray(out, dtype=np.float32)
+        if not np.all(np.isfinite(out)):
+            raise ModelError(f"{self.path}: the model produced NaN or infinite outputs; is the file corrupted?")
+        return out
+
+    def probabilities(self, features: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities ``(len(features), n_classes)`` (float64, rows sum to 1)."""
+        return softmax(self.logits(features))
+
+    def _compiled(self):
+        """The model call traced once for any batch size and length (TensorFlow backend)."""
+        if self._graph is None:
+            import keras
+
+            if keras.backend.backend() != "tensorflow":
+                self._graph = lambda x, m: self.model([x, m], training=False)
+            else:
+                import tensorflow as tf
+
+                n_mels = self.frontend.n_mels
+                spec = [tf.TensorSpec((None, None, n_mels), tf.float32), tf.TensorSpec((None, None), tf.float32)]
+                self._graph = tf.function(lambda x, m: self.model([x, m], training=False), input_signature=spec)
+        return self._graph
+
+    def classify(
+        self,
+        audio,
+        sample_rate: int | None = None,
+        *,
+        window: float | None = None,
+        hop: float | None = None,
+    ) -> Prediction:
+        """Classify a file or a waveform.
+
+        Parameters
+        ----------
+        audio : str, PathLike or np.ndarray [shape=(n,) or (n, channels)]
+            An audio file, or samples (then ``sample_rate`` is required).
+        sample_rate : int or None
+            Rate of an array in Hz; not used with files.
+        window, hop : float or None
+            Sliding-window length and hop in seconds. Without them, audio up to
+            :data:`WHOLE_MAX_DURATION` s is classified whole and longer audio in windows of
+            :data:`DEFAULT_WINDOW` s every :data:`DEFAULT_HOP` s.
+
+        Returns
+        -------
+        Prediction
+            For windowed input, ``scores`` is the mean of the windows' probabilities and
+            ``segments`` the windows in time order.
+
+        Raises
+        ------
+        AudioError
+            Unreadable, empty, too short or non-finite audio.
+        ConfigError
+            Bad window settings, or an array without its sample rate.
+        """
+        from ser.audio import audio_info, iter_audio_blocks, load_audio, prepare_waveform
+
+        windowed = window is not None or hop is not None
+        if windowed:
+            window, hop = check_window(window, hop)
+        sr = self.sample_rate
+        if isinstance(audio, (str, os.PathLike)):
+            if sample_rate is not None:
+                raise ConfigError(
+                    f"sample_rate is for arrays; a file's rate is read from the file. Received: sample_rate={sample_rate}"
+                )
+            name = str(audio)
+            info = audio_info(audio)
+            if not windowed and info.duration <= WHOLE_MAX_DURATION:
+                return self._classify_whole(load_audio(audio, sr, max_duration=None), name)
+            blocks = iter_audio_blocks(audio, sr, block_seconds=STREAM_BLOCK_SECONDS)
+        elif isinstance(audio, np.ndarray):
+            if sample_rate is None:
+                raise ConfigError("sample_rate is required when audio is an array. Received: sample_rate=None")
+            name = None
+            y = prepare_waveform(audio, sample_rate, sr)
+            if not windowed and y.size <= WHOLE_MAX_DURATION * sr:
+                return self._classify_whole(y, name)
+            blocks = [y]
+        else:
+            raise ConfigError(
+                f"audio must be a file path or a numpy array of samples. Received: {type(audio).__name__}"
+            )
+        if not windowed:
+            window, hop = DEFAULT_WINDOW, DEFAULT_HOP
+        return self._classify_windows(blocks, name, window, hop)
+
+    def _classify_whole(self, y: np.ndarray, name: str | None) -> Prediction:
+        probs = self.probabilities([model_features(self, y)])[0]
+        scores = self._scores(probs)
+        return Prediction(
+            file=name,
+            duration=y.size / self.sample_rate,
+            label=self.labels[int(np.argmax(probs))],
+            scores=scores,
+        )
+
+    def _classify_windows(self, blocks, name: str | None, window: float, hop: float) -> Prediction:
+        sr = self.sample_rate
+        win_n = max(1, int(round(window * sr)))
+        hop_n = max(1, int(round(hop * sr)))
+        segments: list[Segment] = []
+        total = np.zeros(len(self.labels), dtype=np.float64)
+        end = 0
+        batch: list[tuple[int, np.ndarray]] = []
+
+        def flush():
+            probs = self.probabilities([model_features(self, w) for _, w in batch])
+            for (start, w), p in zip(batch, probs, strict=True):
+                segments.append(
+                    Segment(
+                        start=round(start / sr, 6),
+                        end=round((start + w.size) / sr, 6),
+                        label=self.labels[int(np.argmax(p))],
+                        scores=self._scores(p),
+                    )
+                )
+            total[:] += probs.sum(axis=0)
+            batch.clear()
+
+        for start, w in iter_windows(blocks, win_n, hop_n):
+            batch.append((start, w))
+            end = max(end, start + w.size)
+            if len(batch) == BATCH_WINDOWS:
+                flush()
+        if batch:
+            flush()
+        mean = total / len(segments)
+        mean = mean / mean.sum()
+        return Prediction(
+            file=name,
+            duration=end / sr,
+            label=self.labels[int(np.argmax(mean))],
+            scores=self._scores(mean),
+            segments=segments,
+        )
+
+    def _scores(self, probs: np.ndarray) -> dict:
+        return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
+
+
+def _model_file(path: str | os.PathLike) -> str:
+    """Resolve a model path (file or run folder) and check it looks like a Keras archive."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / MODEL_FILENAME).is_file():
+            raise ModelError(f"{p}: folder holds no {MODEL_FILENAME}; expected a model.keras file or a run folder")
+        p = p / MODEL_FILENAME
+    elif not p.exists():
+        raise ModelError(f"{p}: not found; expected a model.keras file or a run folder holding one")
+    elif not p.is_file():
+        raise ModelError(f"{p}: not a regular file; expected a model.keras file")
+    if p.suffix != ".keras":
+        raise ModelError(f"{p}: not a .keras file; expected a model.keras written by `ser train`")
+    try:
+        with zipfile.ZipFile(p) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelError(
+            f"{p}: not a Keras model archive ({reason}); the file is truncated, corrupted or not a model"
+        ) from None
+    if "config.json" not in names:
+        raise ModelError(f"{p}: zip archive without config.json; not a Keras model")
+    return str(p)
+
+
+def _saved_keras_version(file: str) -> str | None:
+    """The Keras version recorded in a ``.keras`` archive, if readable."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return str(json.loads(archive.read("metadata.json")).get("keras_version")) or None
+    except Exception:
+        return None
+
+
+def _strides(model) -> tuple[int, int]:
+    """Input frames and mel bands per Conv5 position: the product of the pooling sizes."""
+    import keras
+
+    time_stride, freq_stride = 1, 1
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.MaxPooling2D):
+            time_stride *= int(layer.pool_size[0])
+            freq_stride *= int(layer.pool_size[1])
+    return time_stride, freq_stride
+
+
+def _error_text(name: str, exc: Exception) -> str:
+    """An error's message without the file name it starts with (the caller names the file)."""
+    message = str(exc)
+    for prefix in (f"{name}: ", f"{Path(name)}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+def _format_line(prediction: Prediction, top: int) -> str:
+    best = ", ".join(f"{label} {p:.2f}" for label, p in prediction.top(top))
+    line = f"{prediction.file}: {best}"
+    if prediction.segments:
+        line += f"  (mean of {len(prediction.segments)} windows over {prediction.duration:.1f} s)"
+    return line
+
+
+def classify_command(
+    model_path: str,
+    audio_paths: list[str],
+    *,
+    as_json: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
+    top: int = 1,
+) -> int:
+    """``ser classify``: classify files, one line (or JSON object) per file.
+
+    A file that cannot be classified is reported (a ``{"file", "error"}`` object in JSON, a
+    line on stderr otherwise) and the other files are still classified.
+
+    Returns
+    -------
+    int
+        0 if every file was classified, 1 if any failed.
+
+    Raises
+    ------
+    ModelError
+        The model cannot be loaded.
+    ConfigError
+        Bad ``window``, ``hop`` or ``top``.
+    """
+    if window is not None or hop is not None:
+        check_window(window, hop)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"top must be a positive integer. Received: top={top!r}")
+    classifier = EmotionClassifier.load(model_path)
+    results = []
+    failed = 0
+    for path in audio_paths:
+        try:
+            prediction = classifier.classify(path, window=window, hop=hop)
+        except SerError as exc:
+            failed += 1
+            message = _error_text(str(path), exc)
+            if as_json:
+                results.append({"file": str(path), "error": message})
+            else:
+                print(f"{path}: error: {message}", file=sys.stderr, flush=True)
+            continue
+        if as_json:
+            results.append(prediction.to_dict())
+        else:
+            print(_format_line(prediction, top), flush=True)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0

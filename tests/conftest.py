@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny synthetic corpus and a tiny trained run, built once per session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+
+#: Recipe overrides that make training take seconds (tiny CNN, few epochs, short crops).
+TINY = [
+    "model.widths=[4, 8, 8, 8, 8]",
+    "training.epochs=2",
+    "training.patience=2",
+    "training.crop_seconds=1.0",
+    "training.batch_size=16",
+]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run slow real-data tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """3 synthetic speakers x 4 emotions x 3 utterances (36 short wav files)."""
+    from corpora import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic") / "corpus"
+    synthetic.generate(root, n_speakers=3, per_class=3, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus, tmp_path_factory):
+    """A finished ``ser train synthetic`` run with the tiny settings (results + model.keras)."""
+    from ser.training import run_recipe
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    results = run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
+    return out, results

@@ -1,0 +1,303 @@
+"""Tests of :mod:`ser.features`: log-mel frontend, its config, normalisation, cropping."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+from ser.constants import SAMPLE_RATE
+from ser.errors import ConfigError
+from ser.features import (
+    LOG_FLOOR,
+    FrontendConfig,
+    crop_or_pad,
+    feature_stats,
+    logmel,
+    model_input,
+    pad_batch,
+    speaker_normalize,
+    trim_silence,
+)
+
+# --------------------------------------------------------------------------- logmel
+
+
+@pytest.mark.parametrize("n", [1600, 1601, 1759, 16000, 12345])
+def test_logmel_shape_and_dtype(n):
+    rng = np.random.default_rng(n)
+    features = logmel(rng.uniform(-0.5, 0.5, n).astype(np.float32))
+    assert features.shape == (1 + n // 160, 64)  # center=True: one frame per hop, plus one
+    assert features.dtype == np.float32
+    assert np.all(np.isfinite(features))
+
+
+def test_logmel_of_silence_is_the_log_floor():
+    features = logmel(np.zeros(SAMPLE_RATE, np.float32))
+    assert features.shape == (101, 64)
+    np.testing.assert_allclose(features, np.log(LOG_FLOOR), rtol=1e-6)
+
+
+def test_logmel_follows_its_config():
+    config = FrontendConfig(sample_rate=8000, win_ms=32.0, hop_ms=20.0, n_fft=256, n_mels=40, fmax=4000.0)
+    assert (config.win_length, config.hop_length, config.frame_rate) == (256, 160, 50.0)
+    features = logmel(np.zeros(8000, np.float32), config)
+    assert features.shape == (1 + 8000 // 160, 40)
+
+
+def test_logmel_puts_a_tone_in_the_right_band():
+    import librosa
+
+    config = FrontendConfig()
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    features = logmel((0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32), config)
+    centres = librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin, fmax=config.fmax)[1:-1]
+    band = int(np.argmax(features[10:-10].mean(axis=0)))
+    assert abs(centres[band] - 1000.0) < 100.0
+    # and a louder tone gives exactly log(4) more in its band (power scales by 2**2).
+    louder = logmel((1.0 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32), config)
+    assert louder[50, band] - features[50, band] == pytest.approx(np.log(4.0), abs=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(2, 1600), (1600, 1), ()])
+def test_logmel_rejects_non_mono_input(shape):
+    with pytest.raises(
+        ConfigError, match=r"logmel expects a mono waveform of shape \(n,\). Received: shape="
+    ):
+        logmel(np.zeros(shape, np.float32))
+
+
+# --------------------------------------------------------------------------- silence trimming
+
+
+def loud_and_quiet(pattern, n_mels=8):
+    """Log-mel rows: 'L' a loud frame (power 1 per band), 'q' a silent one (the log floor)."""
+    return np.array([[0.0 if c == "L" else np.log(LOG_FLOOR)] * n_mels for c in pattern], np.float32)
+
+
+def test_trim_silence_drops_leading_and_trailing_silence_only():
+    features = loud_and_quiet("q" * 30 + "L" * 20 + "q" * 15 + "L" * 20 + "q" * 25)
+    trimmed = trim_silence(features, 40.0)
+    np.testing.assert_array_equal(trimmed, features[30:85])  # the pause in the middle is kept
+    assert trim_silence(features, None) is features
+    # The silent frames are 60 dB below the loud ones: a 70 dB threshold keeps everything.
+    assert trim_silence(features, 70.0).shape == features.shape
+
+
+def test_trim_silence_keeps_min_frames_around_a_short_burst():
+    features = loud_and_quiet("q" * 40 + "LLL" + "q" * 40)
+    trimmed = trim_silence(features, 40.0, min_frames=10)
+    np.testing.assert_array_equal(trimmed, features[36:46])
+    short = loud_and_quiet("qLq")
+    assert trim_silence(short, 40.0) is short
+
+
+@pytest.mark.parametrize("top_db", [-1.0, float("nan")])
+def test_trim_silence_rejects_a_negative_threshold(top_db):
+    with pytest.raises(ConfigError, match=r"top_db must be >= 0 or None. Received: top_db="):
+        trim_silence(loud_and_quiet("qLLLLLLLLLLLq"), top_db)
+
+
+def test_model_input_is_trimmed_logmel():
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    y = np.zeros(3 * SAMPLE_RATE, np.float32)
+    y[SAMPLE_RATE : 2 * SAMPLE_RATE] = 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    config = FrontendConfig()
+    features = model_input(y, config)
+    np.testing.assert_array_equal(features, trim_silence(logmel(y, config), config.trim_db))
+    assert 95 <= features.shape[0] <= 110  # about the one loud second of the three
+    assert model_input(y, FrontendConfig(trim_db=None)).shape == (301, 64)
+
+
+# --------------------------------------------------------------------------- FrontendConfig
+
+
+def test_frontend_defaults():
+    config = FrontendConfig()
+    assert (config.sample_rate, config.win_length, config.hop_length, config.n_fft, config.n_mels) == (
+        16000,
+        400,
+        160,
+        512,
+        64,
+    )
+    assert config.frame_rate == 100.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sample_rate": 0}, r"sample_rate must be positive. Received: sample_rate=0"),
+        ({"hop_ms": 0.0}, r"need 0 < hop_ms <= win_ms. Received: hop_ms=0.0, win_ms=25.0"),
+        ({"hop_ms": 30.0}, r"need 0 < hop_ms <= win_ms. Received: hop_ms=30.0, win_ms=25.0"),
+        ({"hop_ms": 0.01}, r"hop_ms must be at least one sample .* Received: hop_ms=0.01"),
+        ({"n_fft": 256}, r"n_fft must be >= the window \(400 samples\). Received: n_fft=256"),
+        ({"n_fft": 512.0}, r"n_fft must be an integer. Received: n_fft=512.0"),
+        ({"n_mels": 4}, r"n_mels must be >= 8. Received: n_mels=4"),
+        ({"n_mels": 64.5}, r"n_mels must be an integer. Received: n_mels=64.5"),
+        ({"n_mels": True}, r"n_mels must be an integer. Received: n_mels=True"),
+        ({"fmin": -1.0}, r"need 0 <= fmin < fmax <= sample_rate/2. Received: fmin=-1.0, fmax=8000.0"),
+        ({"fmax": 9000.0}, r"Received: fmin=50.0, fmax=9000.0, sample_rate=16000"),
+        ({"fmin": 8000.0}, r"Received: fmin=8000.0, fmax=8000.0"),
+        ({"trim_db": -5.0}, r"trim_db must be a number >= 0 or None. Received: trim_db=-5.0"),
+        ({"trim_db": float("nan")}, r"trim_db must be a number >= 0 or None. Received: trim_db=nan"),
+        ({"trim_db": "40"}, r"trim_db must be a number >= 0 or None. Received: trim_db='40'"),
+    ],
+)
+def test_frontend_config_validation(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        FrontendConfig(**kwargs)
+
+
+def test_frontend_config_round_trip():
+    config = FrontendConfig(sample_rate=22050, n_mels=80, fmax=11025.0, n_fft=1024)
+    d = config.to_dict()
+    assert d == {
+        "sample_rate": 22050,
+        "win_ms": 25.0,
+        "hop_ms": 10.0,
+        "n_fft": 1024,
+        "n_mels": 80,
+        "fmin": 50.0,
+        "fmax": 11025.0,
+        "trim_db": 40.0,
+    }
+    assert FrontendConfig.from_dict(d) == config
+    assert FrontendConfig.from_dict(json.loads(json.dumps(d))) == config
+    assert FrontendConfig.from_dict({}) == FrontendConfig()
+    assert FrontendConfig.from_dict({"n_mels": 40}).n_mels == 40
+    no_trim = FrontendConfig(trim_db=None)
+    assert FrontendConfig.from_dict(json.loads(json.dumps(no_trim.to_dict()))) == no_trim
+
+
+def test_frontend_config_rejects_unknown_keys():
+    with pytest.raises(
+        ConfigError, match=r"unknown frontend setting\(s\) \['bogus', 'hop'\]; expected some of"
+    ):
+        FrontendConfig.from_dict({**FrontendConfig().to_dict(), "bogus": 1, "hop": 2})
+
+
+def test_frontend_config_from_dict_validates_values():
+    with pytest.raises(ConfigError, match="n_mels must be >= 8"):
+        FrontendConfig.from_dict({"n_mels": 2})
+
+
+# --------------------------------------------------------------------------- statistics and normalisation
+
+
+def random_features(rng, lengths, n_mels=8, offset=0.0, scale=1.0):
+    return [(offset + scale * rng.standard_normal((t, n_mels))).astype(np.float32) for t in lengths]
+
+
+def test_feature_stats_equals_numpy():
+    rng = np.random.default_rng(0)
+    features = random_features(rng, [3, 50, 17], offset=-12.0, scale=2.5)
+    mean, var = feature_stats(features)
+    allframes = np.concatenate(features).astype(np.float64)
+    assert mean.dtype == var.dtype == np.float32
+    assert mean.shape == var.shape == (8,)
+    np.testing.assert_allclose(mean, allframes.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(var, allframes.var(axis=0), rtol=1e-5)
+
+
+def test_feature_stats_exact_small_example():
+    mean, var = feature_stats([np.array([[1.0, 5.0], [3.0, 5.0]]), np.array([[5.0, 5.0]])])
+    np.testing.assert_array_equal(mean, np.float32([3.0, 5.0]))
+    np.testing.assert_allclose(var, np.float32([8.0 / 3.0, 1e-6]), rtol=1e-6)  # a constant band is floored
+
+
+def test_feature_stats_needs_input():
+    with pytest.raises(ConfigError, match="at least one feature matrix"):
+        feature_stats([])
+
+
+def test_speaker_normalize_standardises_each_speaker():
+    rng = np.random.default_rng(1)
+    a = random_features(rng, [40, 25], offset=-10.0, scale=3.0)
+    b = random_features(rng, [30, 31, 12], offset=2.0, scale=0.5)
+    c = random_features(rng, [60], offset=0.0, scale=10.0)
+    features = [a[0], b[0], c[0], a[1], b[1], b[2]]
+    speakers = ["a", "b", "c", "a", "b", "b"]
+    out = speaker_normalize(features, speakers)
+    assert [o.shape for o in out] == [f.shape for f in features]
+    assert all(o.dtype == np.float32 for o in out)
+    for spk in "abc":
+        frames = np.concatenate([o for o, s in zip(out, speakers, strict=True) if s == spk])
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-4)
+
+
+def test_speaker_normalize_uses_only_each_speakers_own_unlabelled_audio():
+    assert list(inspect.signature(speaker_normalize).parameters) == ["features", "speakers"]
+    rng = np.random.default_rng(2)
+    features = random_features(rng, [20, 30, 40, 50])
+    speakers = ["s1", "s2", "s1", "s2"]
+    out = speaker_normalize(features, speakers)
+    # changing speaker s2's audio changes nothing for s1 ...
+    changed = [features[0], features[1] * 7 + 3, features[2], -features[3]]
+    out2 = speaker_normalize(changed, speakers)
+    np.testing.assert_array_equal(out[0], out2[0])
+    np.testing.assert_array_equal(out[2], out2[2])
+    # ... and the order of the files does not matter.
+    out3 = speaker_normalize(features[::-1], speakers[::-1])
+    for o, o3 in zip(out, out3[::-1], strict=True):
+        np.testing.assert_allclose(o, o3, atol=1e-6)
+
+
+def test_speaker_normalize_checks_lengths():
+    with pytest.raises(ConfigError, match="got 2 feature matrices but 1 speakers"):
+        speaker_normalize([np.zeros((3, 8))] * 2, ["a"])
+
+
+# --------------------------------------------------------------------------- cropping and padding
+
+
+def test_crop_or_pad_crops_the_centre_by_default():
+    features = np.arange(20 * 3, dtype=np.float32).reshape(20, 3)
+    crop, mask = crop_or_pad(features, 8)
+    np.testing.assert_array_equal(crop, features[6:14])
+    np.testing.assert_array_equal(mask, np.ones(8, np.float32))
+    assert mask.dtype == np.float32
+
+
+@pytest.mark.parametrize(("start", "first"), [(0, 0), (5, 5), (12, 12), (100, 12), (-3, 0)])
+def test_crop_or_pad_start_is_clamped(start, first):
+    features = np.arange(20 * 3, dtype=np.float32).reshape(20, 3)
+    crop, _ = crop_or_pad(features, 8, start=start)
+    np.testing.assert_array_equal(crop, features[first : first + 8])
+
+
+def test_crop_or_pad_pads_short_input_with_zeros():
+    features = np.ones((5, 4), np.float64)
+    out, mask = crop_or_pad(features, 8)
+    assert out.shape == (8, 4) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[:5], 1.0)
+    np.testing.assert_array_equal(out[5:], 0.0)
+    np.testing.assert_array_equal(mask, [1, 1, 1, 1, 1, 0, 0, 0])
+
+
+def test_crop_or_pad_exact_length_is_identity():
+    features = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    out, mask = crop_or_pad(features, 8)
+    np.testing.assert_array_equal(out, features)
+    assert mask.sum() == 8
+
+
+@pytest.mark.parametrize(("multiple", "expected_t"), [(1, 9), (4, 12), (16, 16)])
+def test_pad_batch_shapes_and_masks(multiple, expected_t):
+    rng = np.random.default_rng(0)
+    lengths = [5, 9, 3]
+    features = random_features(rng, lengths, n_mels=6)
+    batch, mask = pad_batch(features, multiple=multiple)
+    assert batch.shape == (3, expected_t, 6) and mask.shape == (3, expected_t)
+    assert batch.dtype == mask.dtype == np.float32
+    np.testing.assert_array_equal(mask.sum(axis=1), lengths)
+    for i, (f, t) in enumerate(zip(features, lengths, strict=True)):
+        np.testing.assert_array_equal(batch[i, :t], f)
+        np.testing.assert_array_equal(batch[i, t:], 0.0)
+        np.testing.assert_array_equal(mask[i, :t], 1.0)
+        np.testing.assert_array_equal(mask[i, t:], 0.0)

@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ser.errors import ConfigError
+from ser.protocol import make_folds, test_splits, validation_split
+
+
+def _manifest(n_speakers=12, per_speaker=8, labels=("a", "b", "c", "d")):
+    rows = []
+    for s in range(n_speakers):
+        for i in range(per_speaker):
+            rows.append({"path": f"/x/{s}_{i}.wav", "label": labels[i % len(labels)], "speaker": f"spk{s:02d}",
+                         "session": f"S{s // 2}"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "protocol, n_folds",
+    [
+        ({"kind": "group_kfold", "group": "speaker", "k": 4}, 4),
+        ({"kind": "leave_one_group_out", "group": "speaker"}, 12),
+        ({"kind": "leave_one_group_out", "group": "session"}, 6),
+    ],
+)
+def test_test_speakers_never_leak_into_training_or_validation(protocol, n_folds):
+    m = _manifest()
+    folds = make_folds(m, protocol)
+    assert len(folds) == n_folds
+    group = protocol["group"]
+    seen_test = []
+    for f in folds:
+        test_groups = set(m[group].iloc[f.test])
+        assert set(f.test_groups) == test_groups
+        assert not test_groups & set(m[group].iloc[f.train])
+        assert not test_groups & set(m[group].iloc[f.validation])
+        # train, validation and test partition the corpus
+        all_rows = np.concatenate([f.train, f.validation, f.test])
+        assert sorted(all_rows) == list(range(len(m)))
+        seen_test.extend(f.test.tolist())
+    assert sorted(seen_test) == list(range(len(m)))  # every utterance tested exactly once
+
+
+def test_validation_holds_out_whole_training_speakers():
+    m = _manifest(n_speakers=12)
+    f = make_folds(m, {"kind": "group_kfold", "group": "speaker", "k": 4})[0]
+    val_speakers = set(m.speaker.iloc[f.validation])
+    assert val_speakers == set(f.validation_groups)
+    assert len(val_speakers) == 1  # round(0.15 * 9)
+    assert not val_speakers & set(m.speaker.iloc[f.train])
+
+
+def test_validation_falls_back_to_utterances_with_few_speakers():
+    m = _manifest(n_speakers=2)
+    with pytest.warns(UserWarning, match="only 1 training speakers"):
+        folds = make_folds(m, {"kind": "leave_one_group_out", "group": "speaker"})
+    f = folds[0]
+    assert f.validation_groups == ()
+    assert len(f.validation) > 0
+    assert set(m.label.iloc[f.validation]) == {"a", "b", "c", "d"}  # stratified
+
+
+def test_kfold_is_deterministic_and_balanced():
+    m = _manifest(n_speakers=24)
+    a = test_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 6, "seed": 0})
+    b = test_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 6, "seed": 0})
+    assert [g for g, _ in a] == [g for g, _ in b]
+    assert all(len(g) == 4 for g, _ in a)
+
+
+def test_protocol_errors():
+    m = _manifest(n_speakers=3)
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        test_splits(m, {"kind": "random"})
+    with pytest.raises(ConfigError, match="2 <= k <= number of groups"):
+        test_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 5})
+    with pytest.raises(ConfigError, match="no such column"):
+        test_splits(m, {"kind": "group_kfold", "group": "dialect", "k": 2})
+    with pytest.raises(ConfigError, match="at least 2 speakers"):
+        test_splits(_manifest(n_speakers=1), {"kind": "leave_one_group_out", "group": "speaker"})
+
+
+def test_validation_split_seeded():
+    m = _manifest(n_speakers=10)
+    rows = np.arange(len(m))
+    a = validation_split(m, rows, "speaker", seed=3)
+    b = validation_split(m, rows, "speaker", seed=3)
+    assert a[2] == b[2]
