@@ -3,7 +3,7 @@
 Input: a batch of log-mel spectrograms ``features`` ``(batch, time, n_mels)`` and a
 ``mask`` ``(batch, time)`` (1 for real frames). Any length works: the trunk is fully
 convolutional and every block re-applies the (time-pooled) mask, so padding frames stay
-zero. The Conv5 map ``X`` ``(batch, time/16, n_mels/16, channels)`` feeds the head:
+zero. The Conv5 map ``X`` ``(batch, time/16, n_mels/8, channels)`` feeds the head:
 
 - ``"attention"``: :class:`ser.layers.AttentionalPooling` (the product),
 - ``"average"`` / ``"max"``: masked global pooling + a dense layer (baselines that
@@ -60,18 +60,32 @@ class ModelConfig:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
+        if any(isinstance(w, bool) or int(w) != w for w in self.widths):
+            raise ConfigError(f"widths must be integers. Received: widths={self.widths}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "pools", tuple(tuple(int(v) for v in p) for p in self.pools))
         if len(self.widths) != 5 or min(self.widths) < 1:
-            raise ConfigError(f"widths must be 5 positive ints (Conv1..Conv5). Received: widths={self.widths}")
+            raise ConfigError(
+                f"widths must be 5 positive ints (Conv1..Conv5). Received: widths={self.widths}"
+            )
         if len(self.pools) != 5 or any(len(p) != 2 or min(p) < 1 for p in self.pools):
             raise ConfigError(f"pools must be 5 (time, freq) pairs >= 1. Received: pools={self.pools}")
         if self.head not in HEADS:
             raise ConfigError(f"head must be one of {HEADS}. Received: head={self.head!r}")
         if self.bottom_up not in ("linear", "softmax"):
-            raise ConfigError(f"bottom_up must be 'linear' or 'softmax'. Received: bottom_up={self.bottom_up!r}")
+            raise ConfigError(
+                f"bottom_up must be 'linear' or 'softmax'. Received: bottom_up={self.bottom_up!r}"
+            )
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        if not isinstance(self.rank, int) or self.rank < 1:
+            raise ConfigError(f"rank must be a positive integer. Received: rank={self.rank!r}")
+        if not isinstance(self.kernel_size, int) or self.kernel_size < 1:
+            raise ConfigError(
+                f"kernel_size must be a positive integer. Received: kernel_size={self.kernel_size!r}"
+            )
+        if not self.l2 >= 0:
+            raise ConfigError(f"l2 must be >= 0. Received: l2={self.l2!r}")
 
     @property
     def time_stride(self) -> int:
@@ -138,8 +152,8 @@ def build_model(
     from ser.layers import ApplyMask, AttentionalPooling, MaskedGlobalPooling, MetadataLayer, PoolMask
 
     labels = [str(label) for label in labels]
-    if len(labels) < 2:
-        raise ConfigError(f"need at least 2 classes. Received: labels={labels}")
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ConfigError(f"need at least 2 distinct class names. Received: labels={labels}")
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     mean = np.zeros(n_mels, np.float32) if mean is None else np.asarray(mean, np.float32)
@@ -157,14 +171,17 @@ def build_model(
         x = keras.layers.Conv2D(
             width, config.kernel_size, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{i}"
         )(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
+        # Zero the padding before pooling: ReLU outputs are >= 0, so a pooling window that
+        # straddles the end of the valid frames then sees only valid values (exact masking).
+        x = ApplyMask(name=f"mask{i}")(x, m)
         if pool != (1, 1):
             x = keras.layers.MaxPooling2D(pool, padding="same", name=f"pool{i}")(x)
             if pool[0] > 1:
                 m = PoolMask(pool[0], name=f"mask_pool{i}")(m)
-        x = ApplyMask(name=f"mask{i}")(x, m)
     # x is the Conv5 feature map X: (batch, time', freq', channels); m its (batch, time') mask
+    x = keras.layers.Identity(name="conv5_map")(x)
     m = PoolMask(1, name="conv5_mask")(m)
     if config.head == "attention":
         logits = AttentionalPooling(
@@ -192,4 +209,6 @@ def feature_map_model(model):
     """
     import keras
 
-    return keras.Model(model.inputs, [model.get_layer("mask5").output, model.get_layer("conv5_mask").output])
+    return keras.Model(
+        model.inputs, [model.get_layer("conv5_map").output, model.get_layer("conv5_mask").output]
+    )

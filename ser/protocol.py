@@ -39,7 +39,7 @@ def _groups(manifest: pd.DataFrame, group: str) -> np.ndarray:
     return values.astype(str).to_numpy()
 
 
-def test_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.ndarray]]:
+def fold_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.ndarray]]:
     """The test groups and test rows of every fold.
 
     Parameters
@@ -70,7 +70,9 @@ def test_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.
     else:
         k = int(protocol.get("k", 5))
         if not 2 <= k <= len(unique):
-            raise ConfigError(f"group_kfold needs 2 <= k <= number of groups ({len(unique)}). Received: k={k}")
+            raise ConfigError(
+                f"group_kfold needs 2 <= k <= number of groups ({len(unique)}). Received: k={k}"
+            )
         order = np.random.default_rng(int(protocol.get("seed", 0))).permutation(len(unique))
         parts = [sorted(unique[order[i::k]].tolist()) for i in range(k)]
     return [(tuple(p), np.flatnonzero(np.isin(groups, p))) for p in parts]
@@ -114,18 +116,18 @@ def validation_split(
     is_val = np.zeros(len(rows), dtype=bool)
     for label in sorted(set(labels)):
         idx = np.flatnonzero(labels == label)
-        n_val = int(round(fraction * len(idx)))
-        if n_val and len(idx) > 1:
+        n_val = max(1, int(round(fraction * len(idx))))
+        if len(idx) > 1:
             is_val[rng.choice(idx, size=n_val, replace=False)] = True
     return rows[~is_val], rows[is_val], ()
 
 
 def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0) -> list[Fold]:
-    """All folds of ``protocol`` with their validation splits (see :func:`test_splits`)."""
+    """All folds of ``protocol`` with their validation splits (see :func:`fold_splits`)."""
     group = protocol.get("group", "speaker")
     all_rows = np.arange(len(manifest))
     folds = []
-    for number, (test_groups, test) in enumerate(test_splits(manifest, protocol), start=1):
+    for number, (test_groups, test) in enumerate(fold_splits(manifest, protocol), start=1):
         rest = np.setdiff1d(all_rows, test)
         train, val, val_groups = validation_split(
             manifest,

@@ -103,10 +103,15 @@ def train_model(
     )
     crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
     crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
-    batches = CropBatches(train_features, train_labels, crop, tcfg.batch_size, augment=tcfg.spec_augment, seed=tcfg.seed)
+    batches = CropBatches(
+        train_features, train_labels, crop, tcfg.batch_size, augment=tcfg.spec_augment, seed=tcfg.seed
+    )
     steps = len(batches) * tcfg.epochs
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(steps - len(batches), 1), warmup_target=tcfg.learning_rate, warmup_steps=len(batches)
+        0.0,
+        decay_steps=max(steps - len(batches), 1),
+        warmup_target=tcfg.learning_rate,
+        warmup_steps=len(batches),
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=tcfg.weight_decay),
@@ -135,10 +140,20 @@ def train_model(
         logp = logits - logits.max(1, keepdims=True)
         logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
         val_loss = float(-logp[np.arange(len(val_labels)), val_labels].mean())
-        improved = val["ua"] > best["ua"] + 1e-9 or (abs(val["ua"] - best["ua"]) <= 1e-9 and val_loss < best["loss"])
+        improved = val["ua"] > best["ua"] + 1e-9 or (
+            abs(val["ua"] - best["ua"]) <= 1e-9 and val_loss < best["loss"]
+        )
         if improved:
             best = {"ua": val["ua"], "loss": val_loss, "epoch": epoch, "weights": model.get_weights()}
-        curve.append({"epoch": epoch, "loss": train_loss, "val_loss": val_loss, "val_ua": val["ua"], "val_wa": val["wa"]})
+        curve.append(
+            {
+                "epoch": epoch,
+                "loss": train_loss,
+                "val_loss": val_loss,
+                "val_ua": val["ua"],
+                "val_wa": val["wa"],
+            }
+        )
         if writer is not None:
             import tensorflow as tf
 
@@ -155,7 +170,12 @@ def train_model(
         if epoch - best["epoch"] >= tcfg.patience:
             break
     model.set_weights(best["weights"])
-    return model, {"best_epoch": best["epoch"], "epochs_run": len(curve), "best_val_ua": best["ua"], "curve": curve}
+    return model, {
+        "best_epoch": best["epoch"],
+        "epochs_run": len(curve),
+        "best_val_ua": best["ua"],
+        "curve": curve,
+    }
 
 
 def _parse_folds(folds, n: int) -> list[int]:
@@ -164,7 +184,9 @@ def _parse_folds(folds, n: int) -> list[int]:
     try:
         chosen = sorted({int(v) for v in str(folds).split(",") if v.strip()})
     except ValueError:
-        raise ConfigError(f"--folds expects 'all' or a comma list of numbers, e.g. 1,3. Received: {folds!r}") from None
+        raise ConfigError(
+            f"--folds expects 'all' or a comma list of numbers, e.g. 1,3. Received: {folds!r}"
+        ) from None
     bad = [f for f in chosen if not 1 <= f <= n]
     if bad or not chosen:
         raise ConfigError(f"--folds must be between 1 and {n}. Received: {folds!r}")
@@ -176,15 +198,21 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     from corpora import load_corpus
     from ser.data import extract_all
 
-    manifest = load_corpus(recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"])
+    manifest = load_corpus(
+        recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
+    )
     labels = list(manifest.attrs.get("classes") or sorted(manifest["label"].unique()))
     unknown = sorted(set(manifest["label"]) - set(labels))
     if unknown:
         raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
     t0 = time.time()
-    features = extract_all(manifest["path"].tolist(), recipe["frontend"], cache_dir=cache_dir, progress=progress)
+    features = extract_all(
+        manifest["path"].tolist(), recipe["frontend"], cache_dir=cache_dir, progress=progress
+    )
     feature_seconds = time.time() - t0
-    features = normalize_features(features, manifest["speaker"].astype(str).tolist(), recipe["features"]["normalization"])
+    features = normalize_features(
+        features, manifest["speaker"].astype(str).tolist(), recipe["features"]["normalization"]
+    )
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
     return manifest, labels, features, y, feature_seconds
 
@@ -192,12 +220,18 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
 def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = False) -> str:
     """Load a corpus with a recipe's settings and describe it (counts, speaker x label table, folds)."""
     from corpora import describe_manifest, load_corpus
-    from ser.protocol import describe_protocol, test_splits
+    from ser.protocol import describe_protocol, fold_splits
 
     recipe = load_recipe_cached(recipe_name, overrides)
-    manifest = load_corpus(recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"])
-    splits = test_splits(manifest, recipe["protocol"])
-    lines = [describe_manifest(manifest), "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
+    manifest = load_corpus(
+        recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
+    )
+    splits = fold_splits(manifest, recipe["protocol"])
+    lines = [
+        describe_manifest(manifest),
+        "",
+        f"protocol: {describe_protocol(recipe['protocol'], len(splits))}",
+    ]
     for i, (groups, rows) in enumerate(splits, start=1):
         lines.append(f"  fold {i}: test {', '.join(groups)} ({len(rows)} files)")
     return "\n".join(lines)
@@ -310,7 +344,9 @@ def run_recipe(
     data_root = str(Path(data_root).resolve())
     run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
     previous = read_json(out / "run.json")
-    if previous is not None and (previous.get("settings") != settings or previous.get("data_root") != data_root):
+    if previous is not None and (
+        previous.get("settings") != settings or previous.get("data_root") != data_root
+    ):
         raise ConfigError(
             f"{out}: holds a run with different settings or data; use a new --out folder "
             "(or delete this one) to start a different run"
@@ -328,7 +364,9 @@ def run_recipe(
     tcfg = recipe["training"]
     all_folds = make_folds(manifest, recipe["protocol"], seed=tcfg.seed)
     protocol_text = describe_protocol(recipe["protocol"], len(all_folds))
-    _log(f"{len(manifest)} files, {manifest['speaker'].nunique()} speakers, classes {labels}; {protocol_text}")
+    _log(
+        f"{len(manifest)} files, {manifest['speaker'].nunique()} speakers, classes {labels}; {protocol_text}"
+    )
     chosen = _parse_folds(folds, len(all_folds))
     info = {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": _version()}
     speakers = manifest["speaker"].astype(str).to_numpy()
@@ -401,7 +439,8 @@ def run_recipe(
             "classes": labels,
             "complete": len(done) == len(all_folds),
             "folds": [
-                {k: r[k] for k in ("fold", "test_speakers", "n", "wa", "ua", "macro_f1")} | {"best_epoch": r["history"]["best_epoch"]}
+                {k: r[k] for k in ("fold", "test_speakers", "n", "wa", "ua", "macro_f1")}
+                | {"best_epoch": r["history"]["best_epoch"]}
                 for r in done
             ],
             **aggregate(done, labels),
@@ -436,7 +475,11 @@ def run_recipe(
         _log(f"final model: all speakers ({len(train)} train, {len(val)} validation files)")
         final_info = dict(info)
         if results is not None:
-            final_info["cv"] = {"protocol": protocol_text, "ua_mean": results["ua_mean"], "wa_mean": results["wa_mean"]}
+            final_info["cv"] = {
+                "protocol": protocol_text,
+                "ua_mean": results["ua_mean"],
+                "wa_mean": results["wa_mean"],
+            }
         model, _ = train_model(
             [features[i] for i in train],
             y[train],
@@ -465,4 +508,3 @@ def _clear_session() -> None:
     import keras
 
     keras.backend.clear_session()
-

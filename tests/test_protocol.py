@@ -3,15 +3,21 @@ import pandas as pd
 import pytest
 
 from ser.errors import ConfigError
-from ser.protocol import make_folds, test_splits, validation_split
+from ser.protocol import fold_splits, make_folds, validation_split
 
 
 def _manifest(n_speakers=12, per_speaker=8, labels=("a", "b", "c", "d")):
     rows = []
     for s in range(n_speakers):
         for i in range(per_speaker):
-            rows.append({"path": f"/x/{s}_{i}.wav", "label": labels[i % len(labels)], "speaker": f"spk{s:02d}",
-                         "session": f"S{s // 2}"})
+            rows.append(
+                {
+                    "path": f"/x/{s}_{i}.wav",
+                    "label": labels[i % len(labels)],
+                    "speaker": f"spk{s:02d}",
+                    "session": f"S{s // 2}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -62,8 +68,8 @@ def test_validation_falls_back_to_utterances_with_few_speakers():
 
 def test_kfold_is_deterministic_and_balanced():
     m = _manifest(n_speakers=24)
-    a = test_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 6, "seed": 0})
-    b = test_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 6, "seed": 0})
+    a = fold_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 6, "seed": 0})
+    b = fold_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 6, "seed": 0})
     assert [g for g, _ in a] == [g for g, _ in b]
     assert all(len(g) == 4 for g, _ in a)
 
@@ -71,13 +77,13 @@ def test_kfold_is_deterministic_and_balanced():
 def test_protocol_errors():
     m = _manifest(n_speakers=3)
     with pytest.raises(ConfigError, match="kind must be one of"):
-        test_splits(m, {"kind": "random"})
+        fold_splits(m, {"kind": "random"})
     with pytest.raises(ConfigError, match="2 <= k <= number of groups"):
-        test_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 5})
+        fold_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 5})
     with pytest.raises(ConfigError, match="no such column"):
-        test_splits(m, {"kind": "group_kfold", "group": "dialect", "k": 2})
+        fold_splits(m, {"kind": "group_kfold", "group": "dialect", "k": 2})
     with pytest.raises(ConfigError, match="at least 2 speakers"):
-        test_splits(_manifest(n_speakers=1), {"kind": "leave_one_group_out", "group": "speaker"})
+        fold_splits(_manifest(n_speakers=1), {"kind": "leave_one_group_out", "group": "speaker"})
 
 
 def test_validation_split_seeded():

@@ -6,7 +6,9 @@ from ser.recipe import RECIPES_DIR, apply_overrides, load_recipe
 
 def test_every_shipped_recipe_loads_and_has_a_readme():
     names = sorted(d.name for d in RECIPES_DIR.iterdir() if (d / "recipe.toml").is_file())
-    assert {"ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "urdu", "custom", "synthetic"} <= set(names)
+    assert {"ravdess", "emodb", "iemocap", "cremad", "tess", "savee", "urdu", "custom", "synthetic"} <= set(
+        names
+    )
     for name in names:
         r = load_recipe(name)
         assert r["corpus"]["name"]
