@@ -26,7 +26,7 @@ HEADS = ("attention", "average", "max")
 class ModelConfig:
     """Architecture of the CNN.
 
-    The defaults are small enough to train on a 2-core CPU: about 0.19 M parameters.
+    The defaults are small enough to train on a 2-core CPU: about 0.1 M parameters.
     Blocks 1-3 halve time and frequency, block 4 halves time only, block 5 keeps its
     resolution, so Conv5 sees ``time/16 x n_mels/8`` positions (for 64 mels: 8 frequency
     rows and one column every 160 ms) -- fine enough to show *where* attention falls.
@@ -49,7 +49,7 @@ class ModelConfig:
         Weight decay on conv kernels.
     """
 
-    widths: tuple = (16, 32, 64, 96, 128)
+    widths: tuple = (8, 16, 32, 64, 128)
     kernel_size: int = 3
     pools: tuple = ((2, 2), (2, 2), (2, 2), (2, 1), (1, 1))
     head: str = "attention"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from ser.errors import ConfigError
 
@@ -45,11 +46,11 @@ class TrainingConfig:
     seed : int
     """
 
-    epochs: int = 30
+    epochs: int = 35
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    patience: int = 8
+    patience: int = 10
     crop_seconds: float = 2.0
     spec_augment: bool = True
     class_weight: str = "balanced"
@@ -77,7 +78,9 @@ def _dataclass_from(cls, section: str, values: dict):
     known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {[f'{section}.{k}' for k in unknown]}; expected some of {sorted(known)}")
+        raise ConfigError(
+            f"unknown setting(s) {[f'{section}.{k}' for k in unknown]}; expected some of {sorted(known)}"
+        )
     try:
         return cls(**values)
     except TypeError as exc:
@@ -100,7 +103,9 @@ def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         if parts[0] not in SECTIONS or len(parts) < 2:
-            raise ConfigError(f"--set key must start with one of {SECTIONS}, e.g. training.epochs=10. Received: {key!r}")
+            raise ConfigError(
+                f"--set key must start with one of {SECTIONS}, e.g. training.epochs=10. Received: {key!r}"
+            )
         node = recipe
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -120,7 +125,11 @@ def find_recipe(name_or_path: str) -> Path:
     candidate = RECIPES_DIR / str(name_or_path) / "recipe.toml"
     if candidate.is_file():
         return candidate
-    available = sorted(d.name for d in RECIPES_DIR.iterdir() if (d / "recipe.toml").is_file()) if RECIPES_DIR.is_dir() else []
+    available = (
+        sorted(d.name for d in RECIPES_DIR.iterdir() if (d / "recipe.toml").is_file())
+        if RECIPES_DIR.is_dir()
+        else []
+    )
     raise ConfigError(f"recipe {name_or_path!r} not found; expected a recipe folder or one of {available}")
 
 
@@ -149,15 +158,22 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
     corpus = dict(raw.get("corpus", {}))
     if "name" not in corpus:
-        raise ConfigError(f"{path}: [corpus] needs a name, e.g. name = \"ravdess\"")
+        raise ConfigError(f'{path}: [corpus] needs a name, e.g. name = "ravdess"')
     module = get_corpus(corpus["name"])
-    protocol = {**getattr(module, "PROTOCOL", {"kind": "group_kfold", "group": "speaker", "k": 5}), **raw.get("protocol", {})}
+    protocol = {
+        **getattr(module, "PROTOCOL", {"kind": "group_kfold", "group": "speaker", "k": 5}),
+        **raw.get("protocol", {}),
+    }
     features = {"normalization": "global", **raw.get("features", {})}
     if features["normalization"] not in NORMALIZATIONS:
-        raise ConfigError(f"features.normalization must be one of {NORMALIZATIONS}. Received: {features['normalization']!r}")
+        raise ConfigError(
+            f"features.normalization must be one of {NORMALIZATIONS}. Received: {features['normalization']!r}"
+        )
     unknown = sorted(set(features) - {"normalization"})
     if unknown:
-        raise ConfigError(f"unknown setting(s) {[f'features.{k}' for k in unknown]}; expected ['normalization']")
+        raise ConfigError(
+            f"unknown setting(s) {[f'features.{k}' for k in unknown]}; expected ['normalization']"
+        )
     model = dict(raw.get("model", {}))
     return {
         "name": path.parent.name,
