@@ -110,11 +110,24 @@ def main(argv=None) -> int:
     for head in [h for h in args.heads.split(",") if h]:
         t0 = time.time()
         res = run_recipe(
-            "ravdess", data_root=args.data_root, out_dir=out / head,
-            overrides=[f"model.head={head}", *args.set], final_model=head == "attention",
+            "ravdess",
+            data_root=args.data_root,
+            out_dir=out / head,
+            overrides=[f"model.head={head}", *args.set],
+            final_model=head == "attention",
         )
         wall = time.time() - t0
-        rows.append((f"ser CNN + {head} pooling", res["wa_mean"], res["ua_mean"], res["ua_std"], res["pooled"]["ua"], res["seconds"], wall))
+        rows.append(
+            (
+                f"ser CNN + {head} pooling",
+                res["wa_mean"],
+                res["ua_mean"],
+                res["ua_std"],
+                res["pooled"]["ua"],
+                res["seconds"],
+                wall,
+            )
+        )
 
     recipe = load_recipe("ravdess", args.set)
     manifest = load_corpus("ravdess", args.data_root)
@@ -128,21 +141,44 @@ def main(argv=None) -> int:
         for per_speaker in (False, True):
             r = svm_baseline(x, y, speakers, folds, per_speaker=per_speaker)
             name = "eGeMAPS + SVM, " + ("per-speaker" if per_speaker else "global") + " standardisation"
-            rows.append((name, r["wa_mean"], r["ua_mean"], r["ua_std"], r["pooled"]["ua"], time.time() - t0, time.time() - t0))
+            rows.append(
+                (
+                    name,
+                    r["wa_mean"],
+                    r["ua_mean"],
+                    r["ua_std"],
+                    r["pooled"]["ua"],
+                    time.time() - t0,
+                    time.time() - t0,
+                )
+            )
 
     print()
-    print(f"RAVDESS speech, 8 classes, {len(manifest)} files; protocol: {describe_protocol(recipe['protocol'], len(folds))}")
-    print(f"{'system':48s} {'WA':>6s} {'UA':>6s} {'±':>6s} {'pooled UA':>9s} {'compute s':>9s} {'wall s':>7s}")
+    print(
+        f"RAVDESS speech, 8 classes, {len(manifest)} files; protocol: {describe_protocol(recipe['protocol'], len(folds))}"
+    )
+    print(
+        f"{'system':48s} {'WA':>6s} {'UA':>6s} {'±':>6s} {'pooled UA':>9s} {'compute s':>9s} {'wall s':>7s}"
+    )
     for name, wa, ua, ua_std, pua, sec, wall in rows:
         print(f"{name:48s} {wa:6.3f} {ua:6.3f} {ua_std:6.3f} {pua:9.3f} {sec:9.0f} {wall:7.0f}")
     ser_rows = [r for r in rows if r[0].startswith("ser CNN + attention")]
     if ser_rows:
         ua, wall = ser_rows[0][2], ser_rows[0][6]
-        print(f"\ntarget UA >= 0.70: {'met' if ua >= 0.70 else 'NOT met'} (UA {ua:.3f}); "
-              f"target wall < 30 min for the full recipe: {wall / 60:.1f} min "
-              f"({'met' if wall < 1800 else 'NOT met'}; a resumed run counts only this invocation)")
+        print(
+            f"\ntarget UA >= 0.70: {'met' if ua >= 0.70 else 'NOT met'} (UA {ua:.3f}); "
+            f"target wall < 30 min for the full recipe: {wall / 60:.1f} min "
+            f"({'met' if wall < 1800 else 'NOT met'}; a resumed run counts only this invocation)"
+        )
     with open(out / "bench.json", "w") as fh:
-        json.dump([dict(zip(["system", "wa", "ua", "ua_std", "pooled_ua", "seconds", "wall"], r, strict=True)) for r in rows], fh, indent=2)
+        json.dump(
+            [
+                dict(zip(["system", "wa", "ua", "ua_std", "pooled_ua", "seconds", "wall"], r, strict=True))
+                for r in rows
+            ],
+            fh,
+            indent=2,
+        )
     return 0
 
 

@@ -41,8 +41,8 @@ from ser.inference import (
 #: Longest stretch of audio (seconds) one attention figure shows.
 MAX_ATTENTION_DURATION = MAX_LOAD_DURATION
 
-#: Mel-axis tick labels of the figure, in Hz (those inside the frontend's range are used).
-FREQ_TICKS_HZ = (100, 200, 500, 1000, 2000, 4000, 8000, 16000)
+#: Candidate frequency ticks of the figure, in Hz (those on the axis and not crowded are used).
+FREQ_TICKS_HZ = (100, 200, 300, 500, 1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000)
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,7 +162,9 @@ def upsample(grid: np.ndarray, time_stride: int, freq_stride: int, frames: int, 
     """
     up = np.repeat(np.repeat(grid, time_stride, axis=0), freq_stride, axis=1)
     if up.shape[0] < frames or up.shape[1] < bands:
-        raise ValueError(f"grid {grid.shape} x strides ({time_stride}, {freq_stride}) does not cover {frames}x{bands}")
+        raise ValueError(
+            f"grid {grid.shape} x strides ({time_stride}, {freq_stride}) does not cover {frames}x{bands}"
+        )
     return up[:frames, :bands]
 
 
@@ -228,7 +230,7 @@ def compute_attention(
         feats, specs = [], []
         for j, (_, w) in enumerate(batch):
             f = model_features(classifier, w)
-            s = f if classifier.normalization != "utterance" else _raw_logmel(classifier, w)
+            s = _raw_logmel(classifier, w) if classifier.standardizes_input else f
             if i + j < len(pieces) - 1:  # a window of n samples has n // hop frames, not 1 + n // hop
                 f, s = f[: w.size // hop], s[: w.size // hop]
             feats.append(f)
@@ -323,7 +325,9 @@ def _head_maps(classifier: EmotionClassifier, features: list[np.ndarray]):
     freq_stride = -(-x.shape[2] // X_shape[2])
     logits = np.asarray(logits, dtype=np.float64)
     if not np.all(np.isfinite(logits)):
-        raise ModelError(f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?")
+        raise ModelError(
+            f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?"
+        )
     return logits, top_down, bottom_up, time_stride, freq_stride
 
 
@@ -369,7 +373,12 @@ def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
         a = int(round(t0 * info.sample_rate))
         b = min(info.frames, int(round(t1 * info.sample_rate)))
         y = _read_frames(info.path, a, b)
-        return prepare_waveform(y, info.sample_rate, sr, name=info.path), name, t0, t0 + (b - a) / info.sample_rate
+        return (
+            prepare_waveform(y, info.sample_rate, sr, name=info.path),
+            name,
+            t0,
+            t0 + (b - a) / info.sample_rate,
+        )
     if isinstance(audio, np.ndarray):
         if sample_rate is None:
             raise ConfigError("sample_rate is required when audio is an array. Received: sample_rate=None")
@@ -377,7 +386,9 @@ def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
         t0, t1 = _check_range(start, end, y.size / sr, "<array>")
         a, b = int(round(t0 * sr)), min(y.size, int(round(t1 * sr)))
         return y[a:b], None, t0, t0 + (b - a) / sr
-    raise ConfigError(f"audio must be a file path or a numpy array of samples. Received: {type(audio).__name__}")
+    raise ConfigError(
+        f"audio must be a file path or a numpy array of samples. Received: {type(audio).__name__}"
+    )
 
 
 def _read_frames(path: str, a: int, b: int, block: int = 1 << 18) -> np.ndarray:
@@ -406,19 +417,42 @@ def _write_atomically(path: str | os.PathLike, write) -> None:
     import tempfile
 
     path = Path(path)
-    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected the name of a file to write")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _freq_ticks(freqs: np.ndarray, min_gap: float = 1 / 12) -> tuple[list, list]:
+    """Hz ticks and their positions on a mel-band axis (band ``i`` at ``i``), not crowded.
+
+    Band centres are equally spaced in mel, so a frequency's position is its mel value in
+    units of that spacing; ticks closer than ``min_gap`` of the axis are dropped, from the top.
+    """
+    import librosa
+
+    mels = librosa.hz_to_mel(freqs)
+    step = (mels[-1] - mels[0]) / max(len(freqs) - 1, 1)
+    chosen, positions = [], []
+    for f in sorted(FREQ_TICKS_HZ, reverse=True):
+        pos = float((librosa.hz_to_mel(f) - mels[0]) / step)
+        if -0.5 <= pos <= len(freqs) - 0.5 and all(abs(pos - p) >= min_gap * len(freqs) for p in positions):
+            chosen.append(f)
+            positions.append(pos)
+    return chosen[::-1], positions[::-1]
 
 
 def _symmetric_limit(a: np.ndarray) -> float:
@@ -457,9 +491,10 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     axes = fig.subplots(4, 1, sharex=True, sharey=True)
     image_kw = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
 
+    ticks, positions = _freq_ticks(maps.freqs)
+
     def freq_axis(ax):
-        ticks = [f for f in FREQ_TICKS_HZ if maps.freqs[0] <= f <= maps.freqs[-1]]
-        ax.set_yticks(np.interp(ticks, maps.freqs, np.arange(n_mels)))
+        ax.set_yticks(positions)
         ax.set_yticklabels([f"{f / 1000:g}k" if f >= 1000 else f"{f:g}" for f in ticks])
         ax.set_ylabel("frequency (Hz)")
 
@@ -478,14 +513,17 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     bu = maps.bottom_up_up
     if maps.bottom_up_mode == "constant":
         im = ax.imshow(bu.T, cmap="Greys", vmin=0.0, vmax=2.0, **image_kw)
-        text = f"bottom-up h = 1 everywhere ({maps.head}-pooling head: a class activation map, not attention)"
+        text = f"bottom-up h = 1 everywhere ({maps.head}-pooling head: no attention)"
+        ax.text(
+            0.5, 0.5, "h = 1", transform=ax.transAxes, ha="center", va="center", fontsize=14, color="white"
+        )
     elif maps.bottom_up_mode == "softmax":
         im = ax.imshow(bu.T, cmap="viridis", vmin=0.0, **image_kw)
         text = "bottom-up attention h (class-agnostic; softmax over positions, per window)"
     else:
         lim = _symmetric_limit(bu)
         im = ax.imshow(bu.T, cmap="PuOr_r", vmin=-lim, vmax=lim, **image_kw)
-        text = "bottom-up attention h (class-agnostic saliency)"
+        text = "bottom-up attention h (class-agnostic; its sign matters only in t·h)"
     fig.colorbar(im, ax=ax, pad=0.01, label="h")
     ax.set_title(text, loc="left", fontsize=10)
 
@@ -508,16 +546,10 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     ax.imshow(rgba, **image_kw)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01, label="t·h")
     if maps.head == "max":
-        text = (
-            f"class activation map over the spectrogram for '{explained}' (red for, blue against; "
-            "the max-pooling head scores each channel's strongest position)"
-        )
+        text = f"class activation map for '{explained}' (red for, blue against; max head: logit uses peaks)"
     else:
         how = "sum" if maps.bottom_up_mode == "softmax" else "mean"
-        text = (
-            f"product t·h over the spectrogram: where the evidence for '{explained}' is "
-            f"(red for, blue against; its {how} over positions is the logit)"
-        )
+        text = f"t·h: evidence for '{explained}' (red for, blue against; the logit is its {how})"
     ax.set_title(text, loc="left", fontsize=10)
     ax.set_xlabel("time (s)")
 
@@ -533,7 +565,9 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
         if explained != maps.label:
             title += f"; explaining {explained} ({p_explained:.2f})"
         if len(maps.window_starts) > 1:
-            title += f"\n{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
+            title += (
+                f"\n{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
+            )
         elif maps.start > 0:
             title += f"\n{maps.start:.1f}-{maps.end:.1f} s"
     fig.suptitle(title, fontsize=12)

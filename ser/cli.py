@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", help="recipe name or path to a recipe folder")
     p.add_argument("--data-root", required=True, help="folder holding the corpus")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting"
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
     p.set_defaults(func=_cmd_check)
 
@@ -125,14 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "classify",
         help="classify audio files with a trained model",
-        description="Classify audio files. Long files are classified in sliding windows with a timeline.",
+        description="Classify audio files: one line per file (or --json). Files up to 12 s are classified "
+        "whole; longer files in sliding windows (4 s every 2 s), streamed from disk, and scored by the mean "
+        "of the windows' probabilities; --json gives the windows' timeline. A file that fails is reported "
+        "and the others are still classified (exit status 1).",
     )
     p.add_argument("model", help="a model.keras file or a run folder holding one")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...)")
-    p.add_argument("--json", action="store_true", help="print JSON, one object per file")
-    p.add_argument("--window", type=float, default=None, help="window length in seconds for long files")
-    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds")
-    p.add_argument("--top", type=int, default=1, help="show the K most probable classes")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help="sliding windows of this many seconds, for files of any length (default: 4 s, over 12 s only)",
+    )
+    p.add_argument(
+        "--hop", type=float, default=None, help="hop between windows in seconds (default: half a window)"
+    )
+    p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most probable classes")
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser(
@@ -146,8 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--class", dest="class_name", default=None, help="class to explain (default: predicted)")
     p.add_argument("--npz", default=None, help="also save the raw maps to this .npz file")
-    p.add_argument("--start", type=float, default=None, help="start of the range to show, seconds")
-    p.add_argument("--end", type=float, default=None, help="end of the range to show, seconds")
+    p.add_argument(
+        "--start", type=float, default=None, help="start of the range to show, seconds (default: 0)"
+    )
+    p.add_argument(
+        "--end",
+        type=float,
+        default=None,
+        help="end of the range to show, seconds (default: the end; at most 600 s)",
+    )
     p.set_defaults(func=_cmd_attention)
     return parser
 

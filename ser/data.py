@@ -19,7 +19,9 @@ from ser.features import FrontendConfig, crop_or_pad, model_input
 
 def _cache_key(path: str, frontend: FrontendConfig) -> str:
     st = os.stat(path)
-    payload = json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns, frontend.to_dict()], sort_keys=True)
+    payload = json.dumps(
+        [os.path.abspath(path), st.st_size, st.st_mtime_ns, frontend.to_dict()], sort_keys=True
+    )
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
@@ -98,7 +100,9 @@ def extract_all(
     return out
 
 
-def spec_augment(x: np.ndarray, rng: np.random.Generator, *, freq_masks=2, freq_width=8, time_masks=2, time_width=20):
+def spec_augment(
+    x: np.ndarray, rng: np.random.Generator, *, freq_masks=2, freq_width=8, time_masks=2, time_width=20
+):
     """SpecAugment-style masking of one ``(frames, n_mels)`` crop (in place, set to the crop mean)."""
     t, f = x.shape
     fill = float(x.mean())

@@ -41,14 +41,21 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
 
     out = Path(out_dir)
     size = QUICK_SIZE if quick else DEMO_SIZE
-    _say(f"[1/4] synthetic corpus: {size['n_speakers']} speakers x {len(synthetic.CLASSES)} emotions x "
-         f"{size['per_class']} utterances -> {out / 'corpus'}")
+    _say(
+        f"[1/4] synthetic corpus: {size['n_speakers']} speakers x {len(synthetic.CLASSES)} emotions x "
+        f"{size['per_class']} utterances -> {out / 'corpus'}"
+    )
     synthetic.generate(out / "corpus", seed=seed, workers=2, **size)
 
     _say("[2/4] training with speaker-independent folds (recipe 'synthetic') ...")
     overrides = ["training.epochs=6", "training.patience=3"] if quick else []
     results = run_recipe(
-        "synthetic", data_root=out / "corpus", out_dir=out / "run", overrides=overrides, seed=seed, progress=True
+        "synthetic",
+        data_root=out / "corpus",
+        out_dir=out / "run",
+        overrides=overrides,
+        seed=seed,
+        progress=True,
     )
     _say(
         f"      held-out speakers: WA {results['wa_mean']:.3f}, UA {results['ua_mean']:.3f} "
@@ -90,4 +97,9 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     _say("  ser train ravdess --data-root /path/to/RAVDESS --out runs/ravdess")
     _say("Note: this corpus is synthetic; it demonstrates the pipeline, not real-world accuracy.")
     sys.stdout.flush()
-    return {"results": results, "model": str(out / "run" / "model.keras"), "prediction": prediction, "attention_png": str(png)}
+    return {
+        "results": results,
+        "model": str(out / "run" / "model.keras"),
+        "prediction": prediction,
+        "attention_png": str(png),
+    }

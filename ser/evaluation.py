@@ -26,7 +26,9 @@ def scores(y_true, y_pred, num_classes: int) -> dict:
     y_true = np.asarray(y_true, dtype=int)
     y_pred = np.asarray(y_pred, dtype=int)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or y_true.size == 0:
-        raise ValueError(f"need two equal, non-empty 1-D label arrays. Received: {y_true.shape}, {y_pred.shape}")
+        raise ValueError(
+            f"need two equal, non-empty 1-D label arrays. Received: {y_true.shape}, {y_pred.shape}"
+        )
     present = np.unique(y_true)
     return {
         "n": int(y_true.size),
@@ -52,7 +54,12 @@ def plot_confusion(confusion, labels, path, title: str = "") -> None:
     for i in range(k):
         for j in range(k):
             ax.text(
-                j, i, f"{int(cm[i, j])}\n{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                j,
+                i,
+                f"{int(cm[i, j])}\n{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
                 color="white" if norm[i, j] > 0.6 else "black",
             )
     ax.set_xticks(range(k), labels, rotation=45, ha="right")

@@ -47,8 +47,12 @@ STREAM_BLOCK_SECONDS = 30.0
 #: calls (many files, long files, a server) run several times faster.
 EAGER_CALLS = 2
 
-#: Variance floor of per-utterance standardisation, as in :func:`ser.features.feature_stats`.
-VARIANCE_FLOOR = 1e-6
+#: ``info["normalization"]`` values of ``ser train`` models (see ``ser.recipe``): "global"
+#: statistics live inside the model; "utterance" models take features standardised by the
+#: input's own statistics; "speaker" models were trained with each speaker's statistics,
+#: which are unknown for a single recording at inference, so the input's own statistics
+#: stand in for them (an approximation: the recipe's evaluation used true speaker statistics).
+NORMALIZATIONS = ("global", "utterance", "speaker")
 
 #: Name of the model file inside a run folder.
 MODEL_FILENAME = "model.keras"
@@ -112,7 +116,10 @@ class Prediction:
 
 
 def standardize_utterance(features: np.ndarray) -> np.ndarray:
-    """Standardise each mel band of one utterance over its frames.
+    """Standardise each mel band of one utterance by its own mean and variance over frames.
+
+    The same arithmetic as the training pipeline (:func:`ser.features.feature_stats`, whose
+    variance floor of 1e-6 makes silence and constant bands zeros, not NaN).
 
     Parameters
     ----------
@@ -121,13 +128,11 @@ def standardize_utterance(features: np.ndarray) -> np.ndarray:
     Returns
     -------
     np.ndarray [shape=(frames, n_mels), dtype=float32]
-        ``(features - mean) / std`` per band, with the variance floored at
-        :data:`VARIANCE_FLOOR` so silence and constant bands give zeros, not NaN.
     """
-    f64 = np.asarray(features, dtype=np.float64)
-    mean = f64.mean(axis=0)
-    var = np.maximum(f64.var(axis=0), VARIANCE_FLOOR)
-    return ((f64 - mean) / np.sqrt(var)).astype(np.float32)
+    from ser.features import feature_stats
+
+    mean, var = feature_stats([features])
+    return ((features - mean) / np.sqrt(var)).astype(np.float32)
 
 
 def model_features(classifier: EmotionClassifier, waveform: np.ndarray) -> np.ndarray:
@@ -135,9 +140,10 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray) -> np.nd
 
     The only place inference turns audio into model input, so classification and the
     attention maps always see the same features: the raw log-mel of
-    :func:`ser.features.logmel` with the model's frontend settings, standardised per
-    utterance when the model was trained that way (``info["normalization"] == "utterance"``;
-    any other normalisation is inside the model).
+    :func:`ser.features.logmel` with the model's frontend settings, standardised by the
+    waveform's own statistics when the model was trained on standardised features
+    (``info["normalization"]`` "utterance", or "speaker" approximated so; see
+    :data:`NORMALIZATIONS`). "global" normalisation is inside the model.
 
     Parameters
     ----------
@@ -152,7 +158,7 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray) -> np.nd
     from ser.features import logmel
 
     features = logmel(waveform, classifier.frontend)
-    if classifier.normalization == "utterance":
+    if classifier.standardizes_input:
         features = standardize_utterance(features)
     return features
 
@@ -180,7 +186,10 @@ def check_window(window: float | None, hop: float | None) -> tuple[float, float]
 
     for name, value in (("window", window), ("hop", hop)):
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
         ):
             raise ConfigError(f"{name} must be a positive number of seconds. Received: {name}={value!r}")
     if window is None:
@@ -288,6 +297,11 @@ class EmotionClassifier:
         n_out = model.outputs[0].shape[-1]
         if n_out != len(self.labels):
             raise ModelError(f"{self.path}: model has {n_out} outputs but {len(self.labels)} labels")
+        if self.normalization not in NORMALIZATIONS:
+            raise ModelError(
+                f"{self.path}: unknown feature normalization {self.normalization!r} in the model; "
+                f"expected one of {NORMALIZATIONS}"
+            )
         self.time_stride, self.freq_stride = _strides(model)
         self._calls = 0
         self._graph = None
@@ -352,10 +366,14 @@ class EmotionClassifier:
             return str(self.info.get("head", "unknown"))
 
     @property
-    def normalization(self) -> str | None:
-        """How features are normalised outside the model (``"utterance"``), or None."""
-        value = self.info.get("normalization")
-        return None if value is None else str(value)
+    def normalization(self) -> str:
+        """The model's feature normalisation, one of :data:`NORMALIZATIONS` ("global" if unset)."""
+        return str(self.info.get("normalization") or "global")
+
+    @property
+    def standardizes_input(self) -> bool:
+        """Whether :func:`model_features` standardises features by the input's own statistics."""
+        return self.normalization in ("utterance", "speaker")
 
     def __repr__(self) -> str:
         return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r})"
@@ -367,8 +385,11 @@ class EmotionClassifier:
 
             try:
                 self._feature_map_model = feature_map_model(self.model)
-            except ValueError as exc:
-                raise ModelError(f"{self.path}: no Conv5 feature map in this model ({exc})") from None
+            except ValueError:
+                raise ModelError(
+                    f"{self.path}: cannot find the Conv5 feature map in this model (saved by another "
+                    "version of ser?); expected a model written by `ser train` of this version"
+                ) from None
         return self._feature_map_model
 
     def logits(self, features: list[np.ndarray]) -> np.ndarray:
@@ -393,7 +414,9 @@ class EmotionClassifier:
             out = self._compiled()(x, m)
         out = np.asarray(out, dtype=np.float32)
         if not np.all(np.isfinite(out)):
-            raise ModelError(f"{self.path}: the model produced NaN or infinite outputs; is the file corrupted?")
+            raise ModelError(
+                f"{self.path}: the model produced NaN or infinite outputs; is the file corrupted?"
+            )
         return out
 
     def probabilities(self, features: list[np.ndarray]) -> np.ndarray:
@@ -411,8 +434,15 @@ class EmotionClassifier:
                 import tensorflow as tf
 
                 n_mels = self.frontend.n_mels
-                spec = [tf.TensorSpec((None, None, n_mels), tf.float32), tf.TensorSpec((None, None), tf.float32)]
-                self._graph = tf.function(lambda x, m: self.model([x, m], training=False), input_signature=spec)
+                spec = [
+                    tf.TensorSpec((None, None, n_mels), tf.float32),
+                    tf.TensorSpec((None, None), tf.float32),
+                ]
+                graph = tf.function(lambda x, m: self.model([x, m], training=False), input_signature=spec)
+                # Each classifier traces its graph once; several classifiers in one process
+                # would otherwise trip TensorFlow's "frequent retracing" warning.
+                graph._omit_frequent_tracing_warning = True
+                self._graph = graph
         return self._graph
 
     def classify(
@@ -467,7 +497,9 @@ class EmotionClassifier:
             blocks = iter_audio_blocks(audio, sr, block_seconds=STREAM_BLOCK_SECONDS)
         elif isinstance(audio, np.ndarray):
             if sample_rate is None:
-                raise ConfigError("sample_rate is required when audio is an array. Received: sample_rate=None")
+                raise ConfigError(
+                    "sample_rate is required when audio is an array. Received: sample_rate=None"
+                )
             name = None
             y = prepare_waveform(audio, sample_rate, sr)
             if not windowed and y.size <= WHOLE_MAX_DURATION * sr:
@@ -540,7 +572,9 @@ def _model_file(path: str | os.PathLike) -> str:
     p = Path(path)
     if p.is_dir():
         if not (p / MODEL_FILENAME).is_file():
-            raise ModelError(f"{p}: folder holds no {MODEL_FILENAME}; expected a model.keras file or a run folder")
+            raise ModelError(
+                f"{p}: folder holds no {MODEL_FILENAME}; expected a model.keras file or a run folder"
+            )
         p = p / MODEL_FILENAME
     elif not p.exists():
         raise ModelError(f"{p}: not found; expected a model.keras file or a run folder holding one")

@@ -92,8 +92,13 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
     from ser.training import run_recipe
 
     res = run_recipe(
-        "synthetic", data_root=tiny_corpus, out_dir=tmp_path / "avg", folds="2",
-        overrides=[*TINY, "model.head=average"], final_model=False, progress=False,
+        "synthetic",
+        data_root=tiny_corpus,
+        out_dir=tmp_path / "avg",
+        folds="2",
+        overrides=[*TINY, "model.head=average"],
+        final_model=False,
+        progress=False,
     )
     assert [f["fold"] for f in res["folds"]] == [2]
     assert res["complete"] is False
@@ -112,7 +117,17 @@ def test_bad_folds_and_recipe_errors(tiny_corpus, tmp_path):
 def test_kill_during_training_then_resume(tiny_corpus, tmp_path):
     """kill -9 in the middle of a run, rerun the same command: it finishes, skipping done folds."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ser", "train", "synthetic", "--data-root", str(tiny_corpus), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ser",
+        "train",
+        "synthetic",
+        "--data-root",
+        str(tiny_corpus),
+        "--out",
+        str(out),
+    ]
     for item in TINY:
         cmd += ["--set", item]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -1,0 +1,269 @@
+"""Tests of ser.attention: map shapes, the attention identity, long inputs, the figure."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser.attention import (
+    MAX_ATTENTION_DURATION,
+    _freq_ticks,
+    compute_attention,
+    mel_band_centers,
+    plot_attention,
+    upsample,
+)
+from ser.cli import main
+from ser.errors import ConfigError
+from ser.features import FrontendConfig, logmel
+from ser.inference import EmotionClassifier, model_features
+from ser.model import ModelConfig, build_model
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+SR = 16000
+
+
+def load(path, head="attention", **config):
+    model = build_model(
+        LABELS,
+        64,
+        ModelConfig(widths=(4, 4, 8, 8, 8), head=head, **config),
+        frontend=FrontendConfig().to_dict(),
+        info={"head": head},
+        seed=1,
+    )
+    model.save(path)
+    return EmotionClassifier.load(path)
+
+
+def noise(seconds, rate=SR, seed=0):
+    return np.random.default_rng(seed).normal(0, 0.1, int(seconds * rate)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("attention")
+
+
+@pytest.fixture(scope="module")
+def classifier(folder):
+    return load(folder / "model.keras")
+
+
+def test_shapes_axes_and_agreement_with_classify(classifier):
+    y = noise(3.0)
+    maps = compute_attention(classifier, y, sample_rate=SR)
+    assert maps.spectrogram.shape == (301, 64)  # 1 + 48000 // 160 frames
+    np.testing.assert_allclose(maps.times, np.arange(301) * 0.01)
+    np.testing.assert_allclose(maps.freqs, mel_band_centers(FrontendConfig()))
+    assert maps.freqs.shape == (64,) and np.all(np.diff(maps.freqs) > 0)
+    assert 50 < maps.freqs[0] < 100 and 7000 < maps.freqs[-1] < 8000
+    assert maps.bottom_up.shape == (19, 8, 1)  # 301 frames padded to 304 = 19 x 16; 64 / 8
+    assert maps.top_down.shape == (19, 8, 4)
+    assert maps.product.shape == (19, 8)
+    for up in (maps.bottom_up_up, maps.top_down_up, maps.product_up):
+        assert up.shape == (301, 64)
+    assert (maps.time_stride, maps.freq_stride) == (16, 8)
+    assert maps.head == "attention" and maps.bottom_up_mode == "linear"
+    # the same answer as classify, from the same features
+    scores = classifier.classify(y, sample_rate=SR).scores
+    for k in LABELS:
+        assert maps.scores[k] == pytest.approx(scores[k], abs=1e-5)
+    assert maps.label == max(scores, key=scores.get) and maps.explained_class == maps.label
+    assert maps.probability == maps.scores[maps.label]
+
+
+def test_standardised_model_shows_the_raw_spectrogram(folder):
+    model = build_model(
+        LABELS,
+        64,
+        ModelConfig(widths=(4, 4, 8, 8, 8)),
+        frontend=FrontendConfig().to_dict(),
+        info={"head": "attention", "normalization": "utterance"},
+        seed=2,
+    )
+    model.save(folder / "utterance.keras")
+    c = EmotionClassifier.load(folder / "utterance.keras")
+    y = noise(1.0, seed=9)
+    maps = compute_attention(c, y, sample_rate=SR)
+    np.testing.assert_array_equal(maps.spectrogram, logmel(y))  # what is shown: the raw log-mel
+    scores = c.classify(y, sample_rate=SR).scores  # what the model saw: the same standardised features
+    for k in LABELS:
+        assert maps.scores[k] == pytest.approx(scores[k], abs=1e-5)
+
+
+def test_logit_is_the_mean_of_the_product(classifier):
+    y = noise(2.0, seed=1)
+    logits = classifier.logits([model_features(classifier, y)])[0]
+    for k, label in enumerate(LABELS):
+        maps = compute_attention(classifier, y, sample_rate=SR, class_name=label)
+        assert maps.explained_class == label
+        # every Conv5 cell is valid here (2 s = 201 frames -> 13 cells, the last partial)
+        assert maps.product.mean() == pytest.approx(logits[k], rel=1e-4, abs=1e-5)
+        np.testing.assert_allclose(maps.product, maps.top_down[..., k] * maps.bottom_up[..., 0], rtol=1e-6)
+
+
+def test_upsampled_maps_repeat_their_cell(classifier):
+    maps = compute_attention(classifier, noise(1.0, seed=2), sample_rate=SR)
+    i, j = np.meshgrid(np.arange(101), np.arange(64), indexing="ij")
+    np.testing.assert_array_equal(maps.product_up, maps.product[i // 16, j // 8])
+    np.testing.assert_array_equal(maps.bottom_up_up, maps.bottom_up[i // 16, j // 8, 0])
+    k = LABELS.index(maps.explained_class)
+    np.testing.assert_array_equal(maps.top_down_up, maps.top_down[i // 16, j // 8, k])
+    grid = np.arange(6).reshape(2, 3)
+    assert upsample(grid, 2, 2, 3, 5).tolist() == [[0, 0, 1, 1, 2], [0, 0, 1, 1, 2], [3, 3, 4, 4, 5]]
+
+
+def test_softmax_rank2_attention(folder):
+    c = load(folder / "softmax.keras", rank=2, bottom_up="softmax")
+    y = noise(1.5, seed=3)
+    maps = compute_attention(c, y, sample_rate=SR, class_name="sad")
+    assert maps.bottom_up.shape == (10, 8, 2) and maps.top_down.shape == (10, 8, 8)
+    assert maps.bottom_up_mode == "softmax"
+    np.testing.assert_allclose(maps.bottom_up.sum(axis=(0, 1)), [1.0, 1.0], rtol=1e-5)  # per rank
+    logits = c.logits([model_features(c, y)])[0]
+    assert maps.product.sum() == pytest.approx(logits[3], rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(maps.product, (maps.top_down[..., 6:8] * maps.bottom_up).sum(-1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["average", "max"])
+def test_pooling_heads_give_class_activation_maps(folder, head):
+    c = load(folder / f"{head}.keras", head=head)
+    y = noise(2.0, seed=4)
+    maps = compute_attention(c, y, sample_rate=SR)
+    assert maps.head == head and maps.bottom_up_mode == "constant"
+    assert np.array_equal(maps.bottom_up, np.ones((13, 8, 1), np.float32))
+    assert maps.top_down.shape == (13, 8, 4) and maps.product_up.shape == (201, 64)
+    np.testing.assert_allclose(maps.product, maps.top_down[..., LABELS.index(maps.explained_class)])
+    scores = c.classify(y, sample_rate=SR).scores
+    for k in LABELS:
+        assert maps.scores[k] == pytest.approx(scores[k], abs=1e-5)
+    if head == "average":  # h = 1: the logit is the mean of the class activation map
+        logits = c.logits([model_features(c, y)])[0]
+        for k in range(4):
+            assert maps.top_down[..., k].mean() == pytest.approx(logits[k], rel=1e-4, abs=1e-5)
+        plot_attention(maps, folder / "average.png")
+        assert (folder / "average.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_class_lists_the_labels(classifier):
+    with pytest.raises(
+        ConfigError, match=r"unknown class 'bored'; this model knows angry, happy, neutral, sad"
+    ):
+        compute_attention(classifier, noise(1.0), sample_rate=SR, class_name="bored")
+
+
+def test_long_input_is_stitched_from_windows(classifier):
+    y = noise(30.0, seed=5)
+    maps = compute_attention(classifier, y, sample_rate=SR)
+    assert maps.window_starts == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0]
+    assert maps.spectrogram.shape == (3001, 64)  # as many frames as the whole-file log-mel
+    assert maps.bottom_up.shape[:2] == (188, 8)  # 7 windows x 25 cells + 13 for the last 2 s
+    assert maps.product_up.shape == (3001, 64)
+    assert maps.times[-1] == pytest.approx(30.0)
+    # each window's maps are that window's own maps (up to its last frame, which the stitched
+    # window leaves to the next one: it changes the cells whose receptive field reaches it)
+    second = compute_attention(
+        classifier, y[4 * SR : 8 * SR], sample_rate=SR, class_name=maps.explained_class
+    )
+    np.testing.assert_allclose(maps.product[25:47], second.product[:22], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(maps.spectrogram[400:800], second.spectrogram[:400], atol=1e-5)
+
+
+def test_range_of_a_file(classifier, folder):
+    path = folder / "ten.wav"
+    sf.write(path, noise(10.0, rate=8000, seed=6), 8000)
+    maps = compute_attention(classifier, path, start=2.5, end=4.0)
+    assert (maps.start, maps.end) == (2.5, 4.0)
+    assert maps.times[0] == pytest.approx(2.5) and maps.spectrogram.shape == (151, 64)
+    assert compute_attention(classifier, path, start=9.0, end=99).end == pytest.approx(10.0)  # clipped
+
+
+@pytest.mark.parametrize(
+    "start, end, match",
+    [
+        (12.0, None, r"ten\.wav: start 12 s is past the end of the audio \(10\.00 s\)"),
+        (4.0, 3.0, r"end must be after start\. Received: start=4, end=3"),
+        (-1.0, None, r"start must be >= 0 s\. Received: start=-1\.0"),
+        (9.95, None, r"range 9\.95-10 s is shorter than 0\.1 s"),
+    ],
+)
+def test_bad_ranges(classifier, folder, start, end, match):
+    path = folder / "ten.wav"
+    sf.write(path, noise(10.0, rate=8000, seed=6), 8000)
+    with pytest.raises(ConfigError, match=match):
+        compute_attention(classifier, path, start=start, end=end)
+
+
+def test_very_long_file_needs_a_range(classifier, folder):
+    path = folder / "hour.wav"
+    with sf.SoundFile(path, "w", samplerate=4000, channels=1, subtype="PCM_16") as f:
+        f.write(np.zeros(4000 * 700, np.int16))  # 700 s; only the header is read
+    with pytest.raises(
+        ConfigError, match=r"hour\.wav: a figure shows at most 600 s \(the audio is 700 s long\); "
+    ):
+        compute_attention(classifier, path)
+    maps = compute_attention(classifier, path, start=650.0, end=652.0)  # silence, far into the file
+    assert np.all(np.isfinite(maps.product)) and maps.times[0] == pytest.approx(650.0)
+    assert MAX_ATTENTION_DURATION == 600.0
+
+
+def test_freq_ticks_are_on_the_axis_and_spread():
+    ticks, positions = _freq_ticks(mel_band_centers(FrontendConfig()))
+    assert ticks == [200, 500, 1000, 2000, 3000, 4000, 6000]
+    assert all(-0.5 <= p <= 63.5 for p in positions) and min(np.diff(positions)) >= 64 / 12
+
+
+def test_command_writes_png_and_npz(classifier, folder, capsys):
+    sf.write(folder / "clip.wav", noise(2.0, seed=7), SR)
+    png, npz = folder / "out" / "clip.png", folder / "out" / "clip.npz"
+    argv = [
+        "attention",
+        folder / "model.keras",
+        folder / "clip.wav",
+        "--out",
+        png,
+        "--npz",
+        npz,
+        "--class",
+        "happy",
+    ]
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert re.fullmatch(
+        rf"wrote {re.escape(str(png))} and {re.escape(str(npz))} \(.*clip\.wav: \w+ \d\.\d\d.*\)\n", out
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in png.parent.iterdir()) == ["clip.npz", "clip.png"]  # no temporary files left
+    with np.load(npz) as data:
+        assert data["spectrogram"].shape == (201, 64) and data["times"].shape == (201,)
+        assert data["freqs"].shape == (64,) and data["labels"].tolist() == LABELS
+        assert data["bottom_up"].shape == (13, 8, 1) and data["top_down"].shape == (13, 8, 4)
+        assert data["product"].shape == (13, 8) and str(data["explained_class"]) == "happy"
+        for key in ("bottom_up_up", "top_down_up", "product_up"):
+            assert data[key].shape == (201, 64)
+        np.testing.assert_allclose(
+            data["product"], data["top_down"][..., 1] * data["bottom_up"][..., 0], rtol=1e-6
+        )
+
+
+def test_command_errors_are_one_line(classifier, folder, capsys):
+    sf.write(folder / "clip2.wav", noise(1.0, seed=8), SR)
+    model, clip = str(folder / "model.keras"), str(folder / "clip2.wav")
+    out_png = str(folder / "x.png")
+    assert main(["attention", model, clip, "--out", out_png, "--class", "bored"]) == 2
+    _, err = capsys.readouterr()
+    assert err == "ser attention: error: unknown class 'bored'; this model knows angry, happy, neutral, sad\n"
+    assert main(["attention", model, str(folder / "nothere.wav"), "--out", out_png]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("ser attention: error: ") and "nothere.wav: file not found" in err
+    assert not os.path.exists(out_png)
+    assert main(["attention", model, clip, "--out", str(folder)]) == 2
+    _, err = capsys.readouterr()
+    assert err == f"ser attention: error: {folder}: is a folder; expected the name of a file to write\n"

@@ -1,0 +1,143 @@
+"""Tests of ``ser classify``: output formats, per-file errors and exit statuses."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import json
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser.cli import main
+from ser.features import FrontendConfig
+from ser.model import ModelConfig, build_model
+
+LABELS = ["angry", "calm", "sad"]
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    model = build_model(
+        LABELS,
+        64,
+        ModelConfig(widths=(4, 4, 8, 8, 8)),
+        frontend=FrontendConfig().to_dict(),
+        info={"head": "attention"},
+        seed=0,
+    )
+    model.save(d / "model.keras")
+    rng = np.random.default_rng(0)
+    sf.write(d / "good.wav", rng.normal(0, 0.1, 2 * SR).astype(np.float32), SR)
+    sf.write(d / "long.flac", rng.normal(0, 0.1, 20 * 8000).astype(np.float32), 8000)
+    (d / "text.wav").write_text("not audio at all\n")
+    (d / "notmodel.keras").write_text("not a model\n")
+    (d / "empty_run").mkdir()
+    return d
+
+
+def run(capsys, *argv):
+    code = main(["classify", *map(str, argv)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_json_one_object_per_file(files, capsys):
+    code, out, err = run(capsys, files / "model.keras", files / "good.wav", "--json")
+    assert code == 0 and err == ""
+    (result,) = json.loads(out)
+    assert list(result) == ["file", "duration", "label", "scores", "segments"]
+    assert result["file"] == str(files / "good.wav")
+    assert result["duration"] == pytest.approx(2.0)
+    assert list(result["scores"]) == LABELS
+    assert sum(result["scores"].values()) == pytest.approx(1.0)
+    assert result["label"] == max(result["scores"], key=result["scores"].get)
+    assert result["segments"] == []
+
+
+def test_text_line_with_top_k(files, capsys):
+    code, out, _ = run(capsys, files, files / "good.wav", "--top", "2")  # a run folder works too
+    assert code == 0
+    (line,) = out.splitlines()
+    name, rest = line.split(": ")
+    assert name == str(files / "good.wav")
+    pairs = [item.split() for item in rest.split(", ")]
+    assert len(pairs) == 2 and all(label in LABELS for label, _ in pairs)
+    assert float(pairs[0][1]) >= float(pairs[1][1])
+    code, out, _ = run(capsys, files, files / "good.wav", "--top", "9")  # more than there are classes
+    assert len(out.strip().split(", ")) == 3
+
+
+def test_long_file_gets_a_timeline(files, capsys):
+    code, out, _ = run(capsys, files / "model.keras", files / "long.flac", "--json")
+    assert code == 0
+    (result,) = json.loads(out)
+    segments = result["segments"]
+    assert [(s["start"], s["end"]) for s in segments] == [(2.0 * i, 2.0 * i + 4.0) for i in range(9)]
+    assert all(list(s) == ["start", "end", "label", "scores"] for s in segments)
+    code, out, _ = run(capsys, files / "model.keras", files / "good.wav", "--window", "1", "--json")
+    assert [(s["start"], s["end"]) for s in json.loads(out)[0]["segments"]] == [
+        (0.0, 1.0),
+        (0.5, 1.5),
+        (1.0, 2.0),
+    ]
+    code, out, _ = run(capsys, files / "model.keras", files / "long.flac")
+    assert out.strip().endswith("(mean of 9 windows over 20.0 s)")
+
+
+def test_bad_files_are_reported_and_the_rest_classified_json(files, capsys):
+    argv = [files / "model.keras", files / "text.wav", files / "good.wav", files / "missing.wav", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and err == ""
+    bad, good, missing = json.loads(out)
+    assert bad["file"] == str(files / "text.wav") and list(bad) == ["file", "error"]
+    assert bad["error"].startswith("not a readable audio file")
+    assert missing == {"file": str(files / "missing.wav"), "error": "file not found; expected an audio file"}
+    assert good["label"] in LABELS
+
+
+def test_bad_files_are_reported_and_the_rest_classified_text(files, capsys):
+    code, out, err = run(
+        capsys, files / "model.keras", files / "text.wav", files / "good.wav", files / "missing.wav"
+    )
+    assert code == 1
+    assert out.startswith(f"{files / 'good.wav'}: ") and len(out.splitlines()) == 1
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{files / 'text.wav'}: error: not a readable audio file")
+    assert lines[1] == f"{files / 'missing.wav'}: error: file not found; expected an audio file"
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        ("notmodel.keras", r"notmodel\.keras: not a Keras model archive"),
+        ("nothere.keras", r"nothere\.keras: not found; expected a model\.keras file"),
+        ("empty_run", r"empty_run: folder holds no model\.keras"),
+    ],
+)
+def test_bad_model_is_a_one_line_usage_error(files, capsys, model, match):
+    code, out, err = run(capsys, files / model, files / "good.wav")
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("ser classify: error: ")
+    assert re.search(match, err)
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (["--window", "0"], r"window must be a positive number of seconds\. Received: window=0\.0"),
+        (["--window", "2", "--hop", "3"], r"hop must not exceed the window"),
+        (["--top", "0"], r"top must be a positive integer\. Received: top=0"),
+    ],
+)
+def test_bad_options_are_usage_errors(files, capsys, options, match):
+    code, out, err = run(capsys, files / "model.keras", files / "good.wav", *options)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("ser classify: error: ")
+    assert re.search(match, err)

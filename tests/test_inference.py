@@ -1,0 +1,358 @@
+"""Tests of ser.inference: loading models, whole and windowed classification."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import ser
+from ser.errors import AudioError, ConfigError, ModelError
+from ser.features import FrontendConfig, feature_stats, logmel, pad_batch
+from ser.inference import (
+    DEFAULT_HOP,
+    DEFAULT_WINDOW,
+    EmotionClassifier,
+    Prediction,
+    check_window,
+    iter_windows,
+    model_features,
+    standardize_utterance,
+)
+from ser.model import ModelConfig, build_model
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+SR = 16000
+
+
+def save_model(path, *, head="attention", labels=LABELS, info=None, **config):
+    model = build_model(
+        labels,
+        64,
+        ModelConfig(widths=(4, 4, 8, 8, 8), head=head, **config),
+        frontend=FrontendConfig().to_dict(),
+        info={"head": head, **(info or {})},
+        seed=0,
+    )
+    model.save(path)
+    return path
+
+
+def noise(seconds, rate=SR, seed=0, scale=0.1):
+    return (np.random.default_rng(seed).normal(0, scale, int(seconds * rate))).astype(np.float32)
+
+
+def tone(seconds, freq, rate=SR, seed=0):
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t) + noise(seconds, rate, seed, 0.01)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    save_model(folder / "model.keras")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def classifier(model_dir):
+    return EmotionClassifier.load(model_dir / "model.keras")
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def test_load_file_and_run_folder(model_dir, classifier):
+    from_folder = ser.load_model(model_dir)
+    assert from_folder.labels == LABELS == classifier.labels
+    assert from_folder.path == str(model_dir / "model.keras")
+    assert classifier.frontend == FrontendConfig()
+    assert classifier.head == "attention"
+    assert (classifier.time_stride, classifier.freq_stride) == (16, 8)
+    assert classifier.normalization == "global" and not classifier.standardizes_input
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, model_dir):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "text.keras").write_text("this is not a model\n")
+    (d / "random.keras").write_bytes(np.random.default_rng(0).bytes(4096))
+    good = (model_dir / "model.keras").read_bytes()
+    (d / "truncated.keras").write_bytes(good[: len(good) // 2])
+    (d / "model.txt").write_bytes(good)
+    with zipfile.ZipFile(d / "nojson.keras", "w") as z:
+        z.writestr("hello.txt", "hi")
+    (d / "empty_run").mkdir()
+    import keras
+
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Dense(2)(inp)).save(d / "plain.keras")
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Lambda(lambda z: z * 2)(inp)).save(d / "lambda.keras")
+    return d
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("missing.keras", r"missing\.keras: not found; expected a model\.keras file"),
+        ("empty_run", r"empty_run: folder holds no model\.keras"),
+        ("text.keras", r"text\.keras: not a Keras model archive"),
+        ("random.keras", r"random\.keras: not a Keras model archive"),
+        ("truncated.keras", r"truncated\.keras: not a Keras model archive"),
+        ("model.txt", r"model\.txt: not a \.keras file"),
+        ("nojson.keras", r"nojson\.keras: zip archive without config\.json"),
+        ("plain.keras", r"plain\.keras: not a ser model \(no 'ser_metadata' layer\)"),
+        ("lambda.keras", r"lambda\.keras: cannot load the model \(.*Lambda"),
+    ],
+)
+def test_bad_model_files(bad_models, name, match):
+    with pytest.raises(ModelError, match=match):
+        ser.load_model(bad_models / name)
+
+
+def test_unknown_normalization_is_refused(tmp_path):
+    path = save_model(tmp_path / "odd.keras", info={"normalization": "cepstral"})
+    with pytest.raises(ModelError, match=r"odd\.keras: unknown feature normalization 'cepstral'"):
+        EmotionClassifier.load(path)
+
+
+# --- whole utterances ----------------------------------------------------------------
+
+
+def test_classify_array_at_8k(model_dir):
+    prediction = ser.load_model(model_dir).classify(noise(3.0, rate=8000), sample_rate=8000)
+    assert isinstance(prediction, Prediction)
+    d = prediction.to_dict()
+    assert list(d) == ["file", "duration", "label", "scores", "segments"]
+    assert d["file"] is None and d["segments"] == []
+    assert d["duration"] == pytest.approx(3.0)
+    assert list(d["scores"]) == LABELS
+    assert all(isinstance(p, float) for p in d["scores"].values())
+    assert sum(d["scores"].values()) == pytest.approx(1.0, abs=1e-9)
+    assert d["label"] == max(d["scores"], key=d["scores"].get)
+    assert prediction.probability == d["scores"][d["label"]]
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_classify_file_equals_array(classifier, tmp_path):
+    y = noise(2.0, seed=3)
+    sf.write(tmp_path / "a.wav", y, SR, subtype="FLOAT")
+    from_file = classifier.classify(tmp_path / "a.wav")
+    from_array = classifier.classify(y, sample_rate=SR)
+    assert from_file.file == str(tmp_path / "a.wav")
+    assert from_file.label == from_array.label
+    for label in LABELS:
+        assert from_file.scores[label] == pytest.approx(from_array.scores[label], abs=1e-6)
+
+
+def test_silence_gives_finite_probabilities(classifier, tmp_path):
+    for prediction in (
+        classifier.classify(np.zeros(SR, np.float32), sample_rate=SR),
+        classifier.classify(np.zeros(20 * SR, np.int16), sample_rate=SR),  # windowed
+    ):
+        p = np.array(list(prediction.scores.values()))
+        assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0)
+        for seg in prediction.segments:
+            assert np.all(np.isfinite(list(seg.scores.values())))
+
+
+@pytest.mark.parametrize("normalization", ["utterance", "speaker"])
+def test_inputs_standardised_by_their_own_statistics(tmp_path, normalization):
+    path = save_model(tmp_path / "utt.keras", info={"normalization": normalization})
+    c = EmotionClassifier.load(path)
+    assert c.normalization == normalization and c.standardizes_input
+    y = noise(1.5, seed=1)
+    f = model_features(c, y)
+    raw = logmel(y, c.frontend)
+    assert f.shape == raw.shape == (151, 64)
+    np.testing.assert_allclose(f.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(f.std(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(f, standardize_utterance(raw), atol=1e-6)
+    # silence: constant bands standardise to zeros, not NaN
+    assert np.array_equal(model_features(c, np.zeros(SR, np.float32)), np.zeros((101, 64), np.float32))
+    # classify feeds exactly these features
+    expected = c.probabilities([f])[0]
+    got = c.classify(y, sample_rate=SR).scores
+    np.testing.assert_allclose([got[k] for k in LABELS], expected, atol=1e-6)
+
+
+def test_padding_and_batching_do_not_change_probabilities(classifier):
+    a = model_features(classifier, noise(2.5, seed=4))
+    b = model_features(classifier, noise(1.0, seed=5))
+    alone = classifier.probabilities([a])[0]
+    together = classifier.probabilities([b, a, b])[1]
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_eager_and_compiled_calls_agree(classifier):
+    c = EmotionClassifier(classifier.model, classifier.path)  # a fresh call count
+    f = [model_features(c, noise(1.0, seed=6))]
+    outputs = [c.logits(f) for _ in range(4)]  # the first calls are eager, then a traced graph
+    assert c._graph is not None
+    for out in outputs[1:]:
+        np.testing.assert_allclose(out, outputs[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "audio, rate, match",
+    [
+        (np.zeros(800, np.float32), 16000, r"too short \(50 ms\)"),
+        (np.full(16000, np.nan, np.float32), 16000, r"16000 NaN or infinite samples"),
+    ],
+)
+def test_bad_arrays(classifier, audio, rate, match):
+    with pytest.raises(AudioError, match=match):
+        classifier.classify(audio, sample_rate=rate)
+
+
+def test_bad_arguments(classifier, tmp_path):
+    with pytest.raises(ConfigError, match=r"sample_rate is required when audio is an array"):
+        classifier.classify(noise(1.0))
+    sf.write(tmp_path / "a.wav", noise(1.0), SR)
+    with pytest.raises(ConfigError, match=r"sample_rate is for arrays.*Received: sample_rate=8000"):
+        classifier.classify(tmp_path / "a.wav", sample_rate=8000)
+    with pytest.raises(ConfigError, match=r"file path or a numpy array.*Received: list"):
+        classifier.classify([0.0] * 16000, sample_rate=SR)
+    with pytest.raises(AudioError, match=r"nothere\.wav: file not found"):
+        classifier.classify(tmp_path / "nothere.wav")
+
+
+# --- windows -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "window, hop, match",
+    [
+        (0, None, r"window must be a positive number of seconds\. Received: window=0"),
+        (-1.0, None, r"Received: window=-1\.0"),
+        (float("nan"), None, r"Received: window=nan"),
+        (None, 0, r"hop must be a positive number of seconds\. Received: hop=0"),
+        (0.05, None, r"window must be at least 0\.1 s\. Received: window=0\.05"),
+        (2.0, 3.0, r"hop must not exceed the window.*Received: window=2\.0, hop=3\.0"),
+        (None, 5.0, r"Received: window=4\.0, hop=5\.0"),
+    ],
+)
+def test_window_validation(classifier, window, hop, match):
+    with pytest.raises(ConfigError, match=match):
+        classifier.classify(noise(1.0), sample_rate=SR, window=window, hop=hop)
+
+
+def test_window_defaults():
+    assert check_window(None, None) == (DEFAULT_WINDOW, DEFAULT_HOP) == (4.0, 2.0)
+    assert check_window(3.0, None) == (3.0, 1.5)
+    assert check_window(None, 1.0) == (4.0, 1.0)
+
+
+def test_iter_windows_exact_spans():
+    y = np.arange(10, dtype=np.float32)
+    spans = [(s, len(w)) for s, w in iter_windows([y], 4, 2)]
+    assert spans == [(0, 4), (2, 4), (4, 4), (6, 4)]  # the last one ends at the end
+    spans = [(s, len(w)) for s, w in iter_windows([y], 4, 4)]
+    assert spans == [(0, 4), (4, 4), (6, 4)]  # an end-aligned window covers the tail
+    assert [(s, len(w)) for s, w in iter_windows([y[:3]], 4, 2)] == [(0, 3)]  # shorter than a window
+    # any split into blocks gives the same windows, with the right samples
+    blocks = [y[:1], y[1:2], y[2:7], y[7:]]
+    for (s1, w1), (s2, w2) in zip(iter_windows(blocks, 4, 3), iter_windows([y], 4, 3), strict=True):
+        assert s1 == s2 and np.array_equal(w1, w2) and np.array_equal(w1, y[s1 : s1 + 4])
+
+
+def test_long_file_is_windowed_and_streamed(classifier, tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, noise(60.0, rate=8000, seed=2), 8000)  # resampled while streaming
+    prediction = classifier.classify(path)
+    assert prediction.duration == pytest.approx(60.0)
+    segments = prediction.segments
+    assert len(segments) == 29
+    assert [s.start for s in segments] == pytest.approx([2.0 * i for i in range(29)])
+    assert all(s.end - s.start == pytest.approx(4.0) for s in segments)
+    assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(60.0)
+    mean = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
+    np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean, atol=1e-9)
+    assert prediction.label == LABELS[int(np.argmax(mean))]
+    assert sum(prediction.scores.values()) == pytest.approx(1.0)
+    d = prediction.to_dict()
+    assert list(d["segments"][0]) == ["start", "end", "label", "scores"]
+    # a window scores what that stretch scores on its own
+    alone = classifier.classify(_resampled(path)[6 * SR : 10 * SR], sample_rate=SR)
+    for k in LABELS:
+        assert segments[3].scores[k] == pytest.approx(alone.scores[k], abs=1e-5)
+
+
+def _resampled(path):
+    from ser.audio import load_audio
+
+    return load_audio(path, SR)
+
+
+def test_window_option_on_short_audio(classifier):
+    prediction = classifier.classify(noise(3.0), sample_rate=SR, window=1.0, hop=0.5)
+    assert [(s.start, s.end) for s in prediction.segments] == [
+        (0.0, 1.0),
+        (0.5, 1.5),
+        (1.0, 2.0),
+        (1.5, 2.5),
+        (2.0, 3.0),
+    ]
+    one = classifier.classify(noise(3.0), sample_rate=SR, window=5.0)
+    assert [(s.start, s.end) for s in one.segments] == [(0.0, 3.0)]
+
+
+# --- the right answer ----------------------------------------------------------------
+
+
+def _train_low_high(path):
+    """A tiny model that tells a low tone (250-400 Hz) from a high one (2.5-4 kHz)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    clips, labels = [], []
+    for i in range(24):
+        cls = i % 2
+        freq = rng.uniform(250, 400) if cls == 0 else rng.uniform(2500, 4000)
+        clips.append(tone(1.0, freq, seed=i))
+        labels.append(cls)
+    frontend = FrontendConfig()
+    feats = [logmel(y, frontend) for y in clips]
+    mean, var = feature_stats(feats)
+    model = build_model(
+        ["low", "high"],
+        64,
+        ModelConfig(widths=(4, 4, 8, 8, 8), dropout=0.0),
+        mean=mean,
+        variance=var,
+        frontend=frontend.to_dict(),
+        info={"head": "attention"},
+        seed=0,
+    )
+    for layer in model.layers:  # let the moving statistics settle within the few steps below
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5
+    x, m = pad_batch(feats, multiple=16)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=True,  # tracing the train step costs more than 8 eager epochs
+    )
+    model.fit([x, m], np.array(labels), epochs=8, batch_size=24, verbose=0)
+    model.save(path)
+    return path
+
+
+def test_trained_model_gives_the_right_answer(tmp_path):
+    c = ser.load_model(_train_low_high(tmp_path / "lowhigh.keras"))
+    assert c.classify(tone(2.0, 320.0, seed=100), sample_rate=SR).label == "low"
+    assert c.classify(tone(2.0, 3200.0, seed=101), sample_rate=SR).label == "high"
+    # 20 s low then 20 s high, streamed from disk: the timeline follows the change
+    path = tmp_path / "low_then_high.wav"
+    sf.write(path, np.concatenate([tone(20.0, 300.0, seed=7), tone(20.0, 3000.0, seed=8)]), SR)
+    prediction = c.classify(path)
+    labels = [s.label for s in prediction.segments]
+    assert len(labels) == 19
+    assert labels[:9] == ["low"] * 9 and labels[-9:] == ["high"] * 9
+    assert prediction.segments[0].scores["low"] > 0.8 and prediction.segments[-1].scores["high"] > 0.8
