@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: Corpus size of the full demo and of ``--quick`` (speakers, utterances per class).
 DEMO_SIZE = {"n_speakers": 6, "per_class": 12}
-QUICK_SIZE = {"n_speakers": 6, "per_class": 6}
+QUICK_SIZE = {"n_speakers": 6, "per_class": 10}
 
 
 def _say(msg: str = "") -> None:
@@ -48,7 +48,7 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     synthetic.generate(out / "corpus", seed=seed, workers=2, **size)
 
     _say("[2/4] training with speaker-independent folds (recipe 'synthetic') ...")
-    overrides = ["training.epochs=6", "training.patience=3"] if quick else []
+    overrides = ["training.epochs=10", "training.patience=5"] if quick else []
     results = run_recipe(
         "synthetic",
         data_root=out / "corpus",

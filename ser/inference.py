@@ -426,23 +426,9 @@ class EmotionClassifier:
     def _compiled(self):
         """The model call traced once for any batch size and length (TensorFlow backend)."""
         if self._graph is None:
-            import keras
+            from ser.model import forward_function
 
-            if keras.backend.backend() != "tensorflow":
-                self._graph = lambda x, m: self.model([x, m], training=False)
-            else:
-                import tensorflow as tf
-
-                n_mels = self.frontend.n_mels
-                spec = [
-                    tf.TensorSpec((None, None, n_mels), tf.float32),
-                    tf.TensorSpec((None, None), tf.float32),
-                ]
-                graph = tf.function(lambda x, m: self.model([x, m], training=False), input_signature=spec)
-                # Each classifier traces its graph once; several classifiers in one process
-                # would otherwise trip TensorFlow's "frequent retracing" warning.
-                graph._omit_frequent_tracing_warning = True
-                self._graph = graph
+            self._graph = forward_function(self.model)
         return self._graph
 
     def classify(

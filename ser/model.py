@@ -212,3 +212,32 @@ def feature_map_model(model):
     return keras.Model(
         model.inputs, [model.get_layer("conv5_map").output, model.get_layer("conv5_mask").output]
     )
+
+
+def forward_function(model):
+    """``f(x, mask) -> logits`` for inference, traced once for any batch size and length.
+
+    On the TensorFlow backend the model call is wrapped in one ``tf.function`` with unknown
+    batch and time dimensions, so batches of new shapes never retrace (which would cost a
+    trace per shape). The function is cached on the model and sees later weight updates.
+    """
+    cached = getattr(model, "_ser_forward", None)
+    if cached is not None:
+        return cached
+    import keras
+
+    def call(x, m):
+        return model([x, m], training=False)
+
+    fn = call
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        n_mels = model.inputs[0].shape[-1]
+        spec = [tf.TensorSpec((None, None, n_mels), tf.float32), tf.TensorSpec((None, None), tf.float32)]
+        fn = tf.function(call, input_signature=spec)
+        # Each model traces once; many models in one process (folds) would otherwise trip
+        # TensorFlow's "frequent retracing" warning.
+        fn._omit_frequent_tracing_warning = True
+    model._ser_forward = fn
+    return fn

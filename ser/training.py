@@ -52,10 +52,12 @@ def normalize_features(features, speakers, normalization: str):
 def predict_logits(model, features, *, batch_size: int = 32, multiple: int = 16) -> np.ndarray:
     """Logits of whole utterances, batched by length."""
     from ser.data import length_batches
+    from ser.model import forward_function
 
+    forward = forward_function(model)
     out = np.zeros((len(features), model.output_shape[-1]), dtype=np.float32)
     for idx, x, m in length_batches(features, batch_size, multiple):
-        out[idx] = np.asarray(model.predict_on_batch([x, m]))
+        out[idx] = np.asarray(forward(x, m))
     return out
 
 

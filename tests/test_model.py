@@ -89,7 +89,9 @@ def test_build_model_rank_and_softmax():
 
 
 def test_build_model_needs_two_labels():
-    with pytest.raises(ConfigError, match=r"need at least 2 distinct class names. Received: labels=\['angry'\]"):
+    with pytest.raises(
+        ConfigError, match=r"need at least 2 distinct class names. Received: labels=\['angry'\]"
+    ):
         build_model(["angry"], N_MELS, small())
 
 
