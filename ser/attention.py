@@ -29,6 +29,7 @@ import numpy as np
 
 from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
+from ser.features import trim_bounds
 from ser.inference import (
     BATCH_WINDOWS,
     DEFAULT_WINDOW,
@@ -229,9 +230,16 @@ def compute_attention(
         batch = pieces[i : i + BATCH_WINDOWS]
         feats, specs = [], []
         for j, (_, w) in enumerate(batch):
-            f = model_features(classifier, w)
+            f = model_features(classifier, w, trim=False)
             s = _raw_logmel(classifier, w) if classifier.standardizes_input else f
-            if i + j < len(pieces) - 1:  # a window of n samples has n // hop frames, not 1 + n // hop
+            if len(pieces) == 1:
+                # A whole utterance is trimmed of leading/trailing silence, as in training and
+                # in classify; the time axis starts at the first kept frame.
+                raw = _raw_logmel(classifier, w)
+                a, b = trim_bounds(raw, classifier.frontend.trim_db)
+                f, s = model_features(classifier, w), raw[a:b]
+                t0 += a * hop / sr
+            elif i + j < len(pieces) - 1:  # a window of n samples has n // hop frames, not 1 + n // hop
                 f, s = f[: w.size // hop], s[: w.size // hop]
             feats.append(f)
             specs.append(s)

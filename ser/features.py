@@ -146,11 +146,44 @@ def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarr
     return np.log(mel + LOG_FLOOR).T.astype(np.float32)
 
 
+def trim_bounds(features: np.ndarray, top_db: float | None, min_frames: int = 10) -> tuple[int, int]:
+    """First and one-past-last frame kept by :func:`trim_silence`.
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(frames, n_mels)]
+        Output of :func:`logmel`.
+    top_db : float or None
+        Threshold in dB below the loudest frame; ``None`` keeps every frame.
+    min_frames : int
+        Never keep fewer than this many frames (centred on the loud region).
+
+    Returns
+    -------
+    start, end : int
+    """
+    if top_db is not None and not float(top_db) >= 0:
+        raise ConfigError(f"top_db must be >= 0 or None. Received: top_db={top_db!r}")
+    n = features.shape[0]
+    if top_db is None or n <= min_frames:
+        return 0, n
+    energy_db = 10.0 * np.log10(np.exp(features.astype(np.float64)).sum(axis=1))
+    loud = np.flatnonzero(energy_db >= energy_db.max() - float(top_db))
+    start, end = int(loud[0]), int(loud[-1]) + 1
+    if end - start < min_frames:
+        centre = (start + end) // 2
+        start = max(0, min(centre - min_frames // 2, n - min_frames))
+        end = start + min_frames
+    return start, end
+
+
 def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 10) -> np.ndarray:
     """Drop leading and trailing frames quieter than ``top_db`` below the loudest frame.
 
     Works on log-mel features, so training and inference trim identically. Silence in the
-    middle of an utterance is kept (pauses carry emotion).
+    middle of an utterance is kept (pauses carry emotion). Training trims every utterance;
+    inference trims utterances classified whole (sliding windows over long recordings are
+    not trimmed, so their timeline stays exact).
 
     Parameters
     ----------
@@ -165,18 +198,8 @@ def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 1
     -------
     np.ndarray [shape=(frames', n_mels)]
     """
-    if top_db is not None and not float(top_db) >= 0:
-        raise ConfigError(f"top_db must be >= 0 or None. Received: top_db={top_db!r}")
-    if top_db is None or features.shape[0] <= min_frames:
-        return features
-    energy_db = 10.0 * np.log10(np.exp(features.astype(np.float64)).sum(axis=1))
-    loud = np.flatnonzero(energy_db >= energy_db.max() - float(top_db))
-    start, end = int(loud[0]), int(loud[-1]) + 1
-    if end - start < min_frames:
-        centre = (start + end) // 2
-        start = max(0, min(centre - min_frames // 2, features.shape[0] - min_frames))
-        end = start + min_frames
-    return features[start:end]
+    start, end = trim_bounds(features, top_db, min_frames)
+    return features if (start, end) == (0, features.shape[0]) else features[start:end]
 
 
 def model_input(y: np.ndarray, config: FrontendConfig) -> np.ndarray:

@@ -135,7 +135,7 @@ def standardize_utterance(features: np.ndarray) -> np.ndarray:
     return ((features - mean) / np.sqrt(var)).astype(np.float32)
 
 
-def model_features(classifier: EmotionClassifier, waveform: np.ndarray) -> np.ndarray:
+def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim: bool = True) -> np.ndarray:
     """The features a classifier's model takes for one waveform.
 
     The only place inference turns audio into model input, so classification and the
@@ -150,14 +150,19 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray) -> np.nd
     classifier : EmotionClassifier
     waveform : np.ndarray [shape=(n,)]
         Mono float32 at ``classifier.sample_rate`` (as :func:`ser.audio.load_audio` returns).
+    trim : bool
+        Drop leading and trailing silence as training did (:func:`ser.features.trim_silence`);
+        sliding windows pass ``False`` so their timeline stays exact.
 
     Returns
     -------
     np.ndarray [shape=(frames, n_mels), dtype=float32]
     """
-    from ser.features import logmel
+    from ser.features import logmel, trim_silence
 
     features = logmel(waveform, classifier.frontend)
+    if trim:
+        features = trim_silence(features, classifier.frontend.trim_db)
     if classifier.standardizes_input:
         features = standardize_utterance(features)
     return features
@@ -519,7 +524,7 @@ class EmotionClassifier:
         batch: list[tuple[int, np.ndarray]] = []
 
         def flush():
-            probs = self.probabilities([model_features(self, w) for _, w in batch])
+            probs = self.probabilities([model_features(self, w, trim=False) for _, w in batch])
             for (start, w), p in zip(batch, probs, strict=True):
                 segments.append(
                     Segment(

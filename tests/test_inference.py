@@ -356,3 +356,15 @@ def test_trained_model_gives_the_right_answer(tmp_path):
     assert len(labels) == 19
     assert labels[:9] == ["low"] * 9 and labels[-9:] == ["high"] * 9
     assert prediction.segments[0].scores["low"] > 0.8 and prediction.segments[-1].scores["high"] > 0.8
+
+
+def test_leading_and_trailing_silence_is_trimmed_as_in_training(classifier):
+    # Training trims silence more than trim_db below the loudest frame; whole-utterance
+    # classification must do the same, so added silence changes almost nothing (only the one
+    # or two frames whose windows straddle the edge of the tone are added).
+    y = tone(1.5, 440) + noise(1.5, scale=0.05)
+    silence = np.zeros(SR, dtype=np.float32)
+    a = classifier.classify(y, sample_rate=SR).scores
+    b = classifier.classify(np.concatenate([silence, y, silence]), sample_rate=SR).scores
+    for k in a:
+        assert b[k] == pytest.approx(a[k], abs=0.01)
