@@ -50,7 +50,13 @@ def _cmd_classify(args) -> int:
     from ser.inference import classify_command
 
     return classify_command(
-        args.model, args.audio, as_json=args.json, window=args.window, hop=args.hop, top=args.top
+        args.model,
+        args.audio,
+        as_json=args.json,
+        window=args.window,
+        hop=args.hop,
+        top=args.top,
+        same_speaker=args.same_speaker,
     )
 
 
@@ -145,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--hop", type=float, default=None, help="hop between windows in seconds (default: half a window)"
     )
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most probable classes")
+    p.add_argument(
+        "--same-speaker",
+        action="store_true",
+        help="the files are all one speaker's: models trained with per-speaker normalisation use their "
+        "joint statistics",
+    )
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser(

@@ -49,9 +49,10 @@ EAGER_CALLS = 2
 
 #: ``info["normalization"]`` values of ``ser train`` models (see ``ser.recipe``): "global"
 #: statistics live inside the model; "utterance" models take features standardised by the
-#: input's own statistics; "speaker" models were trained with each speaker's statistics,
-#: which are unknown for a single recording at inference, so the input's own statistics
-#: stand in for them (an approximation: the recipe's evaluation used true speaker statistics).
+#: input's own statistics; "speaker" models were trained with each speaker's statistics:
+#: give them with :meth:`EmotionClassifier.set_speaker_reference` (``ser classify
+#: --same-speaker``); without a reference the input's own statistics stand in for them (an
+#: approximation: the recipe's evaluation used true speaker statistics).
 NORMALIZATIONS = ("global", "utterance", "speaker")
 
 #: Name of the model file inside a run folder.
@@ -163,6 +164,9 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim:
     features = logmel(waveform, classifier.frontend)
     if trim:
         features = trim_silence(features, classifier.frontend.trim_db)
+    reference = classifier.speaker_reference
+    if classifier.normalization == "speaker" and reference is not None:
+        return ((features - reference[0]) / reference[1]).astype(np.float32)
     if classifier.standardizes_input:
         features = standardize_utterance(features)
     return features
@@ -311,6 +315,7 @@ class EmotionClassifier:
         self._calls = 0
         self._graph = None
         self._feature_map_model = None
+        self.speaker_reference = None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EmotionClassifier:
@@ -379,6 +384,40 @@ class EmotionClassifier:
     def standardizes_input(self) -> bool:
         """Whether :func:`model_features` standardises features by the input's own statistics."""
         return self.normalization in ("utterance", "speaker")
+
+    def set_speaker_reference(self, audio_list, sample_rate: int | None = None) -> None:
+        """Use the statistics of one speaker's recordings to normalise inputs (speaker models).
+
+        A model trained with ``features.normalization = "speaker"`` saw every utterance
+        standardised by the label-free statistics of all its speaker's files. Give the same for
+        the speaker you classify: a few of their recordings (paths or arrays), any emotions.
+        ``None`` clears the reference. Models with other normalisations ignore it.
+
+        Parameters
+        ----------
+        audio_list : list of path or np.ndarray, or None
+        sample_rate : int or None
+            Rate of array inputs.
+        """
+        if audio_list is None:
+            self.speaker_reference = None
+            return
+        from ser.audio import load_audio, prepare_waveform
+        from ser.features import feature_stats, logmel, trim_silence
+
+        feats = []
+        for audio in audio_list:
+            if isinstance(audio, np.ndarray):
+                if sample_rate is None:
+                    raise ConfigError("sample_rate is required when reference audio is an array")
+                y = prepare_waveform(audio, sample_rate, self.sample_rate)
+            else:
+                y = load_audio(audio, self.sample_rate, max_duration=None)
+            feats.append(trim_silence(logmel(y, self.frontend), self.frontend.trim_db))
+        if not feats:
+            raise ConfigError("the speaker reference needs at least one recording")
+        mean, var = feature_stats(feats)
+        self.speaker_reference = (mean, np.sqrt(var))
 
     def __repr__(self) -> str:
         return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r})"
@@ -632,11 +671,14 @@ def classify_command(
     window: float | None = None,
     hop: float | None = None,
     top: int = 1,
+    same_speaker: bool = False,
 ) -> int:
     """``ser classify``: classify files, one line (or JSON object) per file.
 
     A file that cannot be classified is reported (a ``{"file", "error"}`` object in JSON, a
-    line on stderr otherwise) and the other files are still classified.
+    line on stderr otherwise) and the other files are still classified. With
+    ``same_speaker``, the files are taken to be one speaker's, and a speaker-normalised model
+    uses their joint statistics (see :meth:`EmotionClassifier.set_speaker_reference`).
 
     Returns
     -------
@@ -655,6 +697,25 @@ def classify_command(
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be a positive integer. Received: top={top!r}")
     classifier = EmotionClassifier.load(model_path)
+    if same_speaker and classifier.normalization == "speaker":
+        from ser.audio import audio_info
+
+        readable = []
+        for path in audio_paths:
+            try:
+                audio_info(path)
+                readable.append(path)
+            except SerError:
+                pass  # reported below, with the file's own error
+        if readable:
+            classifier.set_speaker_reference(readable)
+    elif classifier.normalization == "speaker":
+        print(
+            "note: this model was trained with per-speaker normalisation; without --same-speaker each "
+            "file is normalised by its own statistics (less accurate)",
+            file=sys.stderr,
+            flush=True,
+        )
     results = []
     failed = 0
     for path in audio_paths:

@@ -368,3 +368,29 @@ def test_leading_and_trailing_silence_is_trimmed_as_in_training(classifier):
     b = classifier.classify(np.concatenate([silence, y, silence]), sample_rate=SR).scores
     for k in a:
         assert b[k] == pytest.approx(a[k], abs=0.01)
+
+
+def test_speaker_reference_normalises_speaker_models(tmp_path):
+    # A "speaker" model standardises inputs by the statistics of the speaker's reference files.
+    from ser.features import FrontendConfig, feature_stats, logmel, trim_silence
+    from ser.inference import EmotionClassifier, model_features
+
+    path = save_model(tmp_path / "spk.keras", info={"normalization": "speaker"})
+    clf = EmotionClassifier.load(path)
+    refs = [tone(1.0, 300), tone(1.2, 500, seed=1)]
+    clf.set_speaker_reference(refs, sample_rate=SR)
+    fe = FrontendConfig()
+    mean, var = feature_stats([trim_silence(logmel(r, fe), fe.trim_db) for r in refs])
+    y = tone(1.0, 400, seed=2)
+    expected = (trim_silence(logmel(y, fe), fe.trim_db) - mean) / np.sqrt(var)
+    np.testing.assert_allclose(model_features(clf, y), expected, rtol=1e-5, atol=1e-5)
+    clf.set_speaker_reference(None)
+    own = model_features(clf, y)
+    np.testing.assert_allclose(own.mean(axis=0), 0, atol=1e-4)  # falls back to its own statistics
+    for name, r in zip(("a.wav", "b.wav"), refs, strict=True):
+        sf.write(tmp_path / name, r, SR)
+    from ser.cli import main
+
+    assert (
+        main(["classify", str(path), str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--same-speaker"]) == 0
+    )
