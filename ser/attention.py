@@ -424,6 +424,8 @@ def _write_atomically(path: str | os.PathLike, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
     import tempfile
 
+    from ser.io import default_file_mode
+
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; expected the name of a file to write")
@@ -434,6 +436,7 @@ def _write_atomically(path: str | os.PathLike, write) -> None:
         raise ConfigError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; the file gets the usual mode
             write(f)
         os.replace(tmp, path)
     except OSError as exc:

@@ -38,8 +38,10 @@ def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None) -> np.n
         return file_features(path, frontend)
     target = cache_dir / f"{_cache_key(path, frontend)}.npy"
     try:
-        return np.load(target)
-    except (OSError, ValueError):
+        cached = np.load(target)
+        if cached.ndim == 2 and cached.shape[1] == frontend.n_mels and cached.dtype == np.float32:
+            return cached
+    except (OSError, ValueError, EOFError):  # missing, or damaged (e.g. a crash before the disk flushed)
         pass
     feats = file_features(path, frontend)
     tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")

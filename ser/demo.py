@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
 #: Corpus size of the full demo and of ``--quick`` (speakers, utterances per class).
 DEMO_SIZE = {"n_speakers": 6, "per_class": 12}
@@ -37,9 +36,10 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     from corpora import synthetic
     from ser.attention import compute_attention, plot_attention
     from ser.inference import EmotionClassifier
+    from ser.io import ensure_folder
     from ser.training import run_recipe
 
-    out = Path(out_dir)
+    out = ensure_folder(out_dir)
     size = QUICK_SIZE if quick else DEMO_SIZE
     _say(
         f"[1/4] synthetic corpus: {size['n_speakers']} speakers x {len(synthetic.CLASSES)} emotions x "

@@ -192,7 +192,7 @@ def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 1
     top_db : float or None
         Threshold in dB; ``None`` returns ``features`` unchanged.
     min_frames : int
-        Never trim below this many frames (centred on the loudest frame).
+        Never trim below this many frames (centred on the loud region).
 
     Returns
     -------
@@ -232,6 +232,43 @@ def feature_stats(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), var.astype(np.float32)
 
 
+def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Shift and scale every mel band: ``(features - mean) / std`` as float32.
+
+    The one place the label-free normalisations (:func:`standardize_utterance`,
+    :func:`speaker_normalize`, a speaker reference at inference) do their arithmetic, so
+    training and inference standardise identically.
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(frames, n_mels)]
+    mean, std : np.ndarray [shape=(n_mels,)]
+
+    Returns
+    -------
+    np.ndarray [shape=(frames, n_mels), dtype=float32]
+    """
+    return ((features - mean) / std).astype(np.float32)
+
+
+def standardize_utterance(features: np.ndarray) -> np.ndarray:
+    """Standardise each mel band of one utterance by its own mean and variance over frames.
+
+    ``features.normalization = "utterance"`` in training and inference alike. The variance
+    floor of :func:`feature_stats` (1e-6) makes silence and constant bands zeros, not NaN.
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(frames, n_mels)]
+
+    Returns
+    -------
+    np.ndarray [shape=(frames, n_mels), dtype=float32]
+    """
+    mean, var = feature_stats([features])
+    return standardize(features, mean, np.sqrt(var))
+
+
 def speaker_normalize(features: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
     """Standardise each utterance with label-free statistics of its own speaker's files.
 
@@ -256,9 +293,7 @@ def speaker_normalize(features: list[np.ndarray], speakers: list[str]) -> list[n
         own = [f for f, s in zip(features, speakers, strict=True) if s == spk]
         mean, var = feature_stats(own)
         stats[spk] = (mean, np.sqrt(var))
-    return [
-        ((f - stats[s][0]) / stats[s][1]).astype(np.float32) for f, s in zip(features, speakers, strict=True)
-    ]
+    return [standardize(f, *stats[s]) for f, s in zip(features, speakers, strict=True)]
 
 
 def crop_or_pad(features: np.ndarray, frames: int, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.errors import ConfigError, ModelError, SerError
+from ser.features import standardize, standardize_utterance
 
 #: Audio up to this long (seconds) is classified whole; longer audio in sliding windows.
 WHOLE_MAX_DURATION = 12.0
@@ -116,35 +117,18 @@ class Prediction:
         }
 
 
-def standardize_utterance(features: np.ndarray) -> np.ndarray:
-    """Standardise each mel band of one utterance by its own mean and variance over frames.
-
-    The same arithmetic as the training pipeline (:func:`ser.features.feature_stats`, whose
-    variance floor of 1e-6 makes silence and constant bands zeros, not NaN).
-
-    Parameters
-    ----------
-    features : np.ndarray [shape=(frames, n_mels)]
-
-    Returns
-    -------
-    np.ndarray [shape=(frames, n_mels), dtype=float32]
-    """
-    from ser.features import feature_stats
-
-    mean, var = feature_stats([features])
-    return ((features - mean) / np.sqrt(var)).astype(np.float32)
-
-
 def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim: bool = True) -> np.ndarray:
     """The features a classifier's model takes for one waveform.
 
     The only place inference turns audio into model input, so classification and the
-    attention maps always see the same features: the raw log-mel of
-    :func:`ser.features.logmel` with the model's frontend settings, standardised by the
-    waveform's own statistics when the model was trained on standardised features
-    (``info["normalization"]`` "utterance", or "speaker" approximated so; see
-    :data:`NORMALIZATIONS`). "global" normalisation is inside the model.
+    attention maps always see the same features, and the same as training
+    (:func:`ser.features.model_input`, then :func:`ser.training.normalize_features`): the
+    log-mel of :func:`ser.features.logmel` with the model's frontend settings, trimmed of
+    leading and trailing silence, then, by ``info["normalization"]`` (see
+    :data:`NORMALIZATIONS`), standardised by the waveform's own statistics ("utterance";
+    also "speaker" without a speaker reference, an approximation) or by the speaker
+    reference's ("speaker" after :meth:`EmotionClassifier.set_speaker_reference`). "global"
+    normalisation is inside the model.
 
     Parameters
     ----------
@@ -159,14 +143,15 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim:
     -------
     np.ndarray [shape=(frames, n_mels), dtype=float32]
     """
-    from ser.features import logmel, trim_silence
+    from ser.features import logmel, model_input
 
-    features = logmel(waveform, classifier.frontend)
     if trim:
-        features = trim_silence(features, classifier.frontend.trim_db)
+        features = model_input(waveform, classifier.frontend)
+    else:
+        features = logmel(waveform, classifier.frontend)
     reference = classifier.speaker_reference
     if classifier.normalization == "speaker" and reference is not None:
-        return ((features - reference[0]) / reference[1]).astype(np.float32)
+        return standardize(features, *reference)
     if classifier.standardizes_input:
         features = standardize_utterance(features)
     return features
@@ -403,7 +388,7 @@ class EmotionClassifier:
             self.speaker_reference = None
             return
         from ser.audio import load_audio, prepare_waveform
-        from ser.features import feature_stats, logmel, trim_silence
+        from ser.features import feature_stats, model_input
 
         feats = []
         for audio in audio_list:
@@ -413,7 +398,7 @@ class EmotionClassifier:
                 y = prepare_waveform(audio, sample_rate, self.sample_rate)
             else:
                 y = load_audio(audio, self.sample_rate, max_duration=None)
-            feats.append(trim_silence(logmel(y, self.frontend), self.frontend.trim_db))
+            feats.append(model_input(y, self.frontend))
         if not feats:
             raise ConfigError("the speaker reference needs at least one recording")
         mean, var = feature_stats(feats)

@@ -8,6 +8,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from ser.errors import ConfigError
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -21,6 +30,7 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; artefacts get the usual mode
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -48,3 +58,26 @@ def read_json(path):
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def ensure_folder(path, what: str = "output folder") -> Path:
+    """Create folder ``path`` if needed and check it can be written to.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` is a file, or cannot be created or written (permissions, read-only disk).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: is a file; expected an {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write here ({exc.strerror or exc}); expected an {what} you can write to"
+        ) from None
+    return path

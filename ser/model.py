@@ -13,6 +13,8 @@ zero. The Conv5 map ``X`` ``(batch, time/16, n_mels/8, channels)`` feeds the hea
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +22,21 @@ import numpy as np
 from ser.errors import ConfigError
 
 HEADS = ("attention", "average", "max")
+
+
+def _sequence(value) -> bool:
+    """A list, tuple or array (not a string, not a number)."""
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _whole(value) -> bool:
+    """An integer, or a float with an integral value (``8.0``); never a bool or a string."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and float(value).is_integer()
+    )
 
 
 @dataclass(frozen=True)
@@ -60,8 +77,12 @@ class ModelConfig:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
-        if any(isinstance(w, bool) or int(w) != w for w in self.widths):
-            raise ConfigError(f"widths must be integers. Received: widths={self.widths}")
+        if not _sequence(self.widths) or not all(_whole(w) for w in self.widths):
+            raise ConfigError(f"widths must be integers. Received: widths={self.widths!r}")
+        if not _sequence(self.pools) or not all(
+            _sequence(p) and all(_whole(v) for v in p) for p in self.pools
+        ):
+            raise ConfigError(f"pools must be 5 (time, freq) pairs >= 1. Received: pools={self.pools!r}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "pools", tuple(tuple(int(v) for v in p) for p in self.pools))
         if len(self.widths) != 5 or min(self.widths) < 1:
@@ -76,15 +97,23 @@ class ModelConfig:
             raise ConfigError(
                 f"bottom_up must be 'linear' or 'softmax'. Received: bottom_up={self.bottom_up!r}"
             )
-        if not 0 <= self.dropout < 1:
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, numbers.Real)
+            or not 0 <= self.dropout < 1
+        ):
             raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
-        if not isinstance(self.rank, int) or self.rank < 1:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ConfigError(f"rank must be a positive integer. Received: rank={self.rank!r}")
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1:
+        if (
+            isinstance(self.kernel_size, bool)
+            or not isinstance(self.kernel_size, int)
+            or self.kernel_size < 1
+        ):
             raise ConfigError(
                 f"kernel_size must be a positive integer. Received: kernel_size={self.kernel_size!r}"
             )
-        if not self.l2 >= 0:
+        if isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real) or not self.l2 >= 0:
             raise ConfigError(f"l2 must be >= 0. Received: l2={self.l2!r}")
 
     @property

@@ -7,6 +7,7 @@ training groups of each fold only.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -16,6 +17,69 @@ import pandas as pd
 from ser.errors import ConfigError
 
 PROTOCOL_KINDS = ("leave_one_group_out", "group_kfold")
+
+#: Settings of a ``[protocol]`` section and their defaults (``kind`` has none).
+PROTOCOL_DEFAULTS = {
+    "group": "speaker",
+    "k": 5,
+    "seed": 0,
+    "validation_fraction": 0.15,
+    "validation_min_groups": 6,
+}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_protocol(protocol: dict) -> dict:
+    """Validate a ``[protocol]`` section early, before any corpus is loaded.
+
+    Parameters
+    ----------
+    protocol : dict
+        ``kind`` (one of :data:`PROTOCOL_KINDS`) and any of :data:`PROTOCOL_DEFAULTS`.
+
+    Returns
+    -------
+    dict
+        ``protocol`` itself.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key or a value of the wrong type or range, naming the value received.
+    """
+    unknown = sorted(set(protocol) - {"kind", *PROTOCOL_DEFAULTS})
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {[f'protocol.{k}' for k in unknown]}; expected some of "
+            f"{sorted({'kind', *PROTOCOL_DEFAULTS})}"
+        )
+    kind = protocol.get("kind")
+    if kind not in PROTOCOL_KINDS:
+        raise ConfigError(f"protocol kind must be one of {PROTOCOL_KINDS}. Received: kind={kind!r}")
+    group = protocol.get("group", PROTOCOL_DEFAULTS["group"])
+    if not isinstance(group, str) or not group:
+        raise ConfigError(f"protocol.group must be a manifest column name. Received: group={group!r}")
+    k = protocol.get("k", PROTOCOL_DEFAULTS["k"])
+    if not _is_int(k) or k < 2:
+        raise ConfigError(f"protocol.k must be an integer >= 2. Received: k={k!r}")
+    seed = protocol.get("seed", PROTOCOL_DEFAULTS["seed"])
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError(f"protocol.seed must be an integer >= 0. Received: seed={seed!r}")
+    fraction = protocol.get("validation_fraction", PROTOCOL_DEFAULTS["validation_fraction"])
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+        raise ConfigError(
+            f"protocol.validation_fraction must be a number in (0, 1). Received: validation_fraction={fraction!r}"
+        )
+    min_groups = protocol.get("validation_min_groups", PROTOCOL_DEFAULTS["validation_min_groups"])
+    if not _is_int(min_groups) or min_groups < 2:
+        raise ConfigError(
+            "protocol.validation_min_groups must be an integer >= 2. "
+            f"Received: validation_min_groups={min_groups!r}"
+        )
+    return protocol
 
 
 @dataclass(frozen=True)
@@ -103,7 +167,8 @@ def validation_split(
     groups = _groups(manifest, group)[rows]
     unique = np.array(sorted(set(groups)))
     if len(unique) >= min_groups:
-        n_val = max(1, int(round(fraction * len(unique))))
+        # at least one group, and never all of them: training keeps at least one
+        n_val = min(max(1, int(round(fraction * len(unique)))), len(unique) - 1)
         val_groups = sorted(rng.choice(unique, size=n_val, replace=False).tolist())
         is_val = np.isin(groups, val_groups)
         return rows[~is_val], rows[is_val], tuple(val_groups)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,24 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for name in ("epochs", "batch_size", "patience", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"training.{name} must be an integer. Received: {name}={value!r}")
+        for name in ("learning_rate", "weight_decay", "crop_seconds", "label_smoothing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"training.{name} must be a number. Received: {name}={value!r}")
+        if not isinstance(self.spec_augment, bool):
+            raise ConfigError(
+                f"training.spec_augment must be true or false. Received: spec_augment={self.spec_augment!r}"
+            )
+        if self.seed < 0:
+            raise ConfigError(f"training.seed must be >= 0. Received: seed={self.seed}")
+        if self.weight_decay < 0:
+            raise ConfigError(
+                f"training.weight_decay must be >= 0. Received: weight_decay={self.weight_decay}"
+            )
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigError(
                 f"epochs, batch_size and patience must be >= 1. Received: epochs={self.epochs}, "
@@ -83,7 +103,7 @@ def _dataclass_from(cls, section: str, values: dict):
         )
     try:
         return cls(**values)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a value of the wrong type that the checks missed
         raise ConfigError(f"bad [{section}] settings: {exc}") from None
 
 
@@ -146,6 +166,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     from corpora import get_corpus
     from ser.features import FrontendConfig
     from ser.model import ModelConfig
+    from ser.protocol import check_protocol
 
     path = find_recipe(name_or_path)
     try:
@@ -156,14 +177,33 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
+    for section in SECTIONS:
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(
+                f"{path}: [{section}] must be a table of settings. Received: {section}={raw[section]!r}"
+            )
     corpus = dict(raw.get("corpus", {}))
     if "name" not in corpus:
         raise ConfigError(f'{path}: [corpus] needs a name, e.g. name = "ravdess"')
+    if not isinstance(corpus["name"], str):
+        raise ConfigError(f"corpus.name must be a string. Received: name={corpus['name']!r}")
+    options = corpus.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(
+            f"corpus.options must be a table, e.g. options = {{ merge_calm = true }}. Received: options={options!r}"
+        )
+    unknown = sorted(set(corpus) - {"name", "options"})
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {[f'corpus.{k}' for k in unknown]}; expected some of ['name', 'options']"
+        )
     module = get_corpus(corpus["name"])
-    protocol = {
-        **getattr(module, "PROTOCOL", {"kind": "group_kfold", "group": "speaker", "k": 5}),
-        **raw.get("protocol", {}),
-    }
+    protocol = check_protocol(
+        {
+            **getattr(module, "PROTOCOL", {"kind": "group_kfold", "group": "speaker", "k": 5}),
+            **raw.get("protocol", {}),
+        }
+    )
     features = {"normalization": "global", **raw.get("features", {})}
     if features["normalization"] not in NORMALIZATIONS:
         raise ConfigError(
@@ -178,7 +218,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     return {
         "name": path.parent.name,
         "path": str(path),
-        "corpus": {"name": corpus["name"], "options": dict(corpus.get("options", {}))},
+        "corpus": {"name": corpus["name"], "options": dict(options)},
         "protocol": protocol,
         "frontend": _dataclass_from(FrontendConfig, "frontend", raw.get("frontend", {})),
         "features": features,

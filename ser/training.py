@@ -15,6 +15,7 @@ file, and rerunning the same command continues where it stopped.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.errors import ConfigError
-from ser.io import atomic_path, read_json, write_json, write_text
+from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
 
 
 def _log(msg: str) -> None:
@@ -36,17 +37,13 @@ def normalize_features(features, speakers, normalization: str):
     its training data); ``"utterance"`` standardises each utterance by its own statistics;
     ``"speaker"`` by the statistics of all files of its speaker (no labels used).
     """
-    from ser.features import feature_stats, speaker_normalize
+    from ser.features import speaker_normalize, standardize_utterance
 
     if normalization == "global":
         return features
     if normalization == "speaker":
         return speaker_normalize(features, list(speakers))
-    out = []
-    for f in features:
-        mean, var = feature_stats([f])
-        out.append(((f - mean) / np.sqrt(var)).astype(np.float32))
-    return out
+    return [standardize_utterance(f) for f in features]
 
 
 def predict_logits(model, features, *, batch_size: int = 32, multiple: int = 16) -> np.ndarray:
@@ -341,13 +338,16 @@ def run_recipe(
         overrides.append(f"training.seed={int(seed)}")
     recipe = load_recipe_cached(recipe_name, overrides)
     settings = recipe_to_dict(recipe)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out_dir)
     data_root = str(Path(data_root).resolve())
     run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
     previous = read_json(out / "run.json")
-    if previous is not None and (
-        previous.get("settings") != settings or previous.get("data_root") != data_root
+    # A run that produced nothing yet (e.g. it stopped at a wrong --data-root) may be restarted
+    # with other settings; finished folds or a final model are never mixed with another run's.
+    if (
+        previous is not None
+        and (previous.get("settings") != settings or previous.get("data_root") != data_root)
+        and _has_results(out)
     ):
         raise ConfigError(
             f"{out}: holds a run with different settings or data; use a new --out folder "
@@ -356,6 +356,10 @@ def run_recipe(
     write_json(out / "run.json", run_info)
     if cache_dir is None:
         cache_dir = out.resolve().parent / ".ser-cache"
+        try:
+            ensure_folder(cache_dir, "feature cache folder")
+        except ConfigError:
+            cache_dir = out / ".ser-cache"  # the parent is not writable: keep the cache in the run
 
     _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
     manifest, labels, features, y, feature_seconds = _prepare(
@@ -375,7 +379,7 @@ def run_recipe(
 
     for fold in all_folds:
         fold_dir = out / "folds" / f"fold_{fold.number:02d}"
-        if fold.number not in chosen or read_json(fold_dir / "result.json") is not None:
+        if fold.number not in chosen or _fold_result(fold_dir, fold, y) is not None:
             continue
         t0 = time.time()
         prefix = f"fold {fold.number}/{len(all_folds)} "
@@ -383,6 +387,8 @@ def run_recipe(
             f"{prefix}test {', '.join(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
             f"validation {len(fold.validation)} files"
         )
+        # curves of an interrupted attempt at this fold would overlap the new ones
+        shutil.rmtree(out / "tensorboard" / f"fold_{fold.number:02d}", ignore_errors=True)
         model, history = train_model(
             [features[i] for i in fold.train],
             y[fold.train],
@@ -430,7 +436,7 @@ def run_recipe(
         del model
         _clear_session()
 
-    done = [read_json(out / "folds" / f"fold_{f.number:02d}" / "result.json") for f in all_folds]
+    done = [_fold_result(out / "folds" / f"fold_{f.number:02d}", f, y) for f in all_folds]
     done = [r for r in done if r is not None]
     results = None
     if done:
@@ -465,6 +471,7 @@ def run_recipe(
 
     if final_model and not (out / "model.keras").is_file():
         t0 = time.time()
+        shutil.rmtree(out / "tensorboard" / "final", ignore_errors=True)
         rows = np.arange(len(manifest))
         train, val, _ = validation_split(
             manifest,
@@ -498,6 +505,58 @@ def run_recipe(
         _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results or {}
+
+
+#: Keys every fold's ``result.json`` must hold to be reused by a rerun.
+FOLD_RESULT_KEYS = (
+    "fold",
+    "test_speakers",
+    "n",
+    "wa",
+    "ua",
+    "macro_f1",
+    "confusion",
+    "y_true",
+    "y_pred",
+    "history",
+    "seconds",
+)
+
+
+def _has_results(out: Path) -> bool:
+    """Whether a run folder holds finished work (a fold result or the final model)."""
+    return (out / "model.keras").exists() or any((out / "folds").glob("fold_*/result.json"))
+
+
+def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
+    """A fold's saved result if it belongs to this fold of this manifest, else None.
+
+    A result that cannot be read, lacks a key, or was computed on other test files or labels
+    (the corpus changed between runs, e.g. files fixed or ``--skip-bad`` toggled) is not
+    trusted: the fold is run again and its result replaced.
+    """
+    path = fold_dir / "result.json"
+    r = read_json(path)
+    if r is None:
+        if path.exists():
+            _log(f"{path}: unreadable; fold {fold.number} will be run again")
+        return None
+    expected = y[fold.test].tolist()
+    ok = (
+        isinstance(r, dict)
+        and all(key in r for key in FOLD_RESULT_KEYS)
+        and r["fold"] == fold.number
+        and r["test_speakers"] == list(fold.test_groups)
+        and r["y_true"] == expected
+        and isinstance(r["y_pred"], list)
+        and len(r["y_pred"]) == len(expected)
+        and isinstance(r["history"], dict)
+        and "best_epoch" in r["history"]
+    )
+    if not ok:
+        _log(f"{path}: does not match fold {fold.number} of this corpus; the fold will be run again")
+        return None
+    return r
 
 
 def _version() -> str:

@@ -92,3 +92,24 @@ def test_validation_split_seeded():
     a = validation_split(m, rows, "speaker", seed=3)
     b = validation_split(m, rows, "speaker", seed=3)
     assert a[2] == b[2]
+
+
+def test_validation_never_takes_every_training_group():
+    m = _manifest(n_speakers=6)
+    train, val, groups = validation_split(m, np.arange(len(m)), "speaker", fraction=0.99, min_groups=6)
+    assert len(groups) == 5 and len(train) == 8 and len(val) == 40
+
+
+def test_check_protocol():
+    from ser.protocol import check_protocol
+
+    ok = {"kind": "group_kfold", "group": "speaker", "k": 5, "seed": 0}
+    assert check_protocol(ok) is ok
+    with pytest.raises(ConfigError, match=r"protocol.k must be an integer >= 2. Received: k=True"):
+        check_protocol({**ok, "k": True})
+    with pytest.raises(
+        ConfigError, match=r"protocol.group must be a manifest column name. Received: group=3"
+    ):
+        check_protocol({**ok, "group": 3})
+    with pytest.raises(ConfigError, match=r"kind must be one of .* Received: kind=None"):
+        check_protocol({"group": "speaker"})

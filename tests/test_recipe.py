@@ -41,3 +41,44 @@ def test_recipe_from_folder(tmp_path):
     assert r["corpus"]["name"] == "emodb"
     assert r["training"].epochs == 5
     assert r["protocol"]["kind"] == "leave_one_group_out"
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("training.epochs=ten", r"training.epochs must be an integer. Received: epochs='ten'"),
+        ("training.epochs=10.5", r"training.epochs must be an integer. Received: epochs=10.5"),
+        ("training.batch_size=true", r"training.batch_size must be an integer. Received: batch_size=True"),
+        (
+            "training.learning_rate=fast",
+            r"training.learning_rate must be a number. Received: learning_rate='fast'",
+        ),
+        (
+            "training.spec_augment=yes",
+            r"training.spec_augment must be true or false. Received: spec_augment='yes'",
+        ),
+        ("training.weight_decay=-1.0", r"training.weight_decay must be >= 0. Received: weight_decay=-1.0"),
+        ("training.seed=-3", r"training.seed must be >= 0. Received: seed=-3"),
+        ("model.widths=abc", r"widths must be integers. Received: widths='abc'"),
+        ('model.pools=[[2,2],[2,2],[2,2],[2,1],[1,"a"]]', r"pools must be 5 \(time, freq\) pairs >= 1"),
+        ("model.rank=true", r"rank must be a positive integer. Received: rank=True"),
+        ("corpus.options=3", r"corpus.options must be a table.*Received: options=3"),
+        ("corpus.root=/data", r"unknown setting\(s\) \['corpus.root'\]"),
+        ("protocol.k=five", r"protocol.k must be an integer >= 2. Received: k='five'"),
+        ("protocol.seed=1.5", r"protocol.seed must be an integer >= 0. Received: seed=1.5"),
+        ("protocol.validation_fraction=1.5", r"validation_fraction must be a number in \(0, 1\)"),
+        ("protocol.validation_min_groups=1", r"validation_min_groups must be an integer >= 2"),
+        ("protocol.kind=random", r"protocol kind must be one of"),
+        ("protocol.folds=3", r"unknown setting\(s\) \['protocol.folds'\]"),
+    ],
+)
+def test_wrong_types_are_config_errors(override, match):
+    """A value of the wrong type fails at load time with a one-line message naming it."""
+    with pytest.raises(ConfigError, match=match):
+        load_recipe("synthetic", [override])
+
+
+def test_section_that_is_not_a_table(tmp_path):
+    (tmp_path / "recipe.toml").write_text('training = 3\n[corpus]\nname = "emodb"\n')
+    with pytest.raises(ConfigError, match=r"\[training\] must be a table of settings. Received: training=3"):
+        load_recipe(str(tmp_path))

@@ -147,3 +147,83 @@ def test_kill_during_training_then_resume(tiny_corpus, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert len(results["folds"]) == 3 and results["complete"]
     assert (out / "model.keras").is_file()
+
+
+def test_out_folder_errors_are_config_errors(tmp_path):
+    from ser.training import run_recipe
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match=f"{a_file}: is a file; expected an output folder"):
+        run_recipe("synthetic", data_root=tmp_path, out_dir=a_file)
+    with pytest.raises(ConfigError, match="cannot write here"):
+        run_recipe("synthetic", data_root=tmp_path, out_dir=a_file / "sub")
+
+
+def test_a_run_that_produced_nothing_can_be_restarted_with_other_settings(tmp_path):
+    """A first try stopped by a wrong --data-root must not lock the output folder."""
+    from ser.errors import CorpusError
+    from ser.training import run_recipe
+
+    out = tmp_path / "out"
+    with pytest.raises(CorpusError, match="corpus root not found"):
+        run_recipe("synthetic", data_root=tmp_path / "typo", out_dir=out)
+    with pytest.raises(CorpusError, match="corpus root not found"):  # not "different settings"
+        run_recipe("synthetic", data_root=tmp_path / "right", out_dir=out, overrides=TINY)
+    (out / "folds" / "fold_01").mkdir(parents=True)
+    (out / "folds" / "fold_01" / "result.json").write_text("{}")
+    with pytest.raises(ConfigError, match="different settings"):
+        run_recipe("synthetic", data_root=tmp_path / "typo", out_dir=out)
+
+
+def test_a_fold_result_is_reused_only_if_it_matches_the_fold(tmp_path):
+    import numpy as np
+
+    from ser.io import write_json
+    from ser.protocol import Fold
+    from ser.training import _fold_result
+
+    y = np.array([0, 1, 2, 1, 0, 2])
+    fold = Fold(2, np.array([0, 1]), np.array([2]), np.array([3, 4, 5]), ("spk2",), ())
+    good = {
+        "fold": 2,
+        "test_speakers": ["spk2"],
+        "n": 3,
+        "wa": 1.0,
+        "ua": 1.0,
+        "macro_f1": 1.0,
+        "confusion": [],
+        "y_true": [1, 0, 2],
+        "y_pred": [1, 0, 2],
+        "history": {"best_epoch": 1},
+        "seconds": 1.0,
+    }
+    assert _fold_result(tmp_path, fold, y) is None  # missing
+    (tmp_path / "result.json").write_text('{"fold": 2, "test_sp')  # damaged
+    assert _fold_result(tmp_path, fold, y) is None
+    write_json(tmp_path / "result.json", good)
+    assert _fold_result(tmp_path, fold, y) == good
+    for change in ({"y_true": [1, 1, 2]}, {"test_speakers": ["spk3"]}, {"fold": 1}, {"y_pred": [1]}):
+        write_json(tmp_path / "result.json", {**good, **change})
+        assert _fold_result(tmp_path, fold, y) is None, change
+    write_json(tmp_path / "result.json", {k: v for k, v in good.items() if k != "history"})
+    assert _fold_result(tmp_path, fold, y) is None
+
+
+def test_a_damaged_feature_cache_file_is_recomputed(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from ser.data import _cache_key, _cached
+    from ser.features import FrontendConfig
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
+    frontend = FrontendConfig()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / f"{_cache_key(str(wav), frontend)}.npy"
+    target.write_bytes(b"")  # e.g. a crash before the disk flushed the file
+    feats = _cached(str(wav), frontend, cache)
+    assert feats.shape[1] == 64 and feats.dtype == np.float32
+    np.testing.assert_array_equal(np.load(target), feats)
