@@ -16,11 +16,16 @@ import numpy as np
 
 from ser.features import FrontendConfig, crop_or_pad, model_input
 
+#: Part of every cache key: bump it whenever the feature code changes (``logmel``,
+#: ``trim_silence``, ``load_audio``), so stale cached features are never reused.
+FEATURES_VERSION = 1
+
 
 def _cache_key(path: str, frontend: FrontendConfig) -> str:
     st = os.stat(path)
     payload = json.dumps(
-        [os.path.abspath(path), st.st_size, st.st_mtime_ns, frontend.to_dict()], sort_keys=True
+        [FEATURES_VERSION, os.path.abspath(path), st.st_size, st.st_mtime_ns, frontend.to_dict()],
+        sort_keys=True,
     )
     return hashlib.sha1(payload.encode()).hexdigest()
 

@@ -187,21 +187,40 @@ def validation_split(
     return rows[~is_val], rows[is_val], ()
 
 
+def validation_group(manifest: pd.DataFrame, protocol: dict) -> str:
+    """The column validation splits are grouped by: speakers where the manifest has them.
+
+    Folds may be grouped by session (IEMOCAP: 4 training sessions, too few to hold one out),
+    but validation is held out by speaker, so early stopping still measures unseen speakers.
+    """
+    return "speaker" if "speaker" in manifest.columns else protocol.get("group", "speaker")
+
+
+def split_validation(manifest: pd.DataFrame, rows: np.ndarray, protocol: dict, *, seed: int):
+    """:func:`validation_split` of ``rows`` with the protocol's settings."""
+    train, val, groups = validation_split(
+        manifest,
+        rows,
+        validation_group(manifest, protocol),
+        fraction=float(protocol.get("validation_fraction", 0.15)),
+        min_groups=int(protocol.get("validation_min_groups", 6)),
+        seed=seed,
+    )
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(
+            f"cannot split {len(rows)} training utterances into training and validation sets; "
+            "expected at least 2 utterances per class"
+        )
+    return train, val, groups
+
+
 def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0) -> list[Fold]:
     """All folds of ``protocol`` with their validation splits (see :func:`fold_splits`)."""
-    group = protocol.get("group", "speaker")
     all_rows = np.arange(len(manifest))
     folds = []
     for number, (test_groups, test) in enumerate(fold_splits(manifest, protocol), start=1):
         rest = np.setdiff1d(all_rows, test)
-        train, val, val_groups = validation_split(
-            manifest,
-            rest,
-            group,
-            fraction=float(protocol.get("validation_fraction", 0.15)),
-            min_groups=int(protocol.get("validation_min_groups", 6)),
-            seed=seed + number,
-        )
+        train, val, val_groups = split_validation(manifest, rest, protocol, seed=seed + number)
         folds.append(Fold(number, train, val, test, test_groups, val_groups))
     return folds
 

@@ -221,7 +221,7 @@ def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = 
     from corpora import describe_manifest, load_corpus
     from ser.protocol import describe_protocol, fold_splits
 
-    recipe = load_recipe_cached(recipe_name, overrides)
+    recipe = _load_recipe(recipe_name, overrides)
     manifest = load_corpus(
         recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
     )
@@ -236,7 +236,8 @@ def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = 
     return "\n".join(lines)
 
 
-def load_recipe_cached(name, overrides):
+def _load_recipe(name, overrides):
+    """The resolved recipe (see :func:`ser.recipe.load_recipe`)."""
     from ser.recipe import load_recipe
 
     return load_recipe(name, list(overrides or []))
@@ -327,7 +328,7 @@ def run_recipe(
         Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
     """
     from ser.evaluation import plot_confusion, scores
-    from ser.protocol import describe_protocol, make_folds, validation_split
+    from ser.protocol import describe_protocol, make_folds, split_validation
     from ser.recipe import recipe_to_dict
 
     t_start = time.time()
@@ -336,7 +337,7 @@ def run_recipe(
         overrides.append(f"training.epochs={int(epochs)}")
     if seed is not None:
         overrides.append(f"training.seed={int(seed)}")
-    recipe = load_recipe_cached(recipe_name, overrides)
+    recipe = _load_recipe(recipe_name, overrides)
     settings = recipe_to_dict(recipe)
     out = ensure_folder(out_dir)
     data_root = str(Path(data_root).resolve())
@@ -346,7 +347,10 @@ def run_recipe(
     # with other settings; finished folds or a final model are never mixed with another run's.
     if (
         previous is not None
-        and (previous.get("settings") != settings or previous.get("data_root") != data_root)
+        and (
+            _comparable(previous.get("settings")) != _comparable(settings)
+            or previous.get("data_root") != data_root
+        )
         and _has_results(out)
     ):
         raise ConfigError(
@@ -469,17 +473,14 @@ def run_recipe(
             f"(pooled WA {results['pooled']['wa']:.3f}, UA {results['pooled']['ua']:.3f}) -> {out / 'results.md'}"
         )
 
-    if final_model and not (out / "model.keras").is_file():
+    complete = results is not None and results["complete"]
+    if final_model and not complete:
+        _log("final model: trained once every fold is done (run the remaining folds, or all)")
+    if final_model and complete and not (out / "model.keras").is_file():
         t0 = time.time()
         shutil.rmtree(out / "tensorboard" / "final", ignore_errors=True)
-        rows = np.arange(len(manifest))
-        train, val, _ = validation_split(
-            manifest,
-            rows,
-            recipe["protocol"].get("group", "speaker"),
-            fraction=float(recipe["protocol"].get("validation_fraction", 0.15)),
-            min_groups=int(recipe["protocol"].get("validation_min_groups", 6)),
-            seed=tcfg.seed,
+        train, val, _ = split_validation(
+            manifest, np.arange(len(manifest)), recipe["protocol"], seed=tcfg.seed
         )
         _log(f"final model: all speakers ({len(train)} train, {len(val)} validation files)")
         final_info = dict(info)
@@ -557,6 +558,11 @@ def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
         _log(f"{path}: does not match fold {fold.number} of this corpus; the fold will be run again")
         return None
     return r
+
+
+def _comparable(settings):
+    """Settings without the recipe file's path (a recipe run by name or by folder is the same run)."""
+    return {k: v for k, v in (settings or {}).items() if k != "path"}
 
 
 def _version() -> str:
