@@ -230,17 +230,19 @@ def compute_attention(
         batch = pieces[i : i + BATCH_WINDOWS]
         feats, specs = [], []
         for j, (_, w) in enumerate(batch):
-            f = model_features(classifier, w, trim=False)
-            s = _raw_logmel(classifier, w) if classifier.standardizes_input else f
             if len(pieces) == 1:
                 # A whole utterance is trimmed of leading/trailing silence, as in training and
-                # in classify; the time axis starts at the first kept frame.
+                # in classify; the time axis runs from the first to the last kept frame.
                 raw = _raw_logmel(classifier, w)
                 a, b = trim_bounds(raw, classifier.frontend.trim_db)
                 f, s = model_features(classifier, w), raw[a:b]
                 t0 += a * hop / sr
-            elif i + j < len(pieces) - 1:  # a window of n samples has n // hop frames, not 1 + n // hop
-                f, s = f[: w.size // hop], s[: w.size // hop]
+                t1 = min(t1, t0 + (b - a) * hop / sr)
+            else:
+                f = model_features(classifier, w, trim=False)
+                s = _raw_logmel(classifier, w) if classifier.standardizes_input else f
+                if i + j < len(pieces) - 1:  # a window of n samples has n // hop frames, not 1 + n // hop
+                    f, s = f[: w.size // hop], s[: w.size // hop]
             feats.append(f)
             specs.append(s)
         logits, top_down, bottom_up, st, sf_ = _head_maps(classifier, feats)

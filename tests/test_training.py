@@ -97,7 +97,7 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
         out_dir=tmp_path / "avg",
         folds="2",
         overrides=[*TINY, "model.head=average"],
-        final_model=False,
+        final_model=True,  # but not before every fold is done
         progress=False,
     )
     assert [f["fold"] for f in res["folds"]] == [2]
