@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,15 +98,26 @@ def main(argv=None) -> int:
     ap.add_argument("--heads", default="attention,average", help="comma list of heads to train")
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides for all heads")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--egemaps-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.egemaps_only:
+        from corpora import load_corpus
+
+        egemaps_features(load_corpus("ravdess", args.data_root)["path"].tolist(), out / "egemaps.npy")
+        return 0
+    if not args.no_baseline and not (out / "egemaps.npy").is_file():
+        # openSMILE and TensorFlow in one process corrupt each other's heap ("malloc(): invalid
+        # size"): extract the functionals in a child process that never imports TensorFlow.
+        cmd = [sys.executable, __file__, "--data-root", args.data_root, "--out", str(out), "--egemaps-only"]
+        subprocess.run(cmd, check=True)
 
     from corpora import load_corpus
     from ser.protocol import describe_protocol, make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for head in [h for h in args.heads.split(",") if h]:
         t0 = time.time()
