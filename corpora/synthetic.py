@@ -592,6 +592,17 @@ def _render(task: tuple[str, str, int, int, int, int]) -> None:
     sf.write(path, y, sr, subtype="PCM_16", format="WAV")
 
 
+def write_utterance(
+    path, label: str, speaker: int, index: int = 1, *, seed: int = 0, sample_rate: int = 16000
+) -> None:
+    """Write the one file :func:`generate` would write for ``(speaker, label, index)`` with ``seed``.
+
+    Useful for a single utterance of a speaker outside a generated corpus (``ser demo``'s
+    held-out speaker) without generating the others.
+    """
+    _render((str(path), label, int(speaker), int(index), int(seed), int(sample_rate)))
+
+
 def _check_classes(classes, name: str = "classes") -> tuple[str, ...]:
     if isinstance(classes, str) or not hasattr(classes, "__iter__"):
         raise ConfigError(

@@ -10,7 +10,6 @@ The corpus is synthetic: the demo shows the pipeline working, not real-world acc
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 #: Corpus size of the full demo and of ``--quick`` (speakers, utterances per class).
@@ -36,7 +35,7 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     from corpora import synthetic
     from ser.attention import compute_attention, plot_attention
     from ser.inference import EmotionClassifier
-    from ser.io import ensure_folder
+    from ser.io import atomic_path, ensure_folder
     from ser.training import run_recipe
 
     out = ensure_folder(out_dir)
@@ -65,17 +64,11 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     _say("[3/4] classifying a file of a new speaker the model never heard ...")
     heldout = out / "heldout"
     new_speaker = size["n_speakers"] + 1
-    if not heldout.is_dir():
-        tmp = out / ".heldout-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        synthetic.generate(tmp, n_speakers=new_speaker, per_class=1, seed=seed + 1, classes=("angry",))
-        tmp_file = tmp / f"spk{new_speaker:02d}" / f"spk{new_speaker:02d}_angry_01.wav"
-        tmp_dir = out / ".heldout-keep"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_file, tmp_dir / "new_speaker_angry.wav")
-        tmp_dir.rename(heldout)
-        shutil.rmtree(tmp, ignore_errors=True)
     wav = heldout / "new_speaker_angry.wav"
+    if not wav.is_file():
+        heldout.mkdir(parents=True, exist_ok=True)
+        with atomic_path(wav) as tmp:
+            synthetic.write_utterance(tmp, "angry", new_speaker, seed=seed + 1)
     classifier = EmotionClassifier.load(out / "run" / "model.keras")
     prediction = classifier.classify(wav)
     ranked = sorted(prediction.scores.items(), key=lambda kv: -kv[1])
