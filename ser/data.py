@@ -130,7 +130,10 @@ class CropBatches:
     """Training batches of random fixed-length crops with masks, SpecAugment and shuffling.
 
     Each epoch visits every utterance once, cropped at a random start (zero-padded and
-    masked when shorter than the crop).
+    masked when shorter than the crop). Every batch has ``batch_size`` crops: the last one
+    is filled up with crops of utterances drawn from the rest of the epoch, because a batch
+    of another size would make TensorFlow trace the training step a second time (seconds
+    per model).
 
     Parameters
     ----------
@@ -157,8 +160,13 @@ class CropBatches:
     def epoch(self):
         """Yield ``([x, mask], y)`` batches for one epoch."""
         self.rng.shuffle(self.order)
+        order = self.order
+        fill = -len(order) % self.batch_size
+        if fill and len(order) > self.batch_size:
+            rest = order[: len(order) - self.batch_size + fill]
+            order = np.concatenate([order, self.rng.choice(rest, fill, replace=False)])
         for b in range(len(self)):
-            idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             xs, ms = [], []
             for i in idx:
                 f = self.features[i]
@@ -170,6 +178,40 @@ class CropBatches:
                 xs.append(x)
                 ms.append(m)
             yield [np.stack(xs), np.stack(ms)], self.labels[idx]
+
+
+def mixup(x, mask, targets, weights, rng: np.random.Generator, alpha: float):
+    """Blend each crop of a batch with another one of the same batch (mixup).
+
+    Each crop ``i`` gets ``lam_i ~ Beta(alpha, alpha)`` and becomes
+    ``lam_i * x_i + (1 - lam_i) * x_j`` for a random partner ``j``; its soft target and
+    sample weight are blended the same way. Where only one of the two crops has real frames
+    (a short utterance's zero padding), that crop's frames are kept as they are.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(batch, frames, n_mels)]
+    mask : np.ndarray [shape=(batch, frames)]
+    targets : np.ndarray [shape=(batch, n_classes)]
+    weights : np.ndarray [shape=(batch,)]
+    rng : np.random.Generator
+    alpha : float
+
+    Returns
+    -------
+    x, mask, targets, weights : the blended batch (new arrays)
+    """
+    n = len(x)
+    lam = rng.beta(alpha, alpha, size=n).astype(np.float32)
+    j = rng.permutation(n)
+    both = (mask * mask[j])[:, :, None]
+    a = lam[:, None, None] * both + mask[:, :, None] * (1 - both)
+    b = (1 - lam)[:, None, None] * both + mask[j][:, :, None] * (1 - both)
+    x = a * x + b * x[j]
+    mask = np.maximum(mask, mask[j])
+    targets = lam[:, None] * targets + (1 - lam)[:, None] * targets[j]
+    weights = lam * weights + (1 - lam) * weights[j]
+    return x.astype(np.float32), mask, targets.astype(np.float32), weights
 
 
 def length_batches(features, batch_size: int, multiple: int = 1):

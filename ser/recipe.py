@@ -45,6 +45,10 @@ class TrainingConfig:
         Mask random frequency bands and time spans of each training crop.
     class_weight : {"balanced", "none"}
     label_smoothing : float
+    mixup : float
+        Alpha of the Beta distribution of mixup (Zhang et al., ICLR 2018): each training
+        crop is blended with another of its batch, features and targets alike; ``0`` turns
+        it off.
     seed : int
     """
 
@@ -57,6 +61,7 @@ class TrainingConfig:
     spec_augment: bool = True
     class_weight: str = "balanced"
     label_smoothing: float = 0.1
+    mixup: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -64,7 +69,7 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ConfigError(f"training.{name} must be an integer. Received: {name}={value!r}")
-        for name in ("learning_rate", "weight_decay", "crop_seconds", "label_smoothing"):
+        for name in ("learning_rate", "weight_decay", "crop_seconds", "label_smoothing", "mixup"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ConfigError(f"training.{name} must be a number. Received: {name}={value!r}")
@@ -90,6 +95,8 @@ class TrainingConfig:
             )
         if self.class_weight not in ("balanced", "none"):
             raise ConfigError(f"class_weight must be 'balanced' or 'none'. Received: {self.class_weight!r}")
+        if self.mixup < 0:
+            raise ConfigError(f"training.mixup must be >= 0. Received: mixup={self.mixup}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
 

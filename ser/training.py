@@ -81,7 +81,7 @@ def train_model(
     """
     import keras
 
-    from ser.data import CropBatches
+    from ser.data import CropBatches, mixup
     from ser.evaluation import scores
     from ser.features import feature_stats
     from ser.model import build_model
@@ -125,14 +125,17 @@ def train_model(
         import tensorflow as tf
 
         writer = tf.summary.create_file_writer(str(log_dir))
+    mix_rng = np.random.default_rng([tcfg.seed, 1])
     best = {"ua": -1.0, "loss": np.inf, "epoch": 0, "weights": model.get_weights()}
     curve = []
     for epoch in range(1, tcfg.epochs + 1):
         t0 = time.time()
         losses = []
         for (x, m), y in batches.epoch():
-            onehot = np.eye(k, dtype=np.float32)[y]
-            losses.append(float(model.train_on_batch([x, m], onehot, sample_weight=class_w[y])))
+            target, weight = np.eye(k, dtype=np.float32)[y], class_w[y]
+            if tcfg.mixup > 0:
+                x, m, target, weight = mixup(x, m, target, weight, mix_rng, tcfg.mixup)
+            losses.append(float(model.train_on_batch([x, m], target, sample_weight=weight)))
         train_loss = float(np.mean(losses))
         logits = predict_logits(model, val_features, batch_size=tcfg.batch_size, multiple=mcfg.time_stride)
         val = scores(val_labels, logits.argmax(1), k)

@@ -146,6 +146,29 @@ def test_padding_never_changes_logits(models, head):
         np.testing.assert_allclose(padded, alone, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("strided_blocks", [0, 2, 5])
+def test_padding_never_changes_logits_with_strided_blocks(strided_blocks):
+    # Strided blocks pad explicitly and convolve "valid", so their windows sit at the same
+    # frames for odd and even lengths alike (Keras's "same" padding would shift them).
+    model = build_model(LABELS, N_MELS, small(strided_blocks=strided_blocks), seed=0)
+    strides = [model.get_layer(f"conv{i}").strides for i in range(1, 6)]
+    # block 5 of the default pools does not downsample, so it never strides
+    assert strides == [(2, 2), (2, 2), (2, 2), (2, 1)][:strided_blocks] + [(1, 1)] * (5 - min(strided_blocks, 4))
+    for t in (101, 75, 43, 96, 17):
+        alone, padded = padded_pair(model, t)
+        np.testing.assert_allclose(padded, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_strided_blocks_downsample_by_their_pool():
+    model = build_model(LABELS, N_MELS, small(strided_blocks=2), seed=0)
+    assert model.get_layer("conv1").strides == (2, 2) and model.get_layer("conv2").strides == (2, 2)
+    assert model.get_layer("conv3").strides == (1, 1)
+    layer_names = {layer.name for layer in model.layers}
+    assert {"pool3", "pool4"} <= layer_names and not {"pool1", "pool2"} & layer_names
+    x, m = feature_map_model(model)([features(100), ones(100)])
+    assert x.shape == (1, 7, N_MELS // 8, WIDTHS[-1]) and m.shape == (1, 7)
+
+
 def test_padding_content_is_ignored(models):
     model = models["attention"]
     _, padded = padded_pair(model, 75, junk_seed=1)
@@ -219,6 +242,8 @@ def test_model_config_strides_and_defaults():
         ({"bottom_up": "tanh"}, r"bottom_up must be 'linear' or 'softmax'. Received: bottom_up='tanh'"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\). Received: dropout=1.0"),
         ({"dropout": -0.5}, r"Received: dropout=-0.5"),
+        ({"strided_blocks": 6}, r"strided_blocks must be an integer from 0 to 5. Received: strided_blocks=6"),
+        ({"strided_blocks": True}, r"strided_blocks must be an integer from 0 to 5"),
     ],
 )
 def test_model_config_validation(kwargs, match):
