@@ -620,7 +620,7 @@ def _saved_keras_version(file: str) -> str | None:
 
 
 def _strides(model) -> tuple[int, int]:
-    """Input frames and mel bands per Conv5 position: the product of the pooling sizes."""
+    """Input frames and mel bands per Conv5 position: the product of the pool sizes and conv strides."""
     import keras
 
     time_stride, freq_stride = 1, 1
@@ -628,6 +628,9 @@ def _strides(model) -> tuple[int, int]:
         if isinstance(layer, keras.layers.MaxPooling2D):
             time_stride *= int(layer.pool_size[0])
             freq_stride *= int(layer.pool_size[1])
+        elif isinstance(layer, keras.layers.Conv2D):
+            time_stride *= int(layer.strides[0])
+            freq_stride *= int(layer.strides[1])
     return time_stride, freq_stride
 
 

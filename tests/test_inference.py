@@ -59,6 +59,13 @@ def model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.parametrize("strided_blocks", [0, 2, 5])
+def test_strides_count_pools_and_strided_convs(tmp_path, strided_blocks):
+    path = save_model(tmp_path / "m.keras", strided_blocks=strided_blocks)
+    loaded = EmotionClassifier.load(path)
+    assert (loaded.time_stride, loaded.freq_stride) == (16, 8)
+
+
 @pytest.fixture(scope="module")
 def classifier(model_dir):
     return EmotionClassifier.load(model_dir / "model.keras")
