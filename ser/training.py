@@ -169,7 +169,7 @@ def train_model(
             f"{prefix}epoch {epoch:2d}/{tcfg.epochs}  loss {train_loss:.3f}  val loss {val_loss:.3f}  "
             f"val UA {val['ua']:.3f}  (best {best['ua']:.3f} @ {best['epoch']})  {time.time() - t0:.0f}s"
         )
-        if epoch - best["epoch"] >= tcfg.patience:
+        if tcfg.patience and epoch - best["epoch"] >= tcfg.patience:
             break
     model.set_weights(best["weights"])
     return model, {
