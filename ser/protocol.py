@@ -1,7 +1,7 @@
 """Cross-validation folds by speaker or session, and validation splits from training speakers.
 
 Test speakers never appear in training or validation: every split here is made on groups
-(speakers or sessions), and the validation set that drives early stopping is drawn from the
+(speakers or sessions), and the validation set that chooses the best epoch is drawn from the
 training groups of each fold only.
 """
 
@@ -154,7 +154,7 @@ def validation_split(
     """Split training rows into train and validation, by group where there are enough groups.
 
     With at least ``min_groups`` training groups, about ``fraction`` of them (at least one)
-    are held out whole, so early stopping measures generalisation to unseen speakers. With
+    are held out whole, so the choice of the best epoch measures generalisation to unseen speakers. With
     fewer (e.g. the 2 speakers of TESS), a label-stratified ``fraction`` of the utterances
     is held out instead, and a warning says so.
 
@@ -191,7 +191,7 @@ def validation_group(manifest: pd.DataFrame, protocol: dict) -> str:
     """The column validation splits are grouped by: speakers where the manifest has them.
 
     Folds may be grouped by session (IEMOCAP: 4 training sessions, too few to hold one out),
-    but validation is held out by speaker, so early stopping still measures unseen speakers.
+    but validation is held out by speaker, so the choice of the best epoch still measures unseen speakers.
     """
     return "speaker" if "speaker" in manifest.columns else protocol.get("group", "speaker")
 
@@ -233,6 +233,6 @@ def describe_protocol(protocol: dict, n_folds: int) -> str:
     else:
         head = f"{group}-grouped {n_folds}-fold cross-validation"
     return (
-        f"{head}; test {group}s never seen in training; early stopping on a validation split "
+        f"{head}; test {group}s never seen in training; best epoch chosen on a validation split "
         f"drawn from the training {group}s only"
     )
