@@ -55,7 +55,7 @@ class TrainingConfig:
     seed : int
     """
 
-    epochs: int = 30
+    epochs: int = 35
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4

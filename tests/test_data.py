@@ -19,7 +19,7 @@ def test_every_batch_has_one_shape_and_every_utterance_is_seen(n, batch):
     batches = CropBatches(feats, np.arange(n) % 3, 20, batch, augment=False, seed=1)
     for _ in range(3):
         seen, shapes = [], set()
-        for (x, m), y in batches.epoch():
+        for (x, _mask), y in batches.epoch():
             shapes.add(x.shape)
             seen.extend(int(v) for v in x[:, 0, 0])
             np.testing.assert_array_equal(y, np.asarray(seen[-len(y) :]) % 3)

@@ -153,7 +153,9 @@ def test_padding_never_changes_logits_with_strided_blocks(strided_blocks):
     model = build_model(LABELS, N_MELS, small(strided_blocks=strided_blocks), seed=0)
     strides = [model.get_layer(f"conv{i}").strides for i in range(1, 6)]
     # block 5 of the default pools does not downsample, so it never strides
-    assert strides == [(2, 2), (2, 2), (2, 2), (2, 1)][:strided_blocks] + [(1, 1)] * (5 - min(strided_blocks, 4))
+    assert strides == [(2, 2), (2, 2), (2, 2), (2, 1)][:strided_blocks] + [(1, 1)] * (
+        5 - min(strided_blocks, 4)
+    )
     for t in (101, 75, 43, 96, 17):
         alone, padded = padded_pair(model, t)
         np.testing.assert_allclose(padded, alone, rtol=1e-5, atol=1e-5)

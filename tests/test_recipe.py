@@ -61,7 +61,10 @@ def test_recipe_from_folder(tmp_path):
         ("training.seed=-3", r"training.seed must be >= 0. Received: seed=-3"),
         ("training.mixup=-0.2", r"training.mixup must be >= 0. Received: mixup=-0.2"),
         ("training.mixup=lots", r"training.mixup must be a number. Received: mixup='lots'"),
-        ("model.strided_blocks=1.5", r"strided_blocks must be an integer from 0 to 5. Received: strided_blocks=1.5"),
+        (
+            "model.strided_blocks=1.5",
+            r"strided_blocks must be an integer from 0 to 5. Received: strided_blocks=1.5",
+        ),
         ("model.widths=abc", r"widths must be integers. Received: widths='abc'"),
         ('model.pools=[[2,2],[2,2],[2,2],[2,1],[1,"a"]]', r"pools must be 5 \(time, freq\) pairs >= 1"),
         ("model.rank=true", r"rank must be a positive integer. Received: rank=True"),
