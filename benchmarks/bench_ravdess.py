@@ -199,4 +199,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ser.errors import SerError
+
+    try:
+        sys.exit(main())
+    except SerError as exc:  # a wrong --data-root, or an --out folder holding other settings
+        sys.exit(f"error: {exc}")
