@@ -58,6 +58,47 @@ def predict_logits(model, features, *, batch_size: int = 32, multiple: int = 16)
     return out
 
 
+def train_step_function(model, optimizer, loss_fn):
+    """``step(x, mask, targets, weights) -> loss``: one optimiser update of ``model``.
+
+    The loss is ``loss_fn`` (sample-weighted, averaged over the batch) plus the model's
+    regularisation losses, as ``model.compile`` + ``train_on_batch`` would compute it. On the
+    TensorFlow backend the step is one ``tf.function``: it traces in about half the time of
+    ``train_on_batch`` (seconds per model, and a recipe trains one model per fold) and skips
+    its per-call bookkeeping. Other backends fall back to ``train_on_batch``.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        model.compile(optimizer=optimizer, loss=loss_fn)
+
+        def fallback(x, m, y, w):
+            return float(model.train_on_batch([x, m], y, sample_weight=w))
+
+        return fallback
+
+    import tensorflow as tf
+
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step(x, m, y, w):
+        with tf.GradientTape() as tape:
+            logits = model([x, m], training=True)
+            loss = loss_fn(y, logits, sample_weight=w)
+            total = loss + tf.add_n(model.losses) if model.losses else loss
+        grads = tape.gradient(total, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return total
+
+    step._omit_frequent_tracing_warning = True
+
+    def run(x, m, y, w):
+        return float(step(x, m, y, w))
+
+    return run
+
+
 def train_model(
     train_features,
     train_labels,
@@ -112,9 +153,10 @@ def train_model(
         warmup_target=tcfg.learning_rate,
         warmup_steps=len(batches),
     )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=tcfg.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
+    step = train_step_function(
+        model,
+        keras.optimizers.AdamW(schedule, weight_decay=tcfg.weight_decay),
+        keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
     )
     counts = np.bincount(train_labels, minlength=k).astype(float)
     class_w = np.ones(k)
@@ -135,7 +177,7 @@ def train_model(
             target, weight = np.eye(k, dtype=np.float32)[y], class_w[y]
             if tcfg.mixup > 0:
                 x, m, target, weight = mixup(x, m, target, weight, mix_rng, tcfg.mixup)
-            losses.append(float(model.train_on_batch([x, m], target, sample_weight=weight)))
+            losses.append(step(x, m, target, weight.astype(np.float32)))
         train_loss = float(np.mean(losses))
         logits = predict_logits(model, val_features, batch_size=tcfg.batch_size, multiple=mcfg.time_stride)
         val = scores(val_labels, logits.argmax(1), k)
