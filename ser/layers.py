@@ -240,6 +240,64 @@ class MetadataLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ser")
+class FeatureNormalization(keras.layers.Layer):
+    """Standardise the last axis: ``(x - mean) / sqrt(variance)``, with the statistics as weights.
+
+    Like ``keras.layers.Normalization(axis=-1, mean=..., variance=...)``, except that the
+    statistics are (non-trainable) variables rather than constants: a traced training step
+    reads them at run time, so one traced model can be trained fold after fold with each
+    fold's own training statistics (:class:`ser.training.Trainer`). They are saved with the
+    model's weights.
+
+    Args:
+        mean: Initial mean, shape ``(features,)``; zeros if ``None``.
+        variance: Initial variance, shape ``(features,)``; ones if ``None``.
+    """
+
+    def __init__(self, mean=None, variance=None, **kwargs):
+        super().__init__(**kwargs)
+        self._initial = (mean, variance)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        n = input_shape[-1]
+        if n is None:
+            raise ValueError(
+                f"FeatureNormalization needs a known last axis. Received: input_shape={input_shape}"
+            )
+        mean, variance = self._initial
+        self.mean = self.add_weight(
+            name="mean",
+            shape=(n,),
+            initializer="zeros" if mean is None else keras.initializers.Constant(mean),
+            trainable=False,
+        )
+        self.variance = self.add_weight(
+            name="variance",
+            shape=(n,),
+            initializer="ones" if variance is None else keras.initializers.Constant(variance),
+            trainable=False,
+        )
+
+    def set_statistics(self, mean, variance):
+        """Assign new statistics (arrays of shape ``(features,)``)."""
+        self.mean.assign(ops.cast(ops.convert_to_tensor(mean), self.mean.dtype))
+        self.variance.assign(ops.cast(ops.convert_to_tensor(variance), self.variance.dtype))
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        scale = ops.maximum(ops.sqrt(ops.cast(self.variance, x.dtype)), keras.backend.epsilon())
+        return (x - ops.cast(self.mean, x.dtype)) / scale
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        # The statistics are weights, saved and loaded with the others.
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="ser")
 class ApplyMask(keras.layers.Layer):
     """Zero a ``(batch, time, freq, channels)`` map where a ``(batch, time)`` mask is 0."""
 

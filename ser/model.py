@@ -193,7 +193,14 @@ def build_model(
     """
     import keras
 
-    from ser.layers import ApplyMask, AttentionalPooling, MaskedGlobalPooling, MetadataLayer, PoolMask
+    from ser.layers import (
+        ApplyMask,
+        AttentionalPooling,
+        FeatureNormalization,
+        MaskedGlobalPooling,
+        MetadataLayer,
+        PoolMask,
+    )
 
     labels = [str(label) for label in labels]
     if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -206,7 +213,7 @@ def build_model(
     features = keras.Input(shape=(None, n_mels), name="features")
     mask = keras.Input(shape=(None,), name="mask")
     x = MetadataLayer(labels=labels, frontend=frontend, info=info, name="ser_metadata")(features)
-    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalization")(x)
+    x = FeatureNormalization(mean=mean, variance=variance, name="normalization")(x)
     x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(x)
     x = ApplyMask(name="mask_input")(x, mask)
     m = mask

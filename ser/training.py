@@ -88,7 +88,7 @@ def train_step_function(model, optimizer, loss_fn):
             loss = loss_fn(y, logits, sample_weight=w)
             total = loss + tf.add_n(model.losses) if model.losses else loss
         grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return total
 
     step._omit_frequent_tracing_warning = True
@@ -97,6 +97,92 @@ def train_step_function(model, optimizer, loss_fn):
         return float(step(x, m, y, w))
 
     return run
+
+
+def warmup_cosine(peak: float):
+    """Learning rate: linear warm-up from 0 to ``peak``, then cosine decay to 0.
+
+    The same curve as ``keras.optimizers.schedules.CosineDecay(0.0, decay_steps,
+    warmup_target=peak, warmup_steps=warmup)``, but its two lengths are variables, set with
+    ``schedule.set_lengths(warmup, decay)``: a training step traced once reads them at run
+    time, so one :class:`Trainer` serves folds of different sizes.
+    """
+    import keras
+    from keras import ops
+
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, peak):
+            self.peak = float(peak)
+            self.warmup = keras.Variable(1.0, trainable=False, name="warmup_steps")
+            self.decay = keras.Variable(1.0, trainable=False, name="decay_steps")
+
+        def set_lengths(self, warmup: int, decay: int):
+            self.warmup.assign(float(max(warmup, 1)))
+            self.decay.assign(float(max(decay, 1)))
+
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            warmup = ops.convert_to_tensor(self.warmup)
+            decay = ops.convert_to_tensor(self.decay)
+            rising = self.peak * step / warmup
+            done = ops.minimum(ops.maximum(step - warmup, 0.0), decay) / decay
+            falling = self.peak * 0.5 * (1.0 + ops.cos(np.pi * done))
+            return ops.where(step < warmup, rising, falling)
+
+        def get_config(self):
+            return {"peak": self.peak}
+
+    return WarmupCosine(peak)
+
+
+class Trainer:
+    """One model, optimiser and traced training step, reused for every model of a run.
+
+    A recipe trains one model per fold and a final one, all with the same architecture.
+    Building and tracing a model costs seconds each time (a large share of a small corpus's
+    training), so the trainer builds and traces once; :meth:`start` then puts back the
+    initial weights, the fold's feature statistics, a fresh optimiser state and the
+    learning-rate schedule's lengths. A model trained this way gets the same weights as a
+    freshly built one (tested).
+
+    Parameters
+    ----------
+    labels : list of str
+    recipe : dict
+        The resolved recipe (``frontend``, ``model``, ``training``).
+    """
+
+    def __init__(self, labels, recipe: dict):
+        import keras
+
+        from ser.model import build_model
+
+        frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
+        keras.utils.set_random_seed(tcfg.seed)
+        self.model = build_model(labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=tcfg.seed)
+        self.initial = [(v, np.array(v.numpy())) for v in self.model.variables]
+        self.schedule = warmup_cosine(tcfg.learning_rate)
+        self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=tcfg.weight_decay)
+        self.step = train_step_function(
+            self.model,
+            self.optimizer,
+            keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
+        )
+        self.seed = tcfg.seed
+
+    def start(self, mean, variance, *, steps_per_epoch: int, epochs: int, info: dict):
+        """Reset the model for a new training run and return it."""
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        for variable, value in self.initial:
+            variable.assign(value)
+        self.model.get_layer("normalization").set_statistics(mean, variance)
+        self.model.get_layer("ser_metadata").info = dict(info)
+        for variable in self.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+        self.schedule.set_lengths(steps_per_epoch, steps_per_epoch * epochs - steps_per_epoch)
+        return self.model
 
 
 def train_model(
@@ -110,8 +196,15 @@ def train_model(
     info: dict | None = None,
     log_dir: str | None = None,
     prefix: str = "",
+    trainer: Trainer | None = None,
 ):
     """Train one model; early stopping and best-epoch choice use the validation set only.
+
+    Parameters
+    ----------
+    trainer : Trainer or None
+        Reuse this trainer's traced model (a run of many folds); ``None`` builds one.
+        The returned model is then the trainer's, overwritten by its next ``start``.
 
     Returns
     -------
@@ -120,44 +213,28 @@ def train_model(
     history : dict
         ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [...]}``.
     """
-    import keras
-
     from ser.data import CropBatches, mixup
     from ser.evaluation import scores
     from ser.features import feature_stats
-    from ser.model import build_model
 
     frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
     k = len(labels)
-    keras.utils.set_random_seed(tcfg.seed)
+    if trainer is None:
+        trainer = Trainer(labels, recipe)
     mean, var = feature_stats(train_features)
-    model = build_model(
-        labels,
-        frontend.n_mels,
-        mcfg,
-        mean=mean,
-        variance=var,
-        frontend=frontend.to_dict(),
-        info={**(info or {}), "head": mcfg.head, "normalization": recipe["features"]["normalization"]},
-        seed=tcfg.seed,
-    )
     crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
     crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
     batches = CropBatches(
         train_features, train_labels, crop, tcfg.batch_size, augment=tcfg.spec_augment, seed=tcfg.seed
     )
-    steps = len(batches) * tcfg.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0,
-        decay_steps=max(steps - len(batches), 1),
-        warmup_target=tcfg.learning_rate,
-        warmup_steps=len(batches),
+    model = trainer.start(
+        mean,
+        var,
+        steps_per_epoch=len(batches),
+        epochs=tcfg.epochs,
+        info={**(info or {}), "head": mcfg.head, "normalization": recipe["features"]["normalization"]},
     )
-    step = train_step_function(
-        model,
-        keras.optimizers.AdamW(schedule, weight_decay=tcfg.weight_decay),
-        keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
-    )
+    step = trainer.step
     counts = np.bincount(train_labels, minlength=k).astype(float)
     class_w = np.ones(k)
     if tcfg.class_weight == "balanced":
@@ -426,6 +503,14 @@ def run_recipe(
     info = {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": _version()}
     speakers = manifest["speaker"].astype(str).to_numpy()
 
+    trainer = None  # built and traced once, on the first model this run trains
+
+    def get_trainer():
+        nonlocal trainer
+        if trainer is None:
+            trainer = Trainer(labels, recipe)
+        return trainer
+
     for fold in all_folds:
         fold_dir = out / "folds" / f"fold_{fold.number:02d}"
         if fold.number not in chosen or _fold_result(fold_dir, fold, y) is not None:
@@ -448,6 +533,7 @@ def run_recipe(
             info=info,
             log_dir=str(out / "tensorboard" / f"fold_{fold.number:02d}"),
             prefix=prefix,
+            trainer=get_trainer(),
         )
         # The test fold is touched once, here, after the model is fixed.
         logits = predict_logits(model, [features[i] for i in fold.test], multiple=recipe["model"].time_stride)
@@ -482,8 +568,6 @@ def run_recipe(
                 "seconds": time.time() - t0,
             },
         )
-        del model
-        _clear_session()
 
     done = [_fold_result(out / "folds" / f"fold_{f.number:02d}", f, y) for f in all_folds]
     done = [r for r in done if r is not None]
@@ -545,10 +629,13 @@ def run_recipe(
             info=final_info,
             log_dir=str(out / "tensorboard" / "final"),
             prefix="final ",
+            trainer=get_trainer(),
         )
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
         _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
+    trainer = None
+    _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results or {}
 

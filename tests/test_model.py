@@ -113,6 +113,28 @@ def test_normalisation_statistics_are_applied():
     )
 
 
+def test_normalisation_statistics_are_saved_and_can_be_replaced(tmp_path):
+    """The statistics are weights: saved with the model, and new ones take effect at once."""
+    from ser.model import forward_function
+
+    mean = np.linspace(-5, 5, N_MELS).astype(np.float32)
+    variance = np.linspace(0.5, 4, N_MELS).astype(np.float32)
+    model = build_model(LABELS, N_MELS, small(), mean=mean, variance=variance, seed=4)
+    x = features(30, seed=6)
+    expected = np.asarray(model([x, ones(30)]))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(loaded.get_layer("normalization").mean.numpy(), mean)
+    np.testing.assert_allclose(np.asarray(loaded([x, ones(30)])), expected, rtol=1e-5, atol=1e-6)
+    forward = forward_function(loaded)  # traced before the statistics change
+    forward(x, ones(30))
+    loaded.get_layer("normalization").set_statistics(np.zeros(N_MELS), np.ones(N_MELS))
+    plain = build_model(LABELS, N_MELS, small(), seed=4)
+    np.testing.assert_allclose(
+        np.asarray(forward(x, ones(30))), np.asarray(plain([x, ones(30)])), rtol=1e-4, atol=1e-5
+    )
+
+
 # --------------------------------------------------------------------------- variable length
 
 

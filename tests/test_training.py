@@ -261,3 +261,51 @@ def test_train_step_matches_train_on_batch():
         assert got == pytest.approx(expected, rel=1e-4)
     for a, b in zip(reference.get_weights(), ours.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_warmup_cosine_matches_keras_cosine_decay():
+    import keras
+    import numpy as np
+
+    from ser.training import warmup_cosine
+
+    ours = warmup_cosine(3e-3)
+    ours.set_lengths(7, 50)
+    reference = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=50, warmup_target=3e-3, warmup_steps=7
+    )
+    for step in [0, 1, 3, 6, 7, 8, 20, 56, 57, 80]:
+        assert float(ours(step)) == pytest.approx(float(reference(step)), abs=1e-8), step
+    ours.set_lengths(3, 10)
+    assert float(ours(13)) == pytest.approx(0.0, abs=1e-9)
+    assert np.isclose(float(ours(3)), 3e-3)
+
+
+def test_reused_trainer_gives_the_same_model_as_a_fresh_one():
+    """A trainer reused after another fold trains exactly what a freshly built one would."""
+    import numpy as np
+
+    from ser.recipe import load_recipe
+    from ser.training import Trainer, train_model
+
+    recipe = load_recipe("synthetic", ["training.epochs=2", "training.batch_size=4"])
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"]
+    n_mels = recipe["frontend"].n_mels
+
+    def data(n, offset):
+        feats = [
+            rng.standard_normal((int(rng.integers(60, 140)), n_mels)).astype(np.float32) + offset
+            for _ in range(n)
+        ]
+        return feats, np.arange(n) % 3
+
+    fold_a, fold_b, val = data(10, 1.0), data(13, -0.5), data(6, 0.0)
+    trainer = Trainer(labels, recipe)
+    train_model(*fold_a, *val, labels, recipe, trainer=trainer)  # another fold first
+    reused, _ = train_model(*fold_b, *val, labels, recipe, trainer=trainer, info={"fold": 2})
+    reused_weights = [np.array(w) for w in reused.get_weights()]
+    fresh, _ = train_model(*fold_b, *val, labels, recipe, info={"fold": 2})
+    for a, b in zip(reused_weights, fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert reused is trainer.model and reused.get_layer("ser_metadata").info["fold"] == 2
