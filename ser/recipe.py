@@ -34,6 +34,8 @@ class TrainingConfig:
     epochs : int
         Length of the schedule; the weights of the best validation epoch are kept.
     batch_size : int
+        16: twice the updates of 32 for 13% more time on a 2-core CPU; on RAVDESS it scored
+        UA +0.012 and +0.035 over 32 with two seeds (10 of 12 folds better or equal).
     learning_rate : float
         Peak learning rate of AdamW (linear warm-up for one epoch, then cosine decay).
     weight_decay : float
@@ -56,7 +58,7 @@ class TrainingConfig:
     """
 
     epochs: int = 35
-    batch_size: int = 32
+    batch_size: int = 16
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     patience: int = 0
