@@ -143,14 +143,19 @@ class CropBatches:
     batch_size : int
     augment : bool
     seed : int
+    mask_widths : (int, int)
+        Largest SpecAugment mask widths: mel bands, frames.
     """
 
-    def __init__(self, features, labels, crop_frames, batch_size, *, augment=True, seed=0):
+    def __init__(
+        self, features, labels, crop_frames, batch_size, *, augment=True, seed=0, mask_widths=(8, 20)
+    ):
         self.features = features
         self.labels = np.asarray(labels, dtype=np.int32)
         self.crop_frames = int(crop_frames)
         self.batch_size = int(batch_size)
         self.augment = augment
+        self.freq_width, self.time_width = (int(w) for w in mask_widths)
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(features))
 
@@ -174,7 +179,9 @@ class CropBatches:
                 x, m = crop_or_pad(f, self.crop_frames, start)
                 x = x.copy()
                 if self.augment:
-                    spec_augment(x[: int(m.sum())], self.rng)
+                    spec_augment(
+                        x[: int(m.sum())], self.rng, freq_width=self.freq_width, time_width=self.time_width
+                    )
                 xs.append(x)
                 ms.append(m)
             yield [np.stack(xs), np.stack(ms)], self.labels[idx]

@@ -225,7 +225,13 @@ def train_model(
     crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
     crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
     batches = CropBatches(
-        train_features, train_labels, crop, tcfg.batch_size, augment=tcfg.spec_augment, seed=tcfg.seed
+        train_features,
+        train_labels,
+        crop,
+        tcfg.batch_size,
+        augment=tcfg.spec_augment,
+        seed=tcfg.seed,
+        mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
     )
     model = trainer.start(
         mean,

@@ -90,3 +90,22 @@ def test_mixup_lambda_follows_beta_alpha():
     lam_like = mt[:, 0]
     # Beta(0.2, 0.2) is U-shaped: most blends stay close to one of the two crops
     assert np.mean((lam_like < 0.1) | (lam_like > 0.9)) > 0.5
+
+
+def test_spec_augment_mask_widths_are_configurable():
+    """Wider masks blank more of a crop; zero widths leave it untouched."""
+    from ser.data import CropBatches
+
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((200, 32)).astype(np.float32) + 5 for _ in range(64)]
+    labels = np.zeros(64, dtype=np.int32)
+
+    def changed(widths):
+        batches = CropBatches(feats, labels, 100, 16, augment=True, seed=1, mask_widths=widths)
+        total = 0
+        for (x, _), _ in batches.epoch():
+            total += int((np.diff(x, axis=1) == 0).sum())
+        return total
+
+    assert changed((0, 0)) == 0
+    assert changed((16, 20)) > changed((4, 5)) > 0

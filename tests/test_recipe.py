@@ -62,6 +62,14 @@ def test_recipe_from_folder(tmp_path):
         ("training.mixup=-0.2", r"training.mixup must be >= 0. Received: mixup=-0.2"),
         ("training.mixup=lots", r"training.mixup must be a number. Received: mixup='lots'"),
         (
+            "training.time_mask_width=-5",
+            r"time_mask_width must be >= 0. Received: freq_mask_width=8, time_mask_width=-5",
+        ),
+        (
+            "training.freq_mask_width=wide",
+            r"training.freq_mask_width must be an integer. Received: freq_mask_width='wide'",
+        ),
+        (
             "model.strided_blocks=1.5",
             r"strided_blocks must be an integer from 0 to 5. Received: strided_blocks=1.5",
         ),
