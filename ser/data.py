@@ -143,19 +143,20 @@ class CropBatches:
     batch_size : int
     augment : bool
     seed : int
-    mask_widths : (int, int)
-        Largest SpecAugment mask widths: mel bands, frames.
+    mask_widths : (int, int) or None
+        Largest SpecAugment mask widths: mel bands, frames (``None``: those of
+        :func:`spec_augment`).
     """
 
-    def __init__(
-        self, features, labels, crop_frames, batch_size, *, augment=True, seed=0, mask_widths=(8, 20)
-    ):
+    def __init__(self, features, labels, crop_frames, batch_size, *, augment=True, seed=0, mask_widths=None):
         self.features = features
         self.labels = np.asarray(labels, dtype=np.int32)
         self.crop_frames = int(crop_frames)
         self.batch_size = int(batch_size)
         self.augment = augment
-        self.freq_width, self.time_width = (int(w) for w in mask_widths)
+        self.mask_kwargs = {}
+        if mask_widths is not None:
+            self.mask_kwargs = {"freq_width": int(mask_widths[0]), "time_width": int(mask_widths[1])}
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(features))
 
@@ -179,9 +180,7 @@ class CropBatches:
                 x, m = crop_or_pad(f, self.crop_frames, start)
                 x = x.copy()
                 if self.augment:
-                    spec_augment(
-                        x[: int(m.sum())], self.rng, freq_width=self.freq_width, time_width=self.time_width
-                    )
+                    spec_augment(x[: int(m.sum())], self.rng, **self.mask_kwargs)
                 xs.append(x)
                 ms.append(m)
             yield [np.stack(xs), np.stack(ms)], self.labels[idx]

@@ -242,9 +242,9 @@ def train_model(
     )
     step = trainer.step
     counts = np.bincount(train_labels, minlength=k).astype(float)
-    class_w = np.ones(k)
+    class_w = np.ones(k, dtype=np.float32)
     if tcfg.class_weight == "balanced":
-        class_w = np.where(counts > 0, counts.sum() / np.maximum(k * counts, 1), 0.0)
+        class_w = np.where(counts > 0, counts.sum() / np.maximum(k * counts, 1), 0.0).astype(np.float32)
     writer = None
     if log_dir:
         import tensorflow as tf
@@ -260,7 +260,7 @@ def train_model(
             target, weight = np.eye(k, dtype=np.float32)[y], class_w[y]
             if tcfg.mixup > 0:
                 x, m, target, weight = mixup(x, m, target, weight, mix_rng, tcfg.mixup)
-            losses.append(step(x, m, target, weight.astype(np.float32)))
+            losses.append(step(x, m, target, weight))
         train_loss = float(np.mean(losses))
         logits = predict_logits(model, val_features, batch_size=tcfg.batch_size, multiple=mcfg.time_stride)
         val = scores(val_labels, logits.argmax(1), k)
