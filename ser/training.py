@@ -4,7 +4,8 @@
 
 - ``run.json``: the resolved recipe (a rerun with other settings is refused);
 - ``manifest.csv``: the corpus as loaded;
-- ``folds/fold_NN/result.json`` + ``predictions.csv``: one per finished fold (a rerun skips them);
+- ``folds/fold_NN/result.json`` + ``predictions.csv`` (each test file's label, prediction and
+  class probabilities ``p_<class>``): one per finished fold (a rerun skips them);
 - ``results.json``, ``results.md``, ``confusion.png``: the report, pooled over folds;
 - ``model.keras``: a final model trained on all speakers, ready for ``ser classify``;
 - ``tensorboard/``: training curves per fold.
@@ -549,14 +550,18 @@ def run_recipe(
         with atomic_path(fold_dir / "predictions.csv") as tmp:
             import pandas as pd
 
+            from ser.inference import softmax
+
+            probabilities = softmax(logits)
             pd.DataFrame(
                 {
                     "path": manifest["path"].to_numpy()[fold.test],
                     "speaker": speakers[fold.test],
                     "label": [labels[i] for i in y[fold.test]],
                     "predicted": [labels[i] for i in pred],
+                    **{f"p_{name}": probabilities[:, j] for j, name in enumerate(labels)},
                 }
-            ).to_csv(tmp, index=False)
+            ).to_csv(tmp, index=False, float_format="%.5f")
         write_json(
             fold_dir / "result.json",
             {

@@ -54,6 +54,25 @@ def test_each_speaker_is_tested_once_and_never_trained_on(tiny_run):
     assert sorted(tested) == ["spk01", "spk02", "spk03"]
 
 
+def test_predictions_hold_class_probabilities(tiny_run):
+    import numpy as np
+    import pandas as pd
+
+    out, results = tiny_run
+    for d in sorted((out / "folds").iterdir()):
+        pred = pd.read_csv(d / "predictions.csv")
+        r = json.loads((d / "result.json").read_text())
+        columns = [f"p_{c}" for c in results["classes"]]
+        assert list(pred.columns) == ["path", "speaker", "label", "predicted", *columns]
+        p = pred[columns].to_numpy()
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-3)
+        assert (p >= 0).all()
+        # the predicted class is the most probable one, and matches result.json
+        assert [results["classes"][i] for i in p.argmax(axis=1)] == pred["predicted"].tolist()
+        assert [results["classes"][i] for i in r["y_pred"]] == pred["predicted"].tolist()
+        assert set(pred["speaker"]) == set(r["test_speakers"])
+
+
 def test_final_model_carries_labels_and_frontend(tiny_run):
     out, _ = tiny_run
     import keras
