@@ -64,6 +64,12 @@ class ModelConfig:
         Dropout before the head.
     l2 : float
         Weight decay on conv kernels.
+    adapt_blocks : tuple of int
+        Blocks (1..5) whose batch-norm statistics are re-estimated from a speaker's own
+        recordings when they are known (label-free speaker adaptation, see
+        :mod:`ser.adaptation`): in cross-validation, from all of a test speaker's files (reported
+        beside the unadapted scores); in ``ser classify --same-speaker``, from the files given.
+        ``()`` turns it off. Training is unchanged.
     strided_blocks : int
         How many leading blocks downsample by their conv's stride (equal to the block's pool)
         instead of a max-pool after the conv. Blocks 1 and 2 work at high resolution, where a
@@ -81,6 +87,7 @@ class ModelConfig:
     dropout: float = 0.3
     l2: float = 1e-4
     strided_blocks: int = 2
+    adapt_blocks: tuple = (4, 5)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -90,6 +97,16 @@ class ModelConfig:
             _sequence(p) and all(_whole(v) for v in p) for p in self.pools
         ):
             raise ConfigError(f"pools must be 5 (time, freq) pairs >= 1. Received: pools={self.pools!r}")
+        if (
+            not _sequence(self.adapt_blocks)
+            or not all(_whole(b) and 1 <= b <= 5 for b in self.adapt_blocks)
+            or len(set(self.adapt_blocks)) != len(self.adapt_blocks)
+        ):
+            raise ConfigError(
+                f"adapt_blocks must be distinct block numbers from 1 to 5 (or empty). Received: "
+                f"adapt_blocks={self.adapt_blocks!r}"
+            )
+        object.__setattr__(self, "adapt_blocks", tuple(sorted(int(b) for b in self.adapt_blocks)))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "pools", tuple(tuple(int(v) for v in p) for p in self.pools))
         if len(self.widths) != 5 or min(self.widths) < 1:
@@ -146,6 +163,7 @@ class ModelConfig:
         d.pop("extra")
         d["widths"] = list(self.widths)
         d["pools"] = [list(p) for p in self.pools]
+        d["adapt_blocks"] = list(self.adapt_blocks)
         return d
 
     @classmethod

@@ -239,7 +239,12 @@ def train_model(
         var,
         steps_per_epoch=len(batches),
         epochs=tcfg.epochs,
-        info={**(info or {}), "head": mcfg.head, "normalization": recipe["features"]["normalization"]},
+        info={
+            **(info or {}),
+            "head": mcfg.head,
+            "normalization": recipe["features"]["normalization"],
+            "adapt_blocks": list(mcfg.adapt_blocks),
+        },
     )
     step = trainer.step
     counts = np.bincount(train_labels, minlength=k).astype(float)
@@ -390,6 +395,26 @@ def aggregate(fold_results: list[dict], labels: list[str]) -> dict:
     }
 
 
+#: How speaker-adapted scores are obtained, for reports.
+ADAPTED_PROTOCOL = (
+    "the same fold models, with the batch-norm statistics of Conv blocks {blocks} re-estimated "
+    "from all of each test speaker's recordings (label-free; what `ser classify --same-speaker` does)"
+)
+
+
+def _adapted_summary(done: list[dict], labels: list[str], blocks) -> dict:
+    """``{"speaker_adapted": ...}`` when every fold has adapted predictions, else ``{}``."""
+    if not done or not all(isinstance(r.get("adapted"), dict) for r in done):
+        return {}
+    runs = [r | {k: r["adapted"][k] for k in ("wa", "ua", "y_pred")} for r in done]
+    return {
+        "speaker_adapted": {
+            "protocol": ADAPTED_PROTOCOL.format(blocks=", ".join(map(str, blocks))),
+            **aggregate(runs, labels),
+        }
+    }
+
+
 def _results_markdown(results: dict) -> str:
     lines = [
         f"# {results['recipe']} on {results['corpus']}",
@@ -399,19 +424,36 @@ def _results_markdown(results: dict) -> str:
         f"Classes ({len(results['classes'])}): {', '.join(results['classes'])}. "
         "WA = accuracy; UA = mean per-class recall.",
         "",
-        "| fold | test speakers | n | WA | UA | macro-F1 |",
-        "|---:|---|---:|---:|---:|---:|",
     ]
+    sa = results.get("speaker_adapted")
+    if sa:
+        lines += [
+            "| fold | test speakers | n | WA | UA | macro-F1 | WA adapted | UA adapted |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    else:
+        lines += ["| fold | test speakers | n | WA | UA | macro-F1 |", "|---:|---|---:|---:|---:|---:|"]
     for f in results["folds"]:
-        lines.append(
-            f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['n']} | {f['wa']:.3f} | {f['ua']:.3f} | {f['macro_f1']:.3f} |"
-        )
+        row = f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['n']} | {f['wa']:.3f} | {f['ua']:.3f} | {f['macro_f1']:.3f} |"
+        if sa:
+            row += f" {f['adapted']['wa']:.3f} | {f['adapted']['ua']:.3f} |"
+        lines.append(row)
     p = results["pooled"]
     lines += [
         "",
         f"Mean over folds: WA {results['wa_mean']:.3f} ± {results['wa_std']:.3f}, UA {results['ua_mean']:.3f} ± {results['ua_std']:.3f}.",
         f"Pooled over all test predictions: WA {p['wa']:.3f}, UA {p['ua']:.3f}, macro-F1 {p['macro_f1']:.3f}.",
         "",
+    ]
+    if sa:
+        lines += [
+            f"Adapted to each test speaker ({sa['protocol']}): WA {sa['wa_mean']:.3f} ± {sa['wa_std']:.3f}, "
+            f"UA {sa['ua_mean']:.3f} ± {sa['ua_std']:.3f}; pooled WA {sa['pooled']['wa']:.3f}, "
+            f"UA {sa['pooled']['ua']:.3f}, macro-F1 {sa['pooled']['macro_f1']:.3f}. Speaker adaptation "
+            "erases what is constant within a speaker: check the speaker x label table (`ser check`).",
+            "",
+        ]
+    lines += [
         f"Head: {results['settings']['model']['head']}; normalisation: {results['settings']['features']['normalization']}; "
         f"seed {results['settings']['training']['seed']}; {results['seconds']:.0f} s of compute"
         + ("" if results.get("complete", True) else " (INCOMPLETE: not all folds run yet)")
@@ -546,7 +588,30 @@ def run_recipe(
         logits = predict_logits(model, [features[i] for i in fold.test], multiple=recipe["model"].time_stride)
         pred = logits.argmax(1)
         s = scores(y[fold.test], pred, len(labels))
-        _log(f"{prefix}test WA {s['wa']:.3f}  UA {s['ua']:.3f}  ({time.time() - t0:.0f}s)")
+        adapted = None
+        if recipe["model"].adapt_blocks:
+            from ser.adaptation import speaker_adapted_logits
+
+            adapted_pred = speaker_adapted_logits(
+                model,
+                [features[i] for i in fold.test],
+                speakers[fold.test],
+                recipe["model"].adapt_blocks,
+                multiple=recipe["model"].time_stride,
+            ).argmax(1)
+            a = scores(y[fold.test], adapted_pred, len(labels))
+            adapted = {k: a[k] for k in ("wa", "ua", "macro_f1", "confusion")} | {
+                "y_pred": adapted_pred.tolist()
+            }
+        _log(
+            f"{prefix}test WA {s['wa']:.3f}  UA {s['ua']:.3f}"
+            + (
+                f"; adapted to each test speaker WA {adapted['wa']:.3f}  UA {adapted['ua']:.3f}"
+                if adapted
+                else ""
+            )
+            + f"  ({time.time() - t0:.0f}s)"
+        )
         with atomic_path(fold_dir / "predictions.csv") as tmp:
             import pandas as pd
 
@@ -560,6 +625,7 @@ def run_recipe(
                     "label": [labels[i] for i in y[fold.test]],
                     "predicted": [labels[i] for i in pred],
                     **{f"p_{name}": probabilities[:, j] for j, name in enumerate(labels)},
+                    **({"predicted_adapted": [labels[i] for i in adapted["y_pred"]]} if adapted else {}),
                 }
             ).to_csv(tmp, index=False, float_format="%.5f")
         write_json(
@@ -577,7 +643,8 @@ def run_recipe(
                 "y_pred": pred.tolist(),
                 "history": history,
                 "seconds": time.time() - t0,
-            },
+            }
+            | ({"adapted": adapted} if adapted else {}),
         )
 
     done = [_fold_result(out / "folds" / f"fold_{f.number:02d}", f, y) for f in all_folds]
@@ -593,9 +660,11 @@ def run_recipe(
             "folds": [
                 {k: r[k] for k in ("fold", "test_speakers", "n", "wa", "ua", "macro_f1")}
                 | {"best_epoch": r["history"]["best_epoch"]}
+                | ({"adapted": {k: r["adapted"][k] for k in ("wa", "ua")}} if "adapted" in r else {})
                 for r in done
             ],
             **aggregate(done, labels),
+            **_adapted_summary(done, labels, recipe["model"].adapt_blocks),
             "seconds": float(sum(r["seconds"] for r in done) + feature_seconds),
             "settings": settings,
         }
@@ -607,10 +676,18 @@ def run_recipe(
         )
         write_json(out / "results.json", results)
         write_text(out / "results.md", _results_markdown(results))
+        adapted_line = ""
+        if "speaker_adapted" in results:
+            sa = results["speaker_adapted"]
+            adapted_line = (
+                f"; adapted to each test speaker (label-free): WA {sa['wa_mean']:.3f} ± {sa['wa_std']:.3f}, "
+                f"UA {sa['ua_mean']:.3f} ± {sa['ua_std']:.3f}"
+            )
         _log(
             f"{recipe['name']}: WA {results['wa_mean']:.3f} ± {results['wa_std']:.3f}, "
             f"UA {results['ua_mean']:.3f} ± {results['ua_std']:.3f} over {len(done)}/{len(all_folds)} folds "
-            f"(pooled WA {results['pooled']['wa']:.3f}, UA {results['pooled']['ua']:.3f}) -> {out / 'results.md'}"
+            f"(pooled WA {results['pooled']['wa']:.3f}, UA {results['pooled']['ua']:.3f}){adapted_line} "
+            f"-> {out / 'results.md'}"
         )
 
     complete = results is not None and results["complete"]

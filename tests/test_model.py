@@ -269,6 +269,10 @@ def test_model_config_strides_and_defaults():
         ({"dropout": -0.5}, r"Received: dropout=-0.5"),
         ({"strided_blocks": 6}, r"strided_blocks must be an integer from 0 to 5. Received: strided_blocks=6"),
         ({"strided_blocks": True}, r"strided_blocks must be an integer from 0 to 5"),
+        ({"adapt_blocks": (4, 6)}, r"adapt_blocks must be distinct block numbers from 1 to 5 \(or empty\)"),
+        ({"adapt_blocks": (5, 5)}, r"Received: adapt_blocks=\(5, 5\)"),
+        ({"adapt_blocks": 5}, r"adapt_blocks must be distinct block numbers"),
+        ({"adapt_blocks": ("4",)}, r"adapt_blocks must be distinct block numbers"),
     ],
 )
 def test_model_config_validation(kwargs, match):
@@ -283,5 +287,8 @@ def test_model_config_round_trip():
     assert ModelConfig.from_dict(d) == config
     assert ModelConfig.from_dict(json.loads(json.dumps(d))) == config
     assert ModelConfig.from_dict({}) == ModelConfig()
+    assert ModelConfig().adapt_blocks == (4, 5) and d["adapt_blocks"] == [4, 5]
+    assert ModelConfig(adapt_blocks=[5, 3]).adapt_blocks == (3, 5)
+    assert ModelConfig.from_dict({"adapt_blocks": []}).adapt_blocks == ()
     with pytest.raises(ConfigError, match=r"unknown model setting\(s\) \['depth'\]; expected some of"):
         ModelConfig.from_dict({**d, "depth": 5})

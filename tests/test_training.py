@@ -63,7 +63,7 @@ def test_predictions_hold_class_probabilities(tiny_run):
         pred = pd.read_csv(d / "predictions.csv")
         r = json.loads((d / "result.json").read_text())
         columns = [f"p_{c}" for c in results["classes"]]
-        assert list(pred.columns) == ["path", "speaker", "label", "predicted", *columns]
+        assert list(pred.columns) == ["path", "speaker", "label", "predicted", *columns, "predicted_adapted"]
         p = pred[columns].to_numpy()
         np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-3)
         assert (p >= 0).all()
@@ -71,6 +71,32 @@ def test_predictions_hold_class_probabilities(tiny_run):
         assert [results["classes"][i] for i in p.argmax(axis=1)] == pred["predicted"].tolist()
         assert [results["classes"][i] for i in r["y_pred"]] == pred["predicted"].tolist()
         assert set(pred["speaker"]) == set(r["test_speakers"])
+
+
+def test_speaker_adapted_scores_are_reported_beside_the_plain_ones(tiny_run):
+    import numpy as np
+    import pandas as pd
+
+    from ser.evaluation import scores
+
+    out, results = tiny_run
+    sa = results["speaker_adapted"]
+    assert "batch-norm statistics of Conv blocks 4, 5" in sa["protocol"]
+    assert set(sa) == {"protocol", "wa_mean", "wa_std", "ua_mean", "ua_std", "pooled"}
+    assert sum(map(sum, sa["pooled"]["confusion"])) == 36
+    classes = results["classes"]
+    uas = []
+    for entry in results["folds"]:
+        d = out / "folds" / f"fold_{entry['fold']:02d}"
+        r = json.loads((d / "result.json").read_text())
+        pred = pd.read_csv(d / "predictions.csv")
+        assert [classes[i] for i in r["adapted"]["y_pred"]] == pred["predicted_adapted"].tolist()
+        s = scores(r["y_true"], r["adapted"]["y_pred"], len(classes))
+        assert entry["adapted"] == {"wa": s["wa"], "ua": s["ua"]}
+        uas.append(s["ua"])
+    assert sa["ua_mean"] == pytest.approx(np.mean(uas))
+    md = (out / "results.md").read_text()
+    assert "| WA adapted | UA adapted |" in md and "Adapted to each test speaker" in md
 
 
 def test_final_model_carries_labels_and_frontend(tiny_run):
@@ -85,6 +111,7 @@ def test_final_model_carries_labels_and_frontend(tiny_run):
     assert meta.frontend["n_mels"] == 64
     assert meta.info["recipe"] == "synthetic"
     assert meta.info["head"] == "attention"
+    assert meta.info["adapt_blocks"] == [4, 5]
 
 
 def test_rerun_skips_finished_work(tiny_run, tiny_corpus):
@@ -115,11 +142,14 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
         data_root=tiny_corpus,
         out_dir=tmp_path / "avg",
         folds="2",
-        overrides=[*TINY, "model.head=average"],
+        overrides=[*TINY, "model.head=average", "model.adapt_blocks=[]"],
         final_model=True,  # but not before every fold is done
         progress=False,
     )
     assert [f["fold"] for f in res["folds"]] == [2]
+    # speaker adaptation turned off: no adapted scores anywhere
+    assert "speaker_adapted" not in res and "adapted" not in res["folds"][0]
+    assert "adapted" not in json.loads((tmp_path / "avg" / "folds" / "fold_02" / "result.json").read_text())
     assert res["complete"] is False
     assert not (tmp_path / "avg" / "model.keras").exists()
 
