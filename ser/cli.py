@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--same-speaker",
         action="store_true",
-        help="the files are all one speaker's: models trained with per-speaker normalisation use their "
-        "joint statistics",
+        help="the files are all one speaker's (5 or more, several emotions): the model adapts to them "
+        "without labels (batch-norm statistics; per-speaker normalisation for models trained so)",
     )
     p.set_defaults(func=_cmd_classify)
 

@@ -149,6 +149,11 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim:
         features = model_input(waveform, classifier.frontend)
     else:
         features = logmel(waveform, classifier.frontend)
+    return _normalize_input(classifier, features)
+
+
+def _normalize_input(classifier: EmotionClassifier, features: np.ndarray) -> np.ndarray:
+    """The normalisation step of :func:`model_features` (log-mel in, model input out)."""
     reference = classifier.speaker_reference
     if classifier.normalization == "speaker" and reference is not None:
         return standardize(features, *reference)
@@ -301,6 +306,9 @@ class EmotionClassifier:
         self._graph = None
         self._feature_map_model = None
         self.speaker_reference = None
+        #: Recordings the batch-norm statistics are adapted to (0: the training statistics).
+        self.adapted_files = 0
+        self._training_batchnorm = None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EmotionClassifier:
@@ -370,13 +378,29 @@ class EmotionClassifier:
         """Whether :func:`model_features` standardises features by the input's own statistics."""
         return self.normalization in ("utterance", "speaker")
 
-    def set_speaker_reference(self, audio_list, sample_rate: int | None = None) -> None:
-        """Use the statistics of one speaker's recordings to normalise inputs (speaker models).
+    @property
+    def adapt_blocks(self) -> tuple:
+        """Conv blocks whose batch-norm statistics a speaker reference re-estimates.
 
-        A model trained with ``features.normalization = "speaker"`` saw every utterance
-        standardised by the label-free statistics of all its speaker's files. Give the same for
-        the speaker you classify: a few of their recordings (paths or arrays), any emotions.
-        ``None`` clears the reference. Models with other normalisations ignore it.
+        ``model.adapt_blocks`` of the recipe that trained the model; ``()`` for models saved
+        before speaker adaptation existed.
+        """
+        return tuple(int(b) for b in self.info.get("adapt_blocks") or ())
+
+    def set_speaker_reference(self, audio_list, sample_rate: int | None = None) -> None:
+        """Adapt the classifier to one speaker, from a few of their recordings (any emotions).
+
+        Two label-free uses of the recordings, as in the recipe's evaluation:
+
+        - a model trained with ``features.normalization = "speaker"`` saw every utterance
+          standardised by the statistics of all its speaker's files; inputs are then
+          standardised by the statistics of these recordings;
+        - a model with :attr:`adapt_blocks` gets the batch-norm statistics of those blocks
+          re-estimated from these recordings (:mod:`ser.adaptation`), if there are at least
+          :data:`ser.adaptation.MIN_ADAPTATION_FILES` of them; :attr:`adapted_files` says how
+          many were used (0: not adapted).
+
+        ``None`` clears the reference and puts back the training statistics.
 
         Parameters
         ----------
@@ -384,6 +408,12 @@ class EmotionClassifier:
         sample_rate : int or None
             Rate of array inputs.
         """
+        from ser.adaptation import MIN_ADAPTATION_FILES, adapt_batchnorm, batchnorm_state, set_batchnorm_state
+
+        if self._training_batchnorm is not None:
+            set_batchnorm_state(self.model, self.adapt_blocks, self._training_batchnorm)
+            self._training_batchnorm = None
+            self.adapted_files = 0
         if audio_list is None:
             self.speaker_reference = None
             return
@@ -403,6 +433,11 @@ class EmotionClassifier:
             raise ConfigError("the speaker reference needs at least one recording")
         mean, var = feature_stats(feats)
         self.speaker_reference = (mean, np.sqrt(var))
+        if self.adapt_blocks and len(feats) >= MIN_ADAPTATION_FILES:
+            inputs = [_normalize_input(self, f) for f in feats]
+            self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
+            adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
+            self.adapted_files = len(inputs)
 
     def __repr__(self) -> str:
         return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r})"
@@ -665,8 +700,9 @@ def classify_command(
 
     A file that cannot be classified is reported (a ``{"file", "error"}`` object in JSON, a
     line on stderr otherwise) and the other files are still classified. With
-    ``same_speaker``, the files are taken to be one speaker's, and a speaker-normalised model
-    uses their joint statistics (see :meth:`EmotionClassifier.set_speaker_reference`).
+    ``same_speaker``, the files are taken to be one speaker's: a speaker-normalised model uses
+    their joint statistics, and a model with speaker adaptation re-estimates its batch-norm
+    statistics from them (see :meth:`EmotionClassifier.set_speaker_reference`).
 
     Returns
     -------
@@ -685,7 +721,8 @@ def classify_command(
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be a positive integer. Received: top={top!r}")
     classifier = EmotionClassifier.load(model_path)
-    if same_speaker and classifier.normalization == "speaker":
+    if same_speaker and (classifier.normalization == "speaker" or classifier.adapt_blocks):
+        from ser.adaptation import MIN_ADAPTATION_FILES
         from ser.audio import audio_info
 
         readable = []
@@ -697,6 +734,17 @@ def classify_command(
                 pass  # reported below, with the file's own error
         if readable:
             classifier.set_speaker_reference(readable)
+        if classifier.adapt_blocks:
+            blocks = ", ".join(map(str, classifier.adapt_blocks))
+            note = (
+                f"note: adapted to this speaker: batch-norm statistics of Conv blocks {blocks} "
+                f"re-estimated from {classifier.adapted_files} recordings"
+                if classifier.adapted_files
+                else f"note: --same-speaker: {len(readable)} readable recording(s) are too few to adapt "
+                f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); classifying without "
+                "speaker adaptation"
+            )
+            print(note, file=sys.stderr, flush=True)
     elif classifier.normalization == "speaker":
         print(
             "note: this model was trained with per-speaker normalisation; without --same-speaker each "

@@ -401,3 +401,50 @@ def test_speaker_reference_normalises_speaker_models(tmp_path):
     assert (
         main(["classify", str(path), str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--same-speaker"]) == 0
     )
+
+
+def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
+    # A model trained with adapt_blocks re-estimates those blocks' batch-norm statistics from
+    # the speaker's recordings, exactly as ser.adaptation does in cross-validation.
+    from ser.adaptation import adapted, batchnorm_state
+    from ser.cli import main
+    from ser.inference import EmotionClassifier, model_features
+
+    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
+    clf = EmotionClassifier.load(path)
+    assert clf.adapt_blocks == (4, 5)
+    refs = [tone(1.0 + 0.1 * i, 200 + 90 * i, seed=i) for i in range(6)]
+    trained = batchnorm_state(clf.model, [4, 5])
+    plain = clf.probabilities([model_features(clf, r) for r in refs])
+    clf.set_speaker_reference(refs, sample_rate=SR)
+    assert clf.adapted_files == 6
+    feats = [model_features(clf, r) for r in refs]
+    got = clf.probabilities(feats)
+    clf.set_speaker_reference(None)  # back to the training statistics
+    assert clf.adapted_files == 0
+    for (m0, v0), (m1, v1) in zip(trained, batchnorm_state(clf.model, [4, 5]), strict=True):
+        np.testing.assert_array_equal(m0, m1)
+        np.testing.assert_array_equal(v0, v1)
+    np.testing.assert_allclose(clf.probabilities(feats), plain, rtol=1e-5, atol=1e-6)
+    with adapted(clf.model, feats, [4, 5]):
+        np.testing.assert_allclose(got, clf.probabilities(feats), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, plain, atol=1e-4)
+    # too few recordings: not adapted
+    clf.set_speaker_reference(refs[:2], sample_rate=SR)
+    assert clf.adapted_files == 0
+    # the command line says what it did
+    names = []
+    for i, r in enumerate(refs):
+        sf.write(tmp_path / f"r{i}.wav", r, SR)
+        names.append(str(tmp_path / f"r{i}.wav"))
+    assert main(["classify", str(path), *names, "--same-speaker"]) == 0
+    assert "re-estimated from 6 recordings" in capsys.readouterr().err
+    assert main(["classify", str(path), *names[:2], "--same-speaker"]) == 0
+    assert "too few to adapt to" in capsys.readouterr().err
+
+
+def test_models_without_adapt_blocks_are_not_adapted(classifier):
+    assert classifier.adapt_blocks == ()
+    classifier.set_speaker_reference([tone(1.0, 300 + 50 * i, seed=i) for i in range(6)], sample_rate=SR)
+    assert classifier.adapted_files == 0
+    classifier.set_speaker_reference(None)
