@@ -60,6 +60,12 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
         f"      held-out speakers: WA {results['wa_mean']:.3f}, UA {results['ua_mean']:.3f} "
         f"(chance {1 / len(results['classes']):.2f}; {results['protocol']})"
     )
+    adapted = results.get("speaker_adapted")
+    if adapted:
+        _say(
+            f"      adapted to each held-out speaker (label-free, from their own files): "
+            f"WA {adapted['wa_mean']:.3f}, UA {adapted['ua_mean']:.3f}"
+        )
 
     _say("[3/4] classifying a file of a new speaker the model never heard ...")
     heldout = out / "heldout"

@@ -585,7 +585,8 @@ def run_recipe(
             trainer=get_trainer(),
         )
         # The test fold is touched once, here, after the model is fixed.
-        logits = predict_logits(model, [features[i] for i in fold.test], multiple=recipe["model"].time_stride)
+        test_features = [features[i] for i in fold.test]
+        logits = predict_logits(model, test_features, multiple=recipe["model"].time_stride)
         pred = logits.argmax(1)
         s = scores(y[fold.test], pred, len(labels))
         adapted = None
@@ -594,7 +595,7 @@ def run_recipe(
 
             adapted_pred = speaker_adapted_logits(
                 model,
-                [features[i] for i in fold.test],
+                test_features,
                 speakers[fold.test],
                 recipe["model"].adapt_blocks,
                 multiple=recipe["model"].time_stride,

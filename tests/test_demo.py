@@ -19,3 +19,6 @@ def test_demo_quick_beats_chance_and_explains(tmp_path, capsys):
     assert (out / "run" / "model.keras").is_file()
     assert "UA" in printed and "ser classify" in printed and "ser train ravdess" in printed
     assert "synthetic" in printed
+    adapted = results["speaker_adapted"]["ua_mean"]
+    assert "adapted to each held-out speaker (label-free, from their own files): WA" in printed
+    assert f"UA {adapted:.3f}" in printed
