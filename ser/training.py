@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.adaptation import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError
 from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
 
@@ -590,7 +591,8 @@ def run_recipe(
         pred = logits.argmax(1)
         s = scores(y[fold.test], pred, len(labels))
         adapted = None
-        if recipe["model"].adapt_blocks:
+        _, per_speaker = np.unique(speakers[fold.test], return_counts=True)
+        if recipe["model"].adapt_blocks and per_speaker.max() >= MIN_ADAPTATION_FILES:
             from ser.adaptation import speaker_adapted_logits
 
             adapted_pred = speaker_adapted_logits(
