@@ -147,9 +147,11 @@ def speaker_adapted_logits(
     for speaker in sorted(set(speakers)):
         idx = np.flatnonzero(speakers == speaker)
         own = [features[i] for i in idx]
-        if len(own) < min_files:
-            out[idx] = predict_logits(model, own, batch_size=batch_size, multiple=multiple)
-            continue
-        with adapted(model, own, blocks, batch_size=batch_size, multiple=multiple):
+        context = (
+            adapted(model, own, blocks, batch_size=batch_size, multiple=multiple)
+            if len(own) >= min_files
+            else contextlib.nullcontext()
+        )
+        with context:
             out[idx] = predict_logits(model, own, batch_size=batch_size, multiple=multiple)
     return out
