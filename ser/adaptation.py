@@ -100,14 +100,22 @@ def adapt_batchnorm(model, features, blocks, *, batch_size: int = 32, multiple: 
 
 @contextlib.contextmanager
 def adapted(model, features, blocks, **kwargs):
-    """Within the block, ``model`` uses batch-norm statistics of ``features``; restored after."""
+    """Within the block, ``model`` uses batch-norm statistics of ``features``; restored after.
+
+    For an ensemble (:func:`ser.model.ensemble_model`), every member is adapted.
+    """
+    from ser.model import ensemble_members
+
     blocks = sorted(int(b) for b in blocks)
-    saved = batchnorm_state(model, blocks)
+    members = ensemble_members(model)
+    saved = [batchnorm_state(member, blocks) for member in members]
     try:
-        adapt_batchnorm(model, features, blocks, **kwargs)
+        for member in members:
+            adapt_batchnorm(member, features, blocks, **kwargs)
         yield model
     finally:
-        set_batchnorm_state(model, blocks, saved)
+        for member, state in zip(members, saved, strict=True):
+            set_batchnorm_state(member, blocks, state)
 
 
 #: Fewest recordings a speaker needs to be adapted to; with fewer, statistics are too noisy
@@ -129,6 +137,8 @@ def speaker_adapted_logits(
 
     Parameters
     ----------
+    model : keras.Model
+        A model of :func:`ser.model.build_model` or an ensemble of them.
     features : list of np.ndarray
     speakers : sequence of str
         One per utterance; each speaker's statistics come from all their utterances here.

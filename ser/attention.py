@@ -59,16 +59,20 @@ class AttentionMaps:
     freqs : np.ndarray [shape=(n_mels,)]
         Centre frequency of each mel band in Hz.
     bottom_up : np.ndarray [shape=(t', f', rank)]
-        Class-agnostic map ``h`` (ones for pooling heads), zero on padding.
+        Class-agnostic map ``h`` (ones for pooling heads), zero on padding. For an ensemble
+        of ``members`` models, ``rank`` counts the maps of all members (member ``j``'s
+        rank-``r`` map is channel ``j * rank_per_member + r``).
     top_down : np.ndarray [shape=(t', f', n_classes * rank)]
         Class maps ``t_{k,r}`` of every class, channel ``k * rank + r``.
     product : np.ndarray [shape=(t', f')]
-        ``sum_r t_{k,r} * h_r`` for the explained class ``k``: its logit is the mean of this
-        over the valid positions (linear bottom-up and average head) or its sum (softmax
-        bottom-up), per window.
+        ``sum_r t_{k,r} * h_r / members`` for the explained class ``k``: its logit is the
+        mean of this over the valid positions (linear bottom-up and average head) or its
+        sum (softmax bottom-up), per window. For an ensemble this is the mean of the
+        members' products, as its logit is the mean of theirs.
     bottom_up_up, top_down_up, product_up : np.ndarray [shape=(frames, n_mels)]
         ``bottom_up`` summed over rank, ``top_down`` of the explained class summed over
-        rank, and ``product``, each repeated over the frames and bands its Conv5 cell covers.
+        rank (both divided by ``members``: means over the members of an ensemble), and
+        ``product``, each repeated over the frames and bands its Conv5 cell covers.
     labels : list of str
     label : str
         Predicted class (mean of the windows' probabilities for a stitched range).
@@ -89,6 +93,8 @@ class AttentionMaps:
         Frames and mel bands per Conv5 cell.
     window_starts : list of float
         Start (s) of each window stitched together (one entry for a single pass).
+    members : int
+        Models of the ensemble whose maps these are (1: a single model).
     """
 
     spectrogram: np.ndarray
@@ -113,6 +119,7 @@ class AttentionMaps:
     time_stride: int = 1
     freq_stride: int = 1
     window_starts: list = field(default_factory=list)
+    members: int = 1
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write the maps, axes and labels to ``path`` (compressed ``.npz``, atomically)."""
@@ -134,6 +141,7 @@ class AttentionMaps:
             "bottom_up_mode": np.asarray(self.bottom_up_mode),
             "strides": np.asarray([self.time_stride, self.freq_stride]),
             "window_starts": np.asarray(self.window_starts, dtype=np.float64),
+            "members": np.asarray(self.members),
         }
         _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -264,12 +272,13 @@ def compute_attention(
     bottom_up = np.concatenate(grids_bu).astype(np.float32)
     rank = bottom_up.shape[-1]
     td_k = top_down[..., k * rank : (k + 1) * rank]
-    product = (td_k * bottom_up).sum(axis=-1)
+    members = len(classifier.members)
+    product = (td_k * bottom_up).sum(axis=-1) / members
     frames, n_mels = spectrogram.shape
     st, sf_ = strides
 
     if head == "attention":
-        mode = classifier.model.get_layer("head").bottom_up
+        mode = classifier.members[0].get_layer("head").bottom_up
     else:
         mode = "constant"
     return AttentionMaps(
@@ -279,8 +288,8 @@ def compute_attention(
         bottom_up=bottom_up,
         top_down=top_down,
         product=product.astype(np.float32),
-        bottom_up_up=upsample(bottom_up.sum(axis=-1), st, sf_, frames, n_mels),
-        top_down_up=upsample(td_k.sum(axis=-1), st, sf_, frames, n_mels),
+        bottom_up_up=upsample(bottom_up.sum(axis=-1) / members, st, sf_, frames, n_mels),
+        top_down_up=upsample(td_k.sum(axis=-1) / members, st, sf_, frames, n_mels),
         product_up=upsample(product, st, sf_, frames, n_mels).astype(np.float32),
         labels=list(labels),
         label=label,
@@ -295,6 +304,7 @@ def compute_attention(
         time_stride=st,
         freq_stride=sf_,
         window_starts=[t0 + a / sr for a, _ in pieces],
+        members=members,
     )
 
 
@@ -310,30 +320,42 @@ def _head_maps(classifier: EmotionClassifier, features: list[np.ndarray]):
     Returns
     -------
     logits : np.ndarray [shape=(b, n_classes)]
-    top_down : np.ndarray [shape=(b, t', f', n_classes * rank)]
-    bottom_up : np.ndarray [shape=(b, t', f', rank)]
+        Mean over the members of an ensemble.
+    top_down : np.ndarray [shape=(b, t', f', n_classes * members * rank)]
+    bottom_up : np.ndarray [shape=(b, t', f', members * rank)]
     time_stride, freq_stride : int
         Derived from the shapes of the input and of the Conv5 map.
     """
     from ser.features import pad_batch
 
     x, m = pad_batch(features, multiple=classifier.time_stride)
-    X, mask = classifier.feature_map_model()([x, m], training=False)
-    head = classifier.model.get_layer("head")
-    if classifier.head == "attention":
-        logits, maps = head(X, mask=mask, return_attention=True)
-        top_down = np.asarray(maps["top_down"])
-        bottom_up = np.asarray(maps["bottom_up"])
-    else:
-        logits = head(classifier.model.get_layer("pooling")(X, mask=mask))
-        kernel, bias = (np.asarray(w) for w in head.get_weights())
-        valid = np.asarray(mask, dtype=np.float32)[:, :, None, None]
-        top_down = (np.einsum("btfc,ck->btfk", np.asarray(X), kernel) + bias) * valid
-        bottom_up = np.ones(top_down.shape[:3] + (1,), dtype=np.float32) * valid
+    all_logits, all_td, all_bu = [], [], []
+    for member, fmap in zip(classifier.members, classifier.feature_map_models(), strict=True):
+        X, mask = fmap([x, m], training=False)
+        head = member.get_layer("head")
+        if classifier.head == "attention":
+            logits, maps = head(X, mask=mask, return_attention=True)
+            top_down = np.asarray(maps["top_down"])
+            bottom_up = np.asarray(maps["bottom_up"])
+        else:
+            logits = head(member.get_layer("pooling")(X, mask=mask))
+            kernel, bias = (np.asarray(w) for w in head.get_weights())
+            valid = np.asarray(mask, dtype=np.float32)[:, :, None, None]
+            top_down = (np.einsum("btfc,ck->btfk", np.asarray(X), kernel) + bias) * valid
+            bottom_up = np.ones(top_down.shape[:3] + (1,), dtype=np.float32) * valid
+        rank = bottom_up.shape[-1]
+        all_logits.append(np.asarray(logits, dtype=np.float64))
+        all_td.append(top_down.reshape(top_down.shape[:3] + (-1, rank)))
+        all_bu.append(bottom_up)
+    # An ensemble averages its members' logits; their maps are stacked along the rank axis
+    # (member j's rank r at j * rank + r), so each class keeps its channels together.
+    logits = np.mean(all_logits, axis=0)
+    top_down = np.concatenate(all_td, axis=-1)
+    top_down = top_down.reshape(top_down.shape[:3] + (-1,))
+    bottom_up = np.concatenate(all_bu, axis=-1)
     X_shape = tuple(X.shape)
     time_stride = x.shape[1] // X_shape[1]
     freq_stride = -(-x.shape[2] // X_shape[2])
-    logits = np.asarray(logits, dtype=np.float64)
     if not np.all(np.isfinite(logits)):
         raise ModelError(
             f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?"

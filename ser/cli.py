@@ -25,6 +25,7 @@ def _cmd_train(args) -> int:
         folds=args.folds,
         epochs=args.epochs,
         seed=args.seed,
+        members=args.members,
         overrides=args.set,
         skip_bad=args.skip_bad,
         final_model=not args.no_final,
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", default="all", help="'all' or a comma list of fold numbers, e.g. 1,3")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs per fold (default: recipe)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: recipe)")
+    p.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="models per fold and in the final model, averaged (an ensemble; default: recipe, 1). "
+        "Costs that many times the training time",
+    )
     p.add_argument(
         "--set",
         action="append",

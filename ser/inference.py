@@ -258,6 +258,9 @@ class EmotionClassifier:
     ----------
     model : keras.Model
         Inputs ``[features (b, t, n_mels), mask (b, t)]``, output logits ``(b, n_classes)``.
+    members : list of keras.Model
+        The CNNs whose logits ``model`` averages (``training.members`` of the recipe);
+        ``[model]`` for a single CNN.
     path : str
         Where the model was loaded from.
     labels : list of str
@@ -270,8 +273,10 @@ class EmotionClassifier:
 
     def __init__(self, model, path: str = "<model>"):
         from ser.features import FrontendConfig
+        from ser.model import ensemble_members
 
         self.model = model
+        self.members = ensemble_members(model)
         self.path = str(path)
         try:
             meta = model.get_layer("ser_metadata")
@@ -301,7 +306,7 @@ class EmotionClassifier:
                 f"{self.path}: unknown feature normalization {self.normalization!r} in the model; "
                 f"expected one of {NORMALIZATIONS}"
             )
-        self.time_stride, self.freq_stride = _strides(model)
+        self.time_stride, self.freq_stride = _strides(self.members[0])
         self._calls = 0
         self._graph = None
         self._feature_map_model = None
@@ -358,13 +363,13 @@ class EmotionClassifier:
         from ser.layers import AttentionalPooling
 
         try:
-            layer = self.model.get_layer("head")
+            layer = self.members[0].get_layer("head")
         except ValueError:
             return str(self.info.get("head", "unknown"))
         if isinstance(layer, AttentionalPooling):
             return "attention"
         try:
-            return self.model.get_layer("pooling").mode
+            return self.members[0].get_layer("pooling").mode
         except ValueError:
             return str(self.info.get("head", "unknown"))
 
@@ -411,7 +416,8 @@ class EmotionClassifier:
         from ser.adaptation import MIN_ADAPTATION_FILES, adapt_batchnorm, batchnorm_state, set_batchnorm_state
 
         if self._training_batchnorm is not None:
-            set_batchnorm_state(self.model, self.adapt_blocks, self._training_batchnorm)
+            for member, state in zip(self.members, self._training_batchnorm, strict=True):
+                set_batchnorm_state(member, self.adapt_blocks, state)
             self._training_batchnorm = None
             self.adapted_files = 0
         if audio_list is None:
@@ -435,20 +441,22 @@ class EmotionClassifier:
         self.speaker_reference = (mean, np.sqrt(var))
         if self.adapt_blocks and len(feats) >= MIN_ADAPTATION_FILES:
             inputs = [_normalize_input(self, f) for f in feats]
-            self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
-            adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
+            self._training_batchnorm = [batchnorm_state(m, self.adapt_blocks) for m in self.members]
+            for member in self.members:
+                adapt_batchnorm(member, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
 
     def __repr__(self) -> str:
-        return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r})"
+        ensemble = f", members={len(self.members)}" if len(self.members) > 1 else ""
+        return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r}{ensemble})"
 
-    def feature_map_model(self):
-        """The model's Conv5 map and its mask (cached; see :func:`ser.model.feature_map_model`)."""
+    def feature_map_models(self) -> list:
+        """Per member, its Conv5 map and that map's mask (cached; see :func:`ser.model.feature_map_model`)."""
         if self._feature_map_model is None:
             from ser.model import feature_map_model
 
             try:
-                self._feature_map_model = feature_map_model(self.model)
+                self._feature_map_model = [feature_map_model(m) for m in self.members]
             except ValueError:
                 raise ModelError(
                     f"{self.path}: cannot find the Conv5 feature map in this model (saved by another "

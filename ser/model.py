@@ -185,6 +185,7 @@ def build_model(
     frontend: dict | None = None,
     info: dict | None = None,
     seed: int | None = None,
+    name: str | None = None,
 ):
     """Build the CNN + head as a functional Keras model.
 
@@ -203,6 +204,8 @@ def build_model(
         Free-form metadata stored in the model (recipe, normalisation, ...).
     seed : int or None
         Seed of the weight initialisers.
+    name : str or None
+        The model's name (default ``ser_cnn_<head>``).
 
     Returns
     -------
@@ -275,7 +278,51 @@ def build_model(
         pooled = MaskedGlobalPooling(config.head, name="pooling")(x, mask=m)
         pooled = keras.layers.Dropout(config.dropout, name="dropout")(pooled)
         logits = keras.layers.Dense(len(labels), name="head")(pooled)
-    return keras.Model([features, mask], logits, name=f"ser_cnn_{config.head}")
+    return keras.Model([features, mask], logits, name=name or f"ser_cnn_{config.head}")
+
+
+def ensemble_model(members, labels, *, frontend: dict | None = None, info: dict | None = None):
+    """One model averaging the logits of ``members`` (models built by :func:`build_model`).
+
+    The members keep their own layers (each its feature statistics and batch norms) and are
+    layers of the ensemble, named ``member_1``, ``member_2``, ...; the ensemble has its own
+    ``ser_metadata`` layer. Averaging logits (not probabilities) keeps the attention maps
+    exact: the ensemble's logit of class ``k`` is the mean over members of each member's mean
+    over positions of ``t_k * h``, so the members' maps average into the ensemble's.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``[features, mask]``, output the mean logits ``(b, n_classes)``.
+    """
+    import keras
+
+    from ser.layers import MetadataLayer
+
+    members = list(members)
+    if not members:
+        raise ConfigError("an ensemble needs at least one member model")
+    n_mels = members[0].inputs[0].shape[-1]
+    features = keras.Input(shape=(None, n_mels), name="features")
+    mask = keras.Input(shape=(None,), name="mask")
+    x = MetadataLayer(labels=[str(v) for v in labels], frontend=frontend, info=info, name="ser_metadata")(
+        features
+    )
+    outputs = []
+    for j, member in enumerate(members, start=1):
+        if member.name != f"member_{j}":
+            raise ConfigError(f"ensemble members must be named member_1, member_2, ...; got {member.name!r}")
+        outputs.append(member([x, mask]))
+    logits = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean_logits")(outputs)
+    return keras.Model([features, mask], logits, name="ser_ensemble")
+
+
+def ensemble_members(model) -> list:
+    """The member models of an :func:`ensemble_model`, or ``[model]`` for a single model."""
+    import keras
+
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return members or [model]
 
 
 def feature_map_model(model):

@@ -236,3 +236,37 @@ def describe_protocol(protocol: dict, n_folds: int) -> str:
         f"{head}; test {group}s never seen in training; best epoch chosen on a validation split "
         f"drawn from the training {group}s only"
     )
+
+
+@dataclass(frozen=True)
+class MemberSplit:
+    """Training and validation rows of one ensemble member (see :func:`member_splits`)."""
+
+    member: int  # 1-based
+    seed: int
+    train: np.ndarray
+    validation: np.ndarray
+    validation_groups: tuple
+
+
+def member_splits(manifest: pd.DataFrame, fold: Fold | None, protocol: dict, training) -> list[MemberSplit]:
+    """The split of each of ``training.members`` ensemble members of a fold (or of the final model).
+
+    Member ``j`` (1-based) is trained with seed ``training.seed + j - 1`` and draws its
+    validation split as a run with that seed would (:func:`make_folds`): from the fold's
+    non-test rows only, so test speakers stay unseen whatever the member. Member 1's split is
+    the fold's own. ``fold=None`` splits all rows (the final model).
+    """
+    if fold is None:
+        rows, number = np.arange(len(manifest)), 0
+    else:
+        rows, number = np.union1d(fold.train, fold.validation), fold.number
+    splits = []
+    for j in range(int(training.members)):
+        seed = int(training.seed) + j
+        if j == 0 and fold is not None:
+            train, val, groups = fold.train, fold.validation, fold.validation_groups
+        else:
+            train, val, groups = split_validation(manifest, rows, protocol, seed=seed + number)
+        splits.append(MemberSplit(j + 1, seed, train, val, tuple(groups)))
+    return splits

@@ -59,6 +59,11 @@ class TrainingConfig:
         crop is blended with another of its batch, features and targets alike; ``0`` turns
         it off.
     seed : int
+    members : int
+        Models trained per fold (and for the final model), averaged into one ensemble:
+        member ``j`` (0-based) is trained exactly as a run with ``seed + j`` would train it
+        (its own initial weights, crops and validation speakers, drawn from the fold's
+        training speakers). Its cost is ``members`` times the training time.
     """
 
     epochs: int = 35
@@ -74,9 +79,18 @@ class TrainingConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     seed: int = 0
+    members: int = 1
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience", "seed", "freq_mask_width", "time_mask_width"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "patience",
+            "seed",
+            "freq_mask_width",
+            "time_mask_width",
+            "members",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ConfigError(f"training.{name} must be an integer. Received: {name}={value!r}")
@@ -113,6 +127,8 @@ class TrainingConfig:
             raise ConfigError(f"class_weight must be 'balanced' or 'none'. Received: {self.class_weight!r}")
         if self.mixup < 0:
             raise ConfigError(f"training.mixup must be >= 0. Received: mixup={self.mixup}")
+        if not 1 <= self.members <= 16:
+            raise ConfigError(f"training.members must be from 1 to 16. Received: members={self.members}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
 

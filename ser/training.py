@@ -162,7 +162,11 @@ class Trainer:
         frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
         keras.utils.set_random_seed(tcfg.seed)
         self.model = build_model(labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=tcfg.seed)
-        self.initial = [(v, np.array(v.numpy())) for v in self.model.variables]
+        self.seed = tcfg.seed
+        self.initial = {self.seed: [np.array(v.numpy()) for v in self.model.variables]}
+        self._build = lambda seed: build_model(
+            labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=seed
+        )
         self.schedule = warmup_cosine(tcfg.learning_rate)
         self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=tcfg.weight_decay)
         self.step = train_step_function(
@@ -170,14 +174,23 @@ class Trainer:
             self.optimizer,
             keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
         )
-        self.seed = tcfg.seed
 
-    def start(self, mean, variance, *, steps_per_epoch: int, epochs: int, info: dict):
-        """Reset the model for a new training run and return it."""
+    def initial_weights(self, seed: int) -> list:
+        """The weights a model freshly built with ``seed`` starts from (built once per seed)."""
+        if seed not in self.initial:
+            self.initial[seed] = [np.array(v.numpy()) for v in self._build(seed).variables]
+        return self.initial[seed]
+
+    def start(
+        self, mean, variance, *, steps_per_epoch: int, epochs: int, info: dict, seed: int | None = None
+    ):
+        """Reset the model for a new training run (of ``seed``, default the recipe's) and return it."""
         import keras
 
-        keras.utils.set_random_seed(self.seed)
-        for variable, value in self.initial:
+        seed = self.seed if seed is None else int(seed)
+        initial = self.initial_weights(seed)
+        keras.utils.set_random_seed(seed)
+        for variable, value in zip(self.model.variables, initial, strict=True):
             variable.assign(value)
         self.model.get_layer("normalization").set_statistics(mean, variance)
         self.model.get_layer("ser_metadata").info = dict(info)
@@ -199,11 +212,15 @@ def train_model(
     log_dir: str | None = None,
     prefix: str = "",
     trainer: Trainer | None = None,
+    seed: int | None = None,
 ):
     """Train one model; early stopping and best-epoch choice use the validation set only.
 
     Parameters
     ----------
+    seed : int or None
+        Seed of the initial weights, crops, augmentation and dropout (default the recipe's
+        ``training.seed``).
     trainer : Trainer or None
         Reuse this trainer's traced model (a run of many folds); ``None`` builds one.
         The returned model is then the trainer's, overwritten by its next ``start``.
@@ -223,6 +240,7 @@ def train_model(
     k = len(labels)
     if trainer is None:
         trainer = Trainer(labels, recipe)
+    seed = tcfg.seed if seed is None else int(seed)
     mean, var = feature_stats(train_features)
     crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
     crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
@@ -232,7 +250,7 @@ def train_model(
         crop,
         tcfg.batch_size,
         augment=tcfg.spec_augment,
-        seed=tcfg.seed,
+        seed=seed,
         mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
     )
     model = trainer.start(
@@ -245,7 +263,9 @@ def train_model(
             "head": mcfg.head,
             "normalization": recipe["features"]["normalization"],
             "adapt_blocks": list(mcfg.adapt_blocks),
+            "seed": seed,
         },
+        seed=seed,
     )
     step = trainer.step
     counts = np.bincount(train_labels, minlength=k).astype(float)
@@ -257,7 +277,7 @@ def train_model(
         import tensorflow as tf
 
         writer = tf.summary.create_file_writer(str(log_dir))
-    mix_rng = np.random.default_rng([tcfg.seed, 1])
+    mix_rng = np.random.default_rng([seed, 1])
     best = {"ua": -1.0, "loss": np.inf, "epoch": 0, "weights": model.get_weights()}
     curve = []
     for epoch in range(1, tcfg.epochs + 1):
@@ -455,7 +475,13 @@ def _results_markdown(results: dict) -> str:
             "",
         ]
     lines += [
-        f"Head: {results['settings']['model']['head']}; normalisation: {results['settings']['features']['normalization']}; "
+        f"Head: {results['settings']['model']['head']}; "
+        + (
+            f"an ensemble of {results['settings']['training']['members']} models per fold (mean logits); "
+            if results["settings"]["training"].get("members", 1) > 1
+            else ""
+        )
+        + f"normalisation: {results['settings']['features']['normalization']}; "
         f"seed {results['settings']['training']['seed']}; {results['seconds']:.0f} s of compute"
         + ("" if results.get("complete", True) else " (INCOMPLETE: not all folds run yet)")
         + ".",
@@ -474,6 +500,7 @@ def run_recipe(
     folds="all",
     epochs: int | None = None,
     seed: int | None = None,
+    members: int | None = None,
     overrides=(),
     skip_bad: bool = False,
     final_model: bool = True,
@@ -492,15 +519,15 @@ def run_recipe(
         Output folder; rerunning with the same folder resumes.
     folds : "all" or str
         Comma list of 1-based folds to run now.
-    epochs, seed : int or None
-        Shortcuts for ``--set training.epochs=`` / ``training.seed=``.
+    epochs, seed, members : int or None
+        Shortcuts for ``--set training.epochs=`` / ``training.seed=`` / ``training.members=``.
     overrides : list of str
         ``key=value`` recipe overrides.
     cache_dir : path or None
         Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
     """
     from ser.evaluation import plot_confusion, scores
-    from ser.protocol import describe_protocol, make_folds, split_validation
+    from ser.protocol import describe_protocol, make_folds, member_splits
     from ser.recipe import recipe_to_dict
 
     t_start = time.time()
@@ -509,6 +536,8 @@ def run_recipe(
         overrides.append(f"training.epochs={int(epochs)}")
     if seed is not None:
         overrides.append(f"training.seed={int(seed)}")
+    if members is not None:
+        overrides.append(f"training.members={int(members)}")
     recipe = _load_recipe(recipe_name, overrides)
     settings = recipe_to_dict(recipe)
     out = ensure_folder(out_dir)
@@ -573,35 +602,62 @@ def run_recipe(
         )
         # curves of an interrupted attempt at this fold would overlap the new ones
         shutil.rmtree(out / "tensorboard" / f"fold_{fold.number:02d}", ignore_errors=True)
-        model, history = train_model(
-            [features[i] for i in fold.train],
-            y[fold.train],
-            [features[i] for i in fold.validation],
-            y[fold.validation],
-            labels,
-            recipe,
-            info=info,
-            log_dir=str(out / "tensorboard" / f"fold_{fold.number:02d}"),
-            prefix=prefix,
-            trainer=get_trainer(),
-        )
-        # The test fold is touched once, here, after the model is fixed.
+        # The test fold is touched once per member, after that member is fixed.
         test_features = [features[i] for i in fold.test]
-        logits = predict_logits(model, test_features, multiple=recipe["model"].time_stride)
+        _, per_speaker = np.unique(speakers[fold.test], return_counts=True)
+        adapt = bool(recipe["model"].adapt_blocks) and per_speaker.max() >= MIN_ADAPTATION_FILES
+        member_logits, member_adapted, members = [], [], []
+        for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
+            tag = f"member {split.member}/{tcfg.members} " if tcfg.members > 1 else ""
+            board = out / "tensorboard" / f"fold_{fold.number:02d}"
+            model, history = train_model(
+                [features[i] for i in split.train],
+                y[split.train],
+                [features[i] for i in split.validation],
+                y[split.validation],
+                labels,
+                recipe,
+                info=info,
+                log_dir=str(board / f"member_{split.member}" if tcfg.members > 1 else board),
+                prefix=prefix + tag,
+                trainer=get_trainer(),
+                seed=split.seed,
+            )
+            member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
+            if adapt:
+                from ser.adaptation import speaker_adapted_logits
+
+                member_adapted.append(
+                    speaker_adapted_logits(
+                        model,
+                        test_features,
+                        speakers[fold.test],
+                        recipe["model"].adapt_blocks,
+                        multiple=recipe["model"].time_stride,
+                    )
+                )
+            members.append(
+                {
+                    "member": split.member,
+                    "seed": split.seed,
+                    "validation_speakers": list(split.validation_groups),
+                    "history": history,
+                    "ua": scores(y[fold.test], member_logits[-1].argmax(1), len(labels))["ua"],
+                }
+                | (
+                    {"adapted_ua": scores(y[fold.test], member_adapted[-1].argmax(1), len(labels))["ua"]}
+                    if adapt
+                    else {}
+                )
+            )
+        # An ensemble averages its members' logits (as ser.model.ensemble_model does).
+        logits = np.mean(member_logits, axis=0)
+        history = members[0]["history"]
         pred = logits.argmax(1)
         s = scores(y[fold.test], pred, len(labels))
         adapted = None
-        _, per_speaker = np.unique(speakers[fold.test], return_counts=True)
-        if recipe["model"].adapt_blocks and per_speaker.max() >= MIN_ADAPTATION_FILES:
-            from ser.adaptation import speaker_adapted_logits
-
-            adapted_pred = speaker_adapted_logits(
-                model,
-                test_features,
-                speakers[fold.test],
-                recipe["model"].adapt_blocks,
-                multiple=recipe["model"].time_stride,
-            ).argmax(1)
+        if adapt:
+            adapted_pred = np.mean(member_adapted, axis=0).argmax(1)
             a = scores(y[fold.test], adapted_pred, len(labels))
             adapted = {k: a[k] for k in ("wa", "ua", "macro_f1", "confusion")} | {
                 "y_pred": adapted_pred.tolist()
@@ -613,6 +669,7 @@ def run_recipe(
                 if adapted
                 else ""
             )
+            + ("; members UA " + ", ".join(f"{m['ua']:.3f}" for m in members) if len(members) > 1 else "")
             + f"  ({time.time() - t0:.0f}s)"
         )
         with atomic_path(fold_dir / "predictions.csv") as tmp:
@@ -647,6 +704,7 @@ def run_recipe(
                 "history": history,
                 "seconds": time.time() - t0,
             }
+            | ({"members": members} if tcfg.members > 1 else {})
             | ({"adapted": adapted} if adapted else {}),
         )
 
@@ -699,10 +757,7 @@ def run_recipe(
     if final_model and complete and not (out / "model.keras").is_file():
         t0 = time.time()
         shutil.rmtree(out / "tensorboard" / "final", ignore_errors=True)
-        train, val, _ = split_validation(
-            manifest, np.arange(len(manifest)), recipe["protocol"], seed=tcfg.seed
-        )
-        _log(f"final model: all speakers ({len(train)} train, {len(val)} validation files)")
+        splits = member_splits(manifest, None, recipe["protocol"], tcfg)
         final_info = dict(info)
         if results is not None:
             final_info["cv"] = {
@@ -710,18 +765,31 @@ def run_recipe(
                 "ua_mean": results["ua_mean"],
                 "wa_mean": results["wa_mean"],
             }
-        model, _ = train_model(
-            [features[i] for i in train],
-            y[train],
-            [features[i] for i in val],
-            y[val],
-            labels,
-            recipe,
-            info=final_info,
-            log_dir=str(out / "tensorboard" / "final"),
-            prefix="final ",
-            trainer=get_trainer(),
-        )
+        trained = []
+        for split in splits:
+            tag = f"member {split.member}/{tcfg.members} " if tcfg.members > 1 else ""
+            _log(
+                f"final model {tag}: all speakers ({len(split.train)} train, "
+                f"{len(split.validation)} validation files)"
+            )
+            model, _ = train_model(
+                [features[i] for i in split.train],
+                y[split.train],
+                [features[i] for i in split.validation],
+                y[split.validation],
+                labels,
+                recipe,
+                info=final_info,
+                log_dir=str(
+                    out / "tensorboard" / "final" / (f"member_{split.member}" if tcfg.members > 1 else "")
+                ),
+                prefix="final " + tag,
+                trainer=get_trainer(),
+                seed=split.seed,
+            )
+            trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
+        if len(trained) > 1:
+            model = _ensemble_of(trained, labels, recipe)
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
         _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
@@ -729,6 +797,28 @@ def run_recipe(
     _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results or {}
+
+
+def _ensemble_of(trained, labels, recipe):
+    """An :func:`ser.model.ensemble_model` of members given as ``(weights, info)`` pairs."""
+    from ser.model import build_model, ensemble_model
+
+    frontend = recipe["frontend"]
+    members = []
+    for j, (weights, member_info) in enumerate(trained, start=1):
+        member = build_model(
+            labels,
+            frontend.n_mels,
+            recipe["model"],
+            frontend=frontend.to_dict(),
+            info=member_info,
+            name=f"member_{j}",
+        )
+        member.set_weights(weights)
+        members.append(member)
+    info = {k: v for k, v in trained[0][1].items() if k != "seed"}
+    info |= {"members": len(members), "member_seeds": [m[1].get("seed") for m in trained]}
+    return ensemble_model(members, labels, frontend=frontend.to_dict(), info=info)
 
 
 #: Keys every fold's ``result.json`` must hold to be reused by a rerun.
@@ -784,8 +874,16 @@ def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
 
 
 def _comparable(settings):
-    """Settings without the recipe file's path (a recipe run by name or by folder is the same run)."""
-    return {k: v for k, v in (settings or {}).items() if k != "path"}
+    """Settings without the recipe file's path (a recipe run by name or by folder is the same run).
+
+    A run written before ``training.members`` existed trained one model per fold, as
+    ``members = 1`` does, so it resumes under this version.
+    """
+    out = {k: v for k, v in (settings or {}).items() if k != "path"}
+    training = out.get("training")
+    if isinstance(training, dict) and "members" not in training:
+        out["training"] = {**training, "members": 1}
+    return out
 
 
 def _version() -> str:

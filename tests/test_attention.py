@@ -267,3 +267,43 @@ def test_command_errors_are_one_line(classifier, folder, capsys):
     assert main(["attention", model, clip, "--out", str(folder)]) == 2
     _, err = capsys.readouterr()
     assert err == f"ser attention: error: {folder}: is a folder; expected the name of a file to write\n"
+
+
+def test_ensemble_maps_average_the_members(folder):
+    """An ensemble's logit is the mean of its members'; so is its product map."""
+    from ser.model import ensemble_model
+
+    members = [
+        build_model(LABELS, 64, ModelConfig(widths=(4, 4, 8, 8, 8)), seed=s, name=f"member_{j}")
+        for j, s in ((1, 1), (2, 7))
+    ]
+    frontend = FrontendConfig().to_dict()
+    ensemble_model(members, LABELS, frontend=frontend, info={"head": "attention"}).save(folder / "ens.keras")
+    c = EmotionClassifier.load(folder / "ens.keras")
+    assert len(c.members) == 2 and "members=2" in repr(c)
+    y = noise(2.0, seed=5)
+    feats = model_features(c, y)
+    logits = c.logits([feats])[0]
+    np.testing.assert_allclose(
+        logits,
+        np.mean(
+            [np.asarray(m([feats[None], np.ones((1, len(feats)), np.float32)]))[0] for m in c.members], 0
+        ),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    maps = compute_attention(c, y, sample_rate=SR, class_name="happy")
+    assert maps.members == 2 and maps.bottom_up.shape == (13, 8, 2) and maps.top_down.shape == (13, 8, 8)
+    assert maps.product.mean() == pytest.approx(logits[1], rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(
+        maps.product, (maps.top_down[..., 2:4] * maps.bottom_up).sum(-1) / 2, rtol=1e-6
+    )
+    single = load(folder / "member1.keras")  # member 1 alone: the same weights (seed 1)
+    alone = compute_attention(single, y, sample_rate=SR, class_name="happy")
+    np.testing.assert_allclose(maps.bottom_up[..., 0], alone.bottom_up[..., 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maps.top_down[..., 2], alone.top_down[..., 1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        maps.bottom_up_up, maps.bottom_up.sum(-1).repeat(16, 0)[:201].repeat(8, 1) / 2, rtol=1e-6
+    )
+    plot_attention(maps, folder / "ens.png")
+    assert (folder / "ens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -358,3 +358,105 @@ def test_reused_trainer_gives_the_same_model_as_a_fresh_one():
     for a, b in zip(reused_weights, fresh.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert reused is trainer.model and reused.get_layer("ser_metadata").info["fold"] == 2
+
+
+def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path):
+    """``training.members=2``: each fold and the final model average two members, member j
+    trained as a run with seed + j - 1 would be; test speakers stay out of every member."""
+    import pandas as pd
+
+    from ser.inference import EmotionClassifier
+    from ser.protocol import make_folds
+    from ser.recipe import load_recipe
+    from ser.training import run_recipe
+
+    out = tmp_path / "ens"
+    results = run_recipe(
+        "synthetic",
+        data_root=tiny_corpus,
+        out_dir=out,
+        overrides=[*TINY, "training.members=2"],
+        progress=False,
+    )
+    assert results["complete"] and "speaker_adapted" in results
+    manifest = pd.read_csv(out / "manifest.csv")
+    recipe = load_recipe("synthetic", TINY)
+    folds = {seed: make_folds(manifest, recipe["protocol"], seed=seed) for seed in (0, 1)}
+    for fold in folds[0]:
+        r = json.loads((out / "folds" / f"fold_{fold.number:02d}" / "result.json").read_text())
+        assert [m["member"] for m in r["members"]] == [1, 2] and [m["seed"] for m in r["members"]] == [0, 1]
+        assert r["history"] == r["members"][0]["history"]
+        for m in r["members"]:
+            assert 0 <= m["ua"] <= 1 and 0 <= m["adapted_ua"] <= 1
+            assert not set(m["validation_speakers"]) & set(r["test_speakers"])
+    # one member reproduces the run of its seed: member 2 of a 2-member run is a 1-member run with seed 1
+    single = run_recipe(
+        "synthetic",
+        data_root=tiny_corpus,
+        out_dir=tmp_path / "seed1",
+        folds="1",
+        overrides=[*TINY, "training.seed=1"],
+        final_model=False,
+        progress=False,
+    )
+    r1 = json.loads((out / "folds" / "fold_01" / "result.json").read_text())
+    assert r1["members"][1]["ua"] == pytest.approx(single["folds"][0]["ua"])
+    c = EmotionClassifier.load(out / "model.keras")
+    assert len(c.members) == 2 and c.info["members"] == 2 and c.info["member_seeds"] == [0, 1]
+    assert c.head == "attention" and c.adapt_blocks == (4, 5) and c.time_stride == 16
+    wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
+    before = c.classify(wavs[0]).scores
+    c.set_speaker_reference(wavs[:6])  # both members adapt, and are restored
+    assert c.adapted_files == 6
+    c.set_speaker_reference(None)
+    assert c.classify(wavs[0]).scores == pytest.approx(before, abs=1e-6)
+
+
+def test_member_splits_keep_test_rows_out():
+    import numpy as np
+    import pandas as pd
+
+    from ser.protocol import make_folds, member_splits
+    from ser.recipe import TrainingConfig
+
+    manifest = pd.DataFrame(
+        {
+            "path": [f"{i}.wav" for i in range(120)],
+            "label": np.arange(120) % 4,
+            "speaker": [f"s{i % 12}" for i in range(120)],
+        }
+    )
+    protocol = {"kind": "group_kfold", "group": "speaker", "k": 4, "seed": 0}
+    training = TrainingConfig(seed=3, members=3)
+    folds = make_folds(manifest, protocol, seed=3)
+    for fold in folds:
+        splits = member_splits(manifest, fold, protocol, training)
+        assert [s.seed for s in splits] == [3, 4, 5]
+        assert (
+            np.array_equal(splits[0].train, fold.train)
+            and splits[0].validation_groups == fold.validation_groups
+        )
+        for s, other in zip(
+            splits[1:],
+            (make_folds(manifest, protocol, seed=4), make_folds(manifest, protocol, seed=5)),
+            strict=True,
+        ):
+            same = other[fold.number - 1]
+            assert np.array_equal(s.train, same.train) and np.array_equal(s.validation, same.validation)
+        for s in splits:
+            assert not set(s.train) & set(fold.test) and not set(s.validation) & set(fold.test)
+            assert sorted([*s.train, *s.validation]) == sorted([*fold.train, *fold.validation])
+    final = member_splits(manifest, None, protocol, training)
+    assert all(len(s.train) + len(s.validation) == 120 for s in final)
+    assert len({s.validation_groups for s in final}) > 1  # members hold out different speakers
+
+
+def test_a_run_from_before_members_existed_resumes(tiny_run, tiny_corpus):
+    from ser.training import run_recipe
+
+    out, results = tiny_run
+    run = json.loads((out / "run.json").read_text())
+    del run["settings"]["training"]["members"]
+    (out / "run.json").write_text(json.dumps(run))
+    again = run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
+    assert again["ua_mean"] == results["ua_mean"]
