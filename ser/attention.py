@@ -618,15 +618,26 @@ def attention_command(
     npz: str | None = None,
     start: float | None = None,
     end: float | None = None,
+    same_speaker=None,
 ) -> int:
     """``ser attention``: draw the maps of one file to a PNG (and save them to an ``.npz``).
+
+    Parameters
+    ----------
+    same_speaker : list of str or None
+        Other recordings of the file's speaker: the model adapts to them and the file itself
+        (as ``ser classify --same-speaker`` does) before the maps are computed.
 
     Returns
     -------
     int
         0.
     """
+    from ser.inference import adapt_to_speaker
+
     classifier = EmotionClassifier.load(model_path)
+    if same_speaker:
+        adapt_to_speaker(classifier, [audio_path, *same_speaker])
     maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
     plot_attention(maps, out)
     written = f"wrote {out}"

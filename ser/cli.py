@@ -72,6 +72,7 @@ def _cmd_attention(args) -> int:
         npz=args.npz,
         start=args.start,
         end=args.end,
+        same_speaker=args.same_speaker,
     )
 
 
@@ -186,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="end of the range to show, seconds (default: the end; at most 600 s)",
+    )
+    p.add_argument(
+        "--same-speaker",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="other recordings of this file's speaker (with the file, 5 or more, several emotions): the "
+        "model adapts to them without labels before drawing, as classify --same-speaker does",
     )
     p.set_defaults(func=_cmd_attention)
     return parser

@@ -694,6 +694,39 @@ def _format_line(prediction: Prediction, top: int) -> str:
     return line
 
 
+def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> None:
+    """``--same-speaker``: adapt ``classifier`` to the readable ones of one speaker's files.
+
+    Unreadable files are skipped here (the caller reports them with their own error). A line
+    on stderr says what was done: adapted to how many recordings, or too few to adapt to.
+    """
+    if not (classifier.normalization == "speaker" or classifier.adapt_blocks):
+        return
+    from ser.adaptation import MIN_ADAPTATION_FILES
+    from ser.audio import audio_info
+
+    readable = []
+    for path in dict.fromkeys(str(p) for p in audio_paths):
+        try:
+            audio_info(path)
+            readable.append(path)
+        except SerError:
+            pass
+    if readable:
+        classifier.set_speaker_reference(readable)
+    if classifier.adapt_blocks:
+        blocks = ", ".join(map(str, classifier.adapt_blocks))
+        note = (
+            f"note: adapted to this speaker: batch-norm statistics of Conv blocks {blocks} "
+            f"re-estimated from {classifier.adapted_files} recordings"
+            if classifier.adapted_files
+            else f"note: --same-speaker: {len(readable)} readable recording(s) are too few to adapt "
+            f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); using the model without "
+            "speaker adaptation"
+        )
+        print(note, file=sys.stderr, flush=True)
+
+
 def classify_command(
     model_path: str,
     audio_paths: list[str],
@@ -729,30 +762,8 @@ def classify_command(
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be a positive integer. Received: top={top!r}")
     classifier = EmotionClassifier.load(model_path)
-    if same_speaker and (classifier.normalization == "speaker" or classifier.adapt_blocks):
-        from ser.adaptation import MIN_ADAPTATION_FILES
-        from ser.audio import audio_info
-
-        readable = []
-        for path in audio_paths:
-            try:
-                audio_info(path)
-                readable.append(path)
-            except SerError:
-                pass  # reported below, with the file's own error
-        if readable:
-            classifier.set_speaker_reference(readable)
-        if classifier.adapt_blocks:
-            blocks = ", ".join(map(str, classifier.adapt_blocks))
-            note = (
-                f"note: adapted to this speaker: batch-norm statistics of Conv blocks {blocks} "
-                f"re-estimated from {classifier.adapted_files} recordings"
-                if classifier.adapted_files
-                else f"note: --same-speaker: {len(readable)} readable recording(s) are too few to adapt "
-                f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); classifying without "
-                "speaker adaptation"
-            )
-            print(note, file=sys.stderr, flush=True)
+    if same_speaker:
+        adapt_to_speaker(classifier, audio_paths)
     elif classifier.normalization == "speaker":
         print(
             "note: this model was trained with per-speaker normalisation; without --same-speaker each "

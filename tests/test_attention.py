@@ -307,3 +307,47 @@ def test_ensemble_maps_average_the_members(folder):
     )
     plot_attention(maps, folder / "ens.png")
     assert (folder / "ens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_command_same_speaker_adapts_before_drawing(folder, capsys):
+    """--same-speaker FILES: the maps are those of the model adapted to the file and FILES."""
+    from ser.adaptation import adapted
+
+    model = build_model(
+        LABELS,
+        64,
+        ModelConfig(widths=(4, 4, 8, 8, 8)),
+        frontend=FrontendConfig().to_dict(),
+        info={"adapt_blocks": [4, 5]},
+        seed=2,
+    )
+    model.save(folder / "ada.keras")
+    clips = []
+    for i in range(6):
+        clips.append(folder / f"spk{i}.wav")
+        sf.write(clips[-1], noise(1.0 + 0.2 * i, seed=20 + i) * (1 + i), SR)
+    npz = folder / "ada.npz"
+    argv = [
+        "attention",
+        folder / "ada.keras",
+        clips[0],
+        "--out",
+        folder / "ada.png",
+        "--npz",
+        npz,
+        "--same-speaker",
+        *clips[1:],
+    ]
+    assert main([str(a) for a in argv]) == 0
+    assert "re-estimated from 6 recordings" in capsys.readouterr().err
+    c = EmotionClassifier.load(folder / "ada.keras")
+    plain = compute_attention(c, str(clips[0]))
+    feats = [model_features(c, sf.read(p, dtype="float32")[0]) for p in clips]
+    with adapted(c.model, feats, [4, 5]):
+        expected = compute_attention(c, str(clips[0]))
+    with np.load(npz) as data:
+        np.testing.assert_allclose(data["product"], expected.product, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(data["product"], plain.product, atol=1e-4)
+    # too few recordings: drawn unadapted, and said so
+    assert main([str(a) for a in argv[:7]] + ["--same-speaker", str(clips[1])]) == 0
+    assert "too few to adapt to" in capsys.readouterr().err
