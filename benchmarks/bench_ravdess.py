@@ -130,9 +130,11 @@ def main(argv=None) -> int:
             final_model=head == "attention",
         )
         wall = time.time() - t0
+        members = res["settings"]["training"]["members"]
+        system = f"ser CNN + {head} pooling" + (f", ensemble of {members}" if members > 1 else "")
         rows.append(
             (
-                f"ser CNN + {head} pooling",
+                system,
                 res["wa_mean"],
                 res["ua_mean"],
                 res["ua_std"],
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
         if sa:
             rows.append(
                 (
-                    f"ser CNN + {head} pooling, speaker-adapted",
+                    f"{system}, speaker-adapted",
                     sa["wa_mean"],
                     sa["ua_mean"],
                     sa["ua_std"],

@@ -597,6 +597,8 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     if title is None:
         name = Path(maps.file).name if maps.file else "audio"
         title = f"{name}: predicted {maps.label} ({maps.probability:.2f})"
+        if maps.members > 1:
+            title += f"; ensemble of {maps.members} models, maps averaged over them"
         if explained != maps.label:
             title += f"; explaining {explained} ({p_explained:.2f})"
         if len(maps.window_starts) > 1:

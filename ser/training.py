@@ -767,9 +767,9 @@ def run_recipe(
             }
         trained = []
         for split in splits:
-            tag = f"member {split.member}/{tcfg.members} " if tcfg.members > 1 else ""
+            tag = f" member {split.member}/{tcfg.members}" if tcfg.members > 1 else ""
             _log(
-                f"final model {tag}: all speakers ({len(split.train)} train, "
+                f"final model{tag}: all speakers ({len(split.train)} train, "
                 f"{len(split.validation)} validation files)"
             )
             model, _ = train_model(
@@ -783,7 +783,7 @@ def run_recipe(
                 log_dir=str(
                     out / "tensorboard" / "final" / (f"member_{split.member}" if tcfg.members > 1 else "")
                 ),
-                prefix="final " + tag,
+                prefix=f"final{tag} ",
                 trainer=get_trainer(),
                 seed=split.seed,
             )
