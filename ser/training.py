@@ -608,20 +608,16 @@ def run_recipe(
         adapt = bool(recipe["model"].adapt_blocks) and per_speaker.max() >= MIN_ADAPTATION_FILES
         member_logits, member_adapted, members = [], [], []
         for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
-            tag = f"member {split.member}/{tcfg.members} " if tcfg.members > 1 else ""
-            board = out / "tensorboard" / f"fold_{fold.number:02d}"
-            model, history = train_model(
-                [features[i] for i in split.train],
-                y[split.train],
-                [features[i] for i in split.validation],
-                y[split.validation],
+            model, history = _train_split(
+                split,
+                features,
+                y,
                 labels,
                 recipe,
                 info=info,
-                log_dir=str(board / f"member_{split.member}" if tcfg.members > 1 else board),
-                prefix=prefix + tag,
+                board=out / "tensorboard" / f"fold_{fold.number:02d}",
+                prefix=prefix,
                 trainer=get_trainer(),
-                seed=split.seed,
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
             if adapt:
@@ -772,20 +768,16 @@ def run_recipe(
                 f"final model{tag}: all speakers ({len(split.train)} train, "
                 f"{len(split.validation)} validation files)"
             )
-            model, _ = train_model(
-                [features[i] for i in split.train],
-                y[split.train],
-                [features[i] for i in split.validation],
-                y[split.validation],
+            model, _ = _train_split(
+                split,
+                features,
+                y,
                 labels,
                 recipe,
                 info=final_info,
-                log_dir=str(
-                    out / "tensorboard" / "final" / (f"member_{split.member}" if tcfg.members > 1 else "")
-                ),
-                prefix=f"final{tag} ",
+                board=out / "tensorboard" / "final",
+                prefix="final ",
                 trainer=get_trainer(),
-                seed=split.seed,
             )
             trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
         if len(trained) > 1:
@@ -797,6 +789,24 @@ def run_recipe(
     _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results or {}
+
+
+def _train_split(split, features, y, labels, recipe, *, info, board: Path, prefix: str, trainer):
+    """:func:`train_model` on one member's split (TensorBoard in ``board``/member_J for ensembles)."""
+    members = recipe["training"].members
+    return train_model(
+        [features[i] for i in split.train],
+        y[split.train],
+        [features[i] for i in split.validation],
+        y[split.validation],
+        labels,
+        recipe,
+        info=info,
+        log_dir=str(board / f"member_{split.member}" if members > 1 else board),
+        prefix=prefix + (f"member {split.member}/{members} " if members > 1 else ""),
+        trainer=trainer,
+        seed=split.seed,
+    )
 
 
 def _ensemble_of(trained, labels, recipe):
