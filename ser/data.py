@@ -126,22 +126,6 @@ def spec_augment(
     return x
 
 
-def warp_frequency(x: np.ndarray, alpha: float) -> np.ndarray:
-    """Stretch the mel axis of ``x`` ``(frames, n_mels)`` by ``alpha`` (linear interpolation).
-
-    Band ``j`` of the result is read at band ``j / alpha`` of the input (clamped to the
-    edges): ``alpha > 1`` moves spectral structure up, as a shorter vocal tract does, ``alpha
-    < 1`` down. A cheap vocal tract length perturbation (VTLP; Jaitly & Hinton, 2013) on the
-    mel scale, to make the model less sensitive to who is speaking.
-    """
-    n = x.shape[1]
-    pos = np.clip(np.arange(n, dtype=np.float64) / float(alpha), 0.0, n - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    w = (pos - lo).astype(x.dtype)
-    return x[:, lo] * (1 - w) + x[:, hi] * w
-
-
 class CropBatches:
     """Training batches of random fixed-length crops with masks, SpecAugment and shuffling.
 
@@ -162,24 +146,9 @@ class CropBatches:
     mask_widths : (int, int) or None
         Largest SpecAugment mask widths: mel bands, frames (``None``: those of
         :func:`spec_augment`).
-    freq_warp : float
-        Each crop's mel axis is stretched by a factor drawn uniformly from ``[1 - freq_warp,
-        1 + freq_warp]`` (:func:`warp_frequency`) before masking; ``0`` leaves crops as they are
-        (and draws no random number for it, so runs without it are unchanged).
     """
 
-    def __init__(
-        self,
-        features,
-        labels,
-        crop_frames,
-        batch_size,
-        *,
-        augment=True,
-        seed=0,
-        mask_widths=None,
-        freq_warp=0.0,
-    ):
+    def __init__(self, features, labels, crop_frames, batch_size, *, augment=True, seed=0, mask_widths=None):
         self.features = features
         self.labels = np.asarray(labels, dtype=np.int32)
         self.crop_frames = int(crop_frames)
@@ -190,7 +159,6 @@ class CropBatches:
             self.mask_kwargs = {"freq_width": int(mask_widths[0]), "time_width": int(mask_widths[1])}
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(features))
-        self.freq_warp = float(freq_warp)
 
     def __len__(self):
         return int(np.ceil(len(self.features) / self.batch_size))
@@ -211,8 +179,6 @@ class CropBatches:
                 start = int(self.rng.integers(0, max(f.shape[0] - self.crop_frames, 0) + 1))
                 x, m = crop_or_pad(f, self.crop_frames, start)
                 x = x.copy()
-                if self.freq_warp > 0:
-                    x = warp_frequency(x, self.rng.uniform(1 - self.freq_warp, 1 + self.freq_warp))
                 if self.augment:
                     spec_augment(x[: int(m.sum())], self.rng, **self.mask_kwargs)
                 xs.append(x)

@@ -52,10 +52,6 @@ class TrainingConfig:
         0.06 (the model overfits the training actors).
     freq_mask_width, time_mask_width : int
         Largest width of a SpecAugment mask, in mel bands and in frames.
-    freq_warp : float
-        Vocal tract length perturbation: each training crop's mel axis is stretched by a
-        random factor in ``[1 - freq_warp, 1 + freq_warp]`` (:func:`ser.data.warp_frequency`);
-        ``0`` turns it off.
     class_weight : {"balanced", "none"}
     label_smoothing : float
     mixup : float
@@ -79,7 +75,6 @@ class TrainingConfig:
     spec_augment: bool = True
     freq_mask_width: int = 8
     time_mask_width: int = 20
-    freq_warp: float = 0.0
     class_weight: str = "balanced"
     label_smoothing: float = 0.1
     mixup: float = 0.0
@@ -99,14 +94,7 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ConfigError(f"training.{name} must be an integer. Received: {name}={value!r}")
-        for name in (
-            "learning_rate",
-            "weight_decay",
-            "crop_seconds",
-            "label_smoothing",
-            "mixup",
-            "freq_warp",
-        ):
+        for name in ("learning_rate", "weight_decay", "crop_seconds", "label_smoothing", "mixup"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ConfigError(f"training.{name} must be a number. Received: {name}={value!r}")
@@ -139,8 +127,6 @@ class TrainingConfig:
             raise ConfigError(f"class_weight must be 'balanced' or 'none'. Received: {self.class_weight!r}")
         if self.mixup < 0:
             raise ConfigError(f"training.mixup must be >= 0. Received: mixup={self.mixup}")
-        if not 0 <= self.freq_warp < 0.5:
-            raise ConfigError(f"training.freq_warp must be in [0, 0.5). Received: freq_warp={self.freq_warp}")
         if not 1 <= self.members <= 16:
             raise ConfigError(f"training.members must be from 1 to 16. Received: members={self.members}")
         if not 0 <= self.label_smoothing < 1:

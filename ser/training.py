@@ -252,7 +252,6 @@ def train_model(
         augment=tcfg.spec_augment,
         seed=seed,
         mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
-        freq_warp=tcfg.freq_warp,
     )
     model = trainer.start(
         mean,
@@ -887,25 +886,13 @@ def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
 def _comparable(settings):
     """Settings without the recipe file's path (a recipe run by name or by folder is the same run).
 
-    A training or model setting added after a run was written (e.g. ``training.members``)
-    counts as its default, which is what that run did, so the run resumes under this version.
+    A run written before ``training.members`` existed trained one model per fold, as
+    ``members = 1`` does, so it resumes under this version.
     """
-    import dataclasses
-
-    from ser.model import ModelConfig
-    from ser.recipe import TrainingConfig
-
     out = {k: v for k, v in (settings or {}).items() if k != "path"}
-    for section, defaults in (("training", TrainingConfig()), ("model", ModelConfig())):
-        if isinstance(out.get(section), dict):
-            out[section] = (
-                {**defaults.to_dict(), **out[section]}
-                if hasattr(defaults, "to_dict")
-                else {
-                    **dataclasses.asdict(defaults),
-                    **out[section],
-                }
-            )
+    training = out.get("training")
+    if isinstance(training, dict) and "members" not in training:
+        out["training"] = {**training, "members": 1}
     return out
 
 

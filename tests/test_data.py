@@ -109,32 +109,3 @@ def test_spec_augment_mask_widths_are_configurable():
 
     assert changed((0, 0)) == 0
     assert changed((16, 20)) > changed((4, 5)) > 0
-
-
-def test_warp_frequency_moves_spectral_structure():
-    from ser.data import warp_frequency
-
-    x = np.zeros((3, 64), np.float32)
-    x[:, 20] = 1.0  # a formant at band 20
-    np.testing.assert_array_equal(warp_frequency(x, 1.0), x)
-    up, down = warp_frequency(x, 1.1), warp_frequency(x, 0.9)
-    assert up.shape == x.shape and up.dtype == np.float32
-    assert np.argmax(up[0]) == 22 and np.argmax(down[0]) == 18  # 20 * 1.1, 20 * 0.9
-    ramp = np.tile(np.arange(64, dtype=np.float32), (2, 1))
-    np.testing.assert_allclose(warp_frequency(ramp, 1.25)[0], np.arange(64) / 1.25, rtol=1e-6)
-    np.testing.assert_allclose(warp_frequency(ramp, 0.8)[0], np.minimum(np.arange(64) / 0.8, 63), rtol=1e-6)
-
-
-def test_freq_warp_off_leaves_batches_unchanged_and_on_warps_each_crop():
-    rng = np.random.default_rng(0)
-    feats = [rng.standard_normal((120, 16)).astype(np.float32) for _ in range(20)]
-    labels = np.arange(20) % 2
-
-    def first_epoch(**kw):
-        return [x for (x, _), _ in CropBatches(feats, labels, 50, 8, augment=True, seed=3, **kw).epoch()]
-
-    plain, again, warped = first_epoch(), first_epoch(freq_warp=0.0), first_epoch(freq_warp=0.2)
-    for a, b in zip(plain, again, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert all(a.shape == b.shape for a, b in zip(plain, warped, strict=True))
-    assert not np.allclose(plain[0], warped[0])
