@@ -886,13 +886,21 @@ def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
 def _comparable(settings):
     """Settings without the recipe file's path (a recipe run by name or by folder is the same run).
 
-    A run written before ``training.members`` existed trained one model per fold, as
-    ``members = 1`` does, so it resumes under this version.
+    A training or model setting added after a run was written (e.g. ``training.members``)
+    counts as its default, which is what that run did, so the run resumes under this version.
     """
+    import dataclasses
+
+    from ser.model import ModelConfig
+    from ser.recipe import TrainingConfig
+
     out = {k: v for k, v in (settings or {}).items() if k != "path"}
-    training = out.get("training")
-    if isinstance(training, dict) and "members" not in training:
-        out["training"] = {**training, "members": 1}
+    for section, defaults in (
+        ("training", dataclasses.asdict(TrainingConfig())),
+        ("model", ModelConfig().to_dict()),
+    ):
+        if isinstance(out.get(section), dict):
+            out[section] = {**defaults, **out[section]}
     return out
 
 

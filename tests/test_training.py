@@ -451,7 +451,7 @@ def test_member_splits_keep_test_rows_out():
     assert len({s.validation_groups for s in final}) > 1  # members hold out different speakers
 
 
-def test_a_run_from_before_members_existed_resumes(tiny_run, tiny_corpus):
+def test_a_run_from_before_new_settings_existed_resumes(tiny_run, tiny_corpus):
     from ser.training import run_recipe
 
     out, results = tiny_run
