@@ -639,7 +639,7 @@ def attention_command(
 
     classifier = EmotionClassifier.load(model_path)
     if same_speaker:
-        adapt_to_speaker(classifier, [audio_path, *same_speaker])
+        adapt_to_speaker(classifier, [audio_path, *same_speaker], report_unreadable=True)
     maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
     plot_attention(maps, out)
     written = f"wrote {out}"

@@ -694,11 +694,12 @@ def _format_line(prediction: Prediction, top: int) -> str:
     return line
 
 
-def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> None:
+def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
     """``--same-speaker``: adapt ``classifier`` to the readable ones of one speaker's files.
 
-    Unreadable files are skipped here (the caller reports them with their own error). A line
-    on stderr says what was done: adapted to how many recordings, or too few to adapt to.
+    Unreadable files are skipped, with a line on stderr each if ``report_unreadable`` (else
+    the caller reports them with their own error). A line on stderr says what was done:
+    adapted to how many recordings, or too few to adapt to.
     """
     if not (classifier.normalization == "speaker" or classifier.adapt_blocks):
         return
@@ -710,8 +711,13 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> None:
         try:
             audio_info(path)
             readable.append(path)
-        except SerError:
-            pass
+        except SerError as exc:
+            if report_unreadable:
+                print(
+                    f"note: --same-speaker: skipping {path}: {_error_text(path, exc)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if readable:
         classifier.set_speaker_reference(readable)
     if classifier.adapt_blocks:

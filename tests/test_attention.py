@@ -348,6 +348,8 @@ def test_command_same_speaker_adapts_before_drawing(folder, capsys):
     with np.load(npz) as data:
         np.testing.assert_allclose(data["product"], expected.product, rtol=1e-4, atol=1e-5)
         assert not np.allclose(data["product"], plain.product, atol=1e-4)
-    # too few recordings: drawn unadapted, and said so
-    assert main([str(a) for a in argv[:7]] + ["--same-speaker", str(clips[1])]) == 0
-    assert "too few to adapt to" in capsys.readouterr().err
+    # too few recordings: drawn unadapted, and said so; an unreadable reference is named
+    missing = folder / "missing.wav"
+    assert main([str(a) for a in argv[:7]] + ["--same-speaker", str(clips[1]), str(missing)]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {missing}: file not found" in err and "too few to adapt to" in err
