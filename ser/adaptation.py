@@ -51,16 +51,27 @@ def _block_models(model, blocks):
     return out
 
 
+def _batchnorms(model, blocks) -> list:
+    """The batch-norm layer of each block, member by member for an ensemble."""
+    from ser.model import ensemble_members
+
+    return [member.get_layer(f"bn{i}") for member in ensemble_members(model) for i in blocks]
+
+
 def batchnorm_state(model, blocks) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The current moving mean and variance of the batch-norm layer of each block."""
-    layers = [model.get_layer(f"bn{i}") for i in blocks]
-    return [(np.array(b.moving_mean.numpy()), np.array(b.moving_variance.numpy())) for b in layers]
+    """The current moving mean and variance of the batch-norm layer of each block.
+
+    For an ensemble (:func:`ser.model.ensemble_model`): those of every member, member by member.
+    """
+    return [
+        (np.array(b.moving_mean.numpy()), np.array(b.moving_variance.numpy()))
+        for b in _batchnorms(model, blocks)
+    ]
 
 
 def set_batchnorm_state(model, blocks, state) -> None:
     """Assign ``(mean, variance)`` pairs (as :func:`batchnorm_state` returns) to the blocks."""
-    for i, (mean, var) in zip(blocks, state, strict=True):
-        layer = model.get_layer(f"bn{i}")
+    for layer, (mean, var) in zip(_batchnorms(model, blocks), state, strict=True):
         layer.moving_mean.assign(np.asarray(mean, np.float32))
         layer.moving_variance.assign(np.asarray(var, np.float32))
 
@@ -71,31 +82,34 @@ def adapt_batchnorm(model, features, blocks, *, batch_size: int = 32, multiple: 
     Parameters
     ----------
     model : keras.Model
-        Built by :func:`ser.model.build_model` (layers ``conv{i}``, ``bn{i}``, ``mask{i}``).
+        Built by :func:`ser.model.build_model` (layers ``conv{i}``, ``bn{i}``, ``mask{i}``), or
+        an ensemble of such models (every member is adapted).
     features : list of np.ndarray [shape=(t_i, n_mels)]
         One speaker's recordings, as the model takes them.
     blocks : sequence of int
         Blocks (1..5) to adapt; done in increasing order.
     """
     from ser.data import length_batches
+    from ser.model import ensemble_members
 
     blocks = sorted(int(b) for b in blocks)
     if not blocks:
         return
     if not features:
         raise ConfigError("speaker adaptation needs at least one recording of the speaker")
-    for i, sub in zip(blocks, _block_models(model, blocks), strict=True):
-        total = count = squares = 0.0
-        for _, x, m in length_batches(features, batch_size, multiple):
-            out, valid = sub([x, m], training=False)
-            out = np.asarray(out, dtype=np.float64)
-            w = np.asarray(valid, dtype=np.float64)[:, :, None, None]
-            total = total + (out * w).sum(axis=(0, 1, 2))
-            squares = squares + (out * out * w).sum(axis=(0, 1, 2))
-            count += w.sum() * out.shape[2]
-        mean = total / count
-        var = np.maximum(squares / count - mean * mean, 0.0)
-        set_batchnorm_state(model, [i], [(mean, var)])
+    for member in ensemble_members(model):
+        for i, sub in zip(blocks, _block_models(member, blocks), strict=True):
+            total = count = squares = 0.0
+            for _, x, m in length_batches(features, batch_size, multiple):
+                out, valid = sub([x, m], training=False)
+                out = np.asarray(out, dtype=np.float64)
+                w = np.asarray(valid, dtype=np.float64)[:, :, None, None]
+                total = total + (out * w).sum(axis=(0, 1, 2))
+                squares = squares + (out * out * w).sum(axis=(0, 1, 2))
+                count += w.sum() * out.shape[2]
+            mean = total / count
+            var = np.maximum(squares / count - mean * mean, 0.0)
+            set_batchnorm_state(member, [i], [(mean, var)])
 
 
 @contextlib.contextmanager
@@ -104,18 +118,13 @@ def adapted(model, features, blocks, **kwargs):
 
     For an ensemble (:func:`ser.model.ensemble_model`), every member is adapted.
     """
-    from ser.model import ensemble_members
-
     blocks = sorted(int(b) for b in blocks)
-    members = ensemble_members(model)
-    saved = [batchnorm_state(member, blocks) for member in members]
+    saved = batchnorm_state(model, blocks)
     try:
-        for member in members:
-            adapt_batchnorm(member, features, blocks, **kwargs)
+        adapt_batchnorm(model, features, blocks, **kwargs)
         yield model
     finally:
-        for member, state in zip(members, saved, strict=True):
-            set_batchnorm_state(member, blocks, state)
+        set_batchnorm_state(model, blocks, saved)
 
 
 #: Fewest recordings a speaker needs to be adapted to; with fewer, statistics are too noisy

@@ -416,8 +416,7 @@ class EmotionClassifier:
         from ser.adaptation import MIN_ADAPTATION_FILES, adapt_batchnorm, batchnorm_state, set_batchnorm_state
 
         if self._training_batchnorm is not None:
-            for member, state in zip(self.members, self._training_batchnorm, strict=True):
-                set_batchnorm_state(member, self.adapt_blocks, state)
+            set_batchnorm_state(self.model, self.adapt_blocks, self._training_batchnorm)
             self._training_batchnorm = None
             self.adapted_files = 0
         if audio_list is None:
@@ -441,9 +440,8 @@ class EmotionClassifier:
         self.speaker_reference = (mean, np.sqrt(var))
         if self.adapt_blocks and len(feats) >= MIN_ADAPTATION_FILES:
             inputs = [_normalize_input(self, f) for f in feats]
-            self._training_batchnorm = [batchnorm_state(m, self.adapt_blocks) for m in self.members]
-            for member in self.members:
-                adapt_batchnorm(member, inputs, self.adapt_blocks, multiple=self.time_stride)
+            self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
+            adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
 
     def __repr__(self) -> str:

@@ -363,6 +363,7 @@ def test_reused_trainer_gives_the_same_model_as_a_fresh_one():
 def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path):
     """``training.members=2``: each fold and the final model average two members, member j
     trained as a run with seed + j - 1 would be; test speakers stay out of every member."""
+    import numpy as np
     import pandas as pd
 
     from ser.inference import EmotionClassifier
@@ -406,9 +407,14 @@ def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_cor
     assert c.head == "attention" and c.adapt_blocks == (4, 5) and c.time_stride == 16
     wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
     before = c.classify(wavs[0]).scores
+    trained = [np.array(m.get_layer("bn5").moving_mean.numpy()) for m in c.members]
     c.set_speaker_reference(wavs[:6])  # both members adapt, and are restored
     assert c.adapted_files == 6
+    for member, mean in zip(c.members, trained, strict=True):
+        assert not np.allclose(member.get_layer("bn5").moving_mean.numpy(), mean)
     c.set_speaker_reference(None)
+    for member, mean in zip(c.members, trained, strict=True):
+        np.testing.assert_array_equal(member.get_layer("bn5").moving_mean.numpy(), mean)
     assert c.classify(wavs[0]).scores == pytest.approx(before, abs=1e-6)
 
 
