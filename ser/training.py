@@ -160,13 +160,13 @@ class Trainer:
         from ser.model import build_model
 
         frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
-        keras.utils.set_random_seed(tcfg.seed)
-        self.model = build_model(labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=tcfg.seed)
-        self.seed = tcfg.seed
-        self.initial = {self.seed: [np.array(v.numpy()) for v in self.model.variables]}
         self._build = lambda seed: build_model(
             labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=seed
         )
+        keras.utils.set_random_seed(tcfg.seed)
+        self.model = self._build(tcfg.seed)
+        self.seed = tcfg.seed
+        self.initial = {self.seed: [np.array(v.numpy()) for v in self.model.variables]}
         self.schedule = warmup_cosine(tcfg.learning_rate)
         self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=tcfg.weight_decay)
         self.step = train_step_function(
