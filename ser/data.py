@@ -38,25 +38,59 @@ def file_features(path: str, frontend: FrontendConfig) -> np.ndarray:
     return model_input(y, frontend)
 
 
-def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None) -> np.ndarray:
-    if cache_dir is None:
-        return file_features(path, frontend)
-    target = cache_dir / f"{_cache_key(path, frontend)}.npy"
+def _load_cached(target: Path | None, check) -> np.ndarray | None:
+    if target is None:
+        return None
     try:
         cached = np.load(target)
-        if cached.ndim == 2 and cached.shape[1] == frontend.n_mels and cached.dtype == np.float32:
+        if check(cached):
             return cached
     except (OSError, ValueError, EOFError):  # missing, or damaged (e.g. a crash before the disk flushed)
         pass
-    feats = file_features(path, frontend)
+    return None
+
+
+def _store(target: Path | None, value: np.ndarray) -> None:
+    if target is None:
+        return
     tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, feats)
+    np.save(tmp, value)
     os.replace(tmp, target)
-    return feats
 
 
-def _chunk(paths, frontend, cache_dir):
-    return [_cached(p, frontend, cache_dir) for p in paths]
+def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functionals: bool = False):
+    """Log-mel features of one file (and its functionals), from the cache where present.
+
+    The audio is loaded once for both when neither is cached.
+    """
+    from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS
+
+    key = _cache_key(path, frontend) if cache_dir is not None else None
+    target = cache_dir / f"{key}.npy" if key else None
+    f_target = cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.npy" if key else None
+    feats = _load_cached(
+        target, lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32
+    )
+    func = None
+    if functionals:
+        func = _load_cached(f_target, lambda a: a.shape == (N_FUNCTIONALS,) and a.dtype == np.float32)
+    if feats is None or (functionals and func is None):
+        from ser.audio import load_audio
+
+        y = load_audio(path, frontend.sample_rate)
+        if feats is None:
+            feats = model_input(y, frontend)
+            _store(target, feats)
+        if functionals and func is None:
+            from ser.functionals import utterance_functionals
+
+            func = utterance_functionals(y, frontend.sample_rate)
+            _store(f_target, func)
+    return (feats, func) if functionals else feats
+
+
+def _chunk(paths, frontend, cache_dir, functionals=False):
+    return [_cached(p, frontend, cache_dir, functionals) for p in paths]
 
 
 def extract_all(
@@ -66,7 +100,8 @@ def extract_all(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int = -1,
     progress: bool = True,
-) -> list[np.ndarray]:
+    functionals: bool = False,
+):
     """Features of every file, from the cache where present, computed in parallel otherwise.
 
     Parameters
@@ -79,10 +114,13 @@ def extract_all(
         Worker processes (joblib; -1 = all cores).
     progress : bool
         Show a progress bar.
+    functionals : bool
+        Also return each file's utterance functionals (:mod:`ser.functionals`).
 
     Returns
     -------
     list of np.ndarray [shape=(frames_i, n_mels)], in the order of ``paths``
+        With ``functionals``: ``(that list, np.ndarray [shape=(len(paths), N_FUNCTIONALS)])``.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -93,18 +131,23 @@ def extract_all(
         cache.mkdir(parents=True, exist_ok=True)
     chunk = 32
     pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    out: list[np.ndarray] = []
+    out: list = []
     with tqdm(total=len(paths), desc="features", unit="file", disable=not progress, leave=False) as bar:
         if len(pieces) <= 1 or n_jobs == 1:
-            results = (_chunk(p, frontend, cache) for p in pieces)
+            results = (_chunk(p, frontend, cache, functionals) for p in pieces)
         else:
             results = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_chunk)(p, frontend, cache) for p in pieces
+                delayed(_chunk)(p, frontend, cache, functionals) for p in pieces
             )
         for part in results:
             out.extend(part)
             bar.update(len(part))
-    return out
+    if not functionals:
+        return out
+    from ser.functionals import N_FUNCTIONALS
+
+    func = np.asarray([f for _, f in out], dtype=np.float32).reshape(len(out), N_FUNCTIONALS)
+    return [x for x, _ in out], func
 
 
 def spec_augment(

@@ -76,6 +76,13 @@ class ModelConfig:
         stride-1 conv and its normalisation cost most of the training time on a CPU; striding
         them skips those maps (training 2.3x faster, UA on RAVDESS within the fold-to-fold
         spread). ``0`` pools every block.
+    functionals : bool
+        Fuse the CNN with a logistic regression on utterance functionals of pitch, loudness
+        and spectral shape (:mod:`ser.functionals`): the model's probabilities are the
+        geometric mean of the two. Per-speaker standardised functionals are used wherever
+        the speaker adaptation is (the recipe's adapted scores, ``--same-speaker``). The
+        recipe also reports the CNN alone. On RAVDESS: UA 0.567 -> 0.62, adapted 0.619 ->
+        0.73.
     """
 
     widths: tuple = (8, 16, 32, 64, 128)
@@ -88,6 +95,7 @@ class ModelConfig:
     l2: float = 1e-4
     strided_blocks: int = 2
     adapt_blocks: tuple = (4, 5)
+    functionals: bool = True
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -147,6 +155,10 @@ class ModelConfig:
             )
         if isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real) or not self.l2 >= 0:
             raise ConfigError(f"l2 must be >= 0. Received: l2={self.l2!r}")
+        if not isinstance(self.functionals, bool):
+            raise ConfigError(
+                f"functionals must be true or false. Received: functionals={self.functionals!r}"
+            )
 
     @property
     def time_stride(self) -> int:

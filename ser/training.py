@@ -348,7 +348,11 @@ def _parse_folds(folds, n: int) -> list[int]:
 
 
 def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool):
-    """Load the corpus and its (normalised) features."""
+    """Load the corpus and its (normalised) features.
+
+    Returns ``(manifest, labels, features, y, seconds, functionals)``; ``functionals`` (one
+    row of :mod:`ser.functionals` per file) is None unless ``model.functionals`` is on.
+    """
     from corpora import load_corpus
     from ser.data import extract_all
 
@@ -360,15 +364,21 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     if unknown:
         raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
     t0 = time.time()
-    features = extract_all(
-        manifest["path"].tolist(), recipe["frontend"], cache_dir=cache_dir, progress=progress
+    use_functionals = recipe["model"].functionals
+    extracted = extract_all(
+        manifest["path"].tolist(),
+        recipe["frontend"],
+        cache_dir=cache_dir,
+        progress=progress,
+        functionals=use_functionals,
     )
+    features, functionals = extracted if use_functionals else (extracted, None)
     feature_seconds = time.time() - t0
     features = normalize_features(
         features, manifest["speaker"].astype(str).tolist(), recipe["features"]["normalization"]
     )
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
-    return manifest, labels, features, y, feature_seconds
+    return manifest, labels, features, y, feature_seconds, functionals
 
 
 def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = False) -> str:
@@ -474,6 +484,19 @@ def _results_markdown(results: dict) -> str:
             "erases what is constant within a speaker: check the speaker x label table (`ser check`).",
             "",
         ]
+    parts = results.get("parts")
+    if parts:
+        cnn, func = parts["cnn"], parts["functionals"]
+
+        def _adapted(d):
+            return f", adapted {d['adapted_ua_mean']:.3f}" if "adapted_ua_mean" in d else ""
+
+        lines += [
+            "The scores above fuse the CNN with the functionals head (`model.functionals`, geometric "
+            f"mean of the probabilities). Alone, the CNN scores UA {cnn['ua_mean']:.3f} ± {cnn['ua_std']:.3f}"
+            f"{_adapted(cnn)}; the functionals head UA {func['ua_mean']:.3f}{_adapted(func)}.",
+            "",
+        ]
     lines += [
         f"Head: {results['settings']['model']['head']}; "
         + (
@@ -567,7 +590,7 @@ def run_recipe(
             cache_dir = out / ".ser-cache"  # the parent is not writable: keep the cache in the run
 
     _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
-    manifest, labels, features, y, feature_seconds = _prepare(
+    manifest, labels, features, y, feature_seconds, functionals = _prepare(
         recipe, data_root, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress
     )
     with atomic_path(out / "manifest.csv") as tmp:
@@ -648,12 +671,19 @@ def run_recipe(
             )
         # An ensemble averages its members' logits (as ser.model.ensemble_model does).
         logits = np.mean(member_logits, axis=0)
+        adapted_logits = np.mean(member_adapted, axis=0) if adapt else None
+        parts = {}
+        if functionals is not None:
+            # The functionals head sees the fold's training speakers only (train + validation).
+            logits, adapted_logits, parts = _fuse_fold(
+                logits, adapted_logits, functionals, y, speakers, fold, len(labels)
+            )
         history = members[0]["history"]
         pred = logits.argmax(1)
         s = scores(y[fold.test], pred, len(labels))
         adapted = None
         if adapt:
-            adapted_pred = np.mean(member_adapted, axis=0).argmax(1)
+            adapted_pred = adapted_logits.argmax(1)
             a = scores(y[fold.test], adapted_pred, len(labels))
             adapted = {k: a[k] for k in ("wa", "ua", "macro_f1", "confusion")} | {
                 "y_pred": adapted_pred.tolist()
@@ -666,6 +696,12 @@ def run_recipe(
                 else ""
             )
             + ("; members UA " + ", ".join(f"{m['ua']:.3f}" for m in members) if len(members) > 1 else "")
+            + (
+                f"; CNN alone UA {parts['cnn']['ua']:.3f}"
+                + (f", adapted {parts['cnn']['adapted_ua']:.3f}" if adapt else "")
+                if parts
+                else ""
+            )
             + f"  ({time.time() - t0:.0f}s)"
         )
         with atomic_path(fold_dir / "predictions.csv") as tmp:
@@ -701,7 +737,8 @@ def run_recipe(
                 "seconds": time.time() - t0,
             }
             | ({"members": members} if tcfg.members > 1 else {})
-            | ({"adapted": adapted} if adapted else {}),
+            | ({"adapted": adapted} if adapted else {})
+            | parts,
         )
 
     done = [_fold_result(out / "folds" / f"fold_{f.number:02d}", f, y) for f in all_folds]
@@ -718,10 +755,12 @@ def run_recipe(
                 {k: r[k] for k in ("fold", "test_speakers", "n", "wa", "ua", "macro_f1")}
                 | {"best_epoch": r["history"]["best_epoch"]}
                 | ({"adapted": {k: r["adapted"][k] for k in ("wa", "ua")}} if "adapted" in r else {})
+                | {k: r[k] for k in ("cnn", "functionals") if k in r}
                 for r in done
             ],
             **aggregate(done, labels),
             **_adapted_summary(done, labels, recipe["model"].adapt_blocks),
+            **_parts_summary(done),
             "seconds": float(sum(r["seconds"] for r in done) + feature_seconds),
             "settings": settings,
         }
@@ -782,6 +821,11 @@ def run_recipe(
             trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
         if len(trained) > 1:
             model = _ensemble_of(trained, labels, recipe)
+        if functionals is not None:
+            from ser.functionals import FunctionalsHead
+
+            head = FunctionalsHead.fit(functionals, y, speakers, len(labels))
+            model.get_layer("ser_metadata").info["functionals"] = head.to_dict()
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
         _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
@@ -789,6 +833,55 @@ def run_recipe(
     _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results or {}
+
+
+def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes):
+    """Fold logits fused with the functionals head (:mod:`ser.functionals`).
+
+    The head is fitted on the fold's training speakers (train + validation rows); the test
+    rows are scored with the global regression, and, for the adapted scores, with the
+    per-speaker one (each test speaker's own functionals as the reference, label-free).
+
+    Returns
+    -------
+    (fused logits, fused adapted logits or None, parts)
+        ``parts``: ``{"cnn": ..., "functionals": ...}``, the scores of each expert alone.
+    """
+    from ser.evaluation import scores
+    from ser.functionals import FunctionalsHead, fuse, speaker_log_probabilities
+
+    train = np.concatenate([fold.train, fold.validation])
+    head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], n_classes)
+    y_test = y[fold.test]
+    plain = head.log_probabilities(functionals[fold.test])
+    cnn = scores(y_test, logits.argmax(1), n_classes)
+    parts = {
+        "cnn": {"wa": cnn["wa"], "ua": cnn["ua"], "macro_f1": cnn["macro_f1"]},
+        "functionals": {"ua": scores(y_test, plain.argmax(1), n_classes)["ua"]},
+    }
+    fused_adapted = None
+    if adapted_logits is not None:
+        own = speaker_log_probabilities(head, functionals[fold.test], speakers[fold.test])
+        cnn_adapted = scores(y_test, adapted_logits.argmax(1), n_classes)
+        parts["cnn"] |= {"adapted_wa": cnn_adapted["wa"], "adapted_ua": cnn_adapted["ua"]}
+        parts["functionals"]["adapted_ua"] = scores(y_test, own.argmax(1), n_classes)["ua"]
+        fused_adapted = fuse(adapted_logits, own)
+    return fuse(logits, plain), fused_adapted, parts
+
+
+def _parts_summary(done: list[dict]) -> dict:
+    """Mean scores of the CNN alone and the functionals alone, when every fold has them."""
+    if not done or not all("cnn" in r and "functionals" in r for r in done):
+        return {}
+    out = {}
+    for part in ("cnn", "functionals"):
+        keys = sorted(set.intersection(*(set(r[part]) for r in done)) - {"macro_f1"})
+        out[part] = {}
+        for k in keys:
+            values = np.array([r[part][k] for r in done], dtype=np.float64)
+            out[part][f"{k}_mean"] = float(values.mean())
+            out[part][f"{k}_std"] = float(values.std())
+    return {"parts": out}
 
 
 def _train_split(split, features, y, labels, recipe, *, info, board: Path, prefix: str, trainer):
@@ -895,6 +988,9 @@ def _comparable(settings):
     from ser.recipe import TrainingConfig
 
     out = {k: v for k, v in (settings or {}).items() if k != "path"}
+    if isinstance(out.get("model"), dict) and "functionals" not in out["model"]:
+        # runs written before the functionals head existed did not fuse it
+        out["model"] = {**out["model"], "functionals": False}
     for section, defaults in (
         ("training", dataclasses.asdict(TrainingConfig())),
         ("model", ModelConfig().to_dict()),
