@@ -36,7 +36,6 @@ from ser.inference import (
     WHOLE_MAX_DURATION,
     EmotionClassifier,
     model_features,
-    softmax,
 )
 
 #: Longest stretch of audio (seconds) one attention figure shows.
@@ -260,7 +259,7 @@ def compute_attention(
             spectra.append(s)
             grids_td.append(td[:cells])
             grids_bu.append(bu[:cells])
-        probs.append(softmax(logits))
+        probs.append(classifier.fused(logits, [w for _, w in batch]))
 
     probs = np.concatenate(probs).mean(axis=0)
     scores = {label: float(p) for label, p in zip(labels, probs, strict=True)}

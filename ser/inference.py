@@ -306,6 +306,22 @@ class EmotionClassifier:
                 f"{self.path}: unknown feature normalization {self.normalization!r} in the model; "
                 f"expected one of {NORMALIZATIONS}"
             )
+        #: The functionals head fused with the CNN (:mod:`ser.functionals`), or None.
+        self.functionals = None
+        if self.info.get("functionals") is not None:
+            from ser.functionals import FunctionalsHead
+
+            try:
+                self.functionals = FunctionalsHead.from_dict(self.info["functionals"])
+            except ModelError as exc:
+                raise ModelError(f"{self.path}: {exc}") from None
+            if self.functionals.n_classes != len(self.labels):
+                raise ModelError(
+                    f"{self.path}: functionals head has {self.functionals.n_classes} classes but the "
+                    f"model {len(self.labels)}"
+                )
+        #: ``(mean, std)`` of the speaker reference's functionals (None: the global head).
+        self.functionals_reference = None
         self.time_stride, self.freq_stride = _strides(self.members[0])
         self._calls = 0
         self._graph = None
@@ -395,7 +411,7 @@ class EmotionClassifier:
     def set_speaker_reference(self, audio_list, sample_rate: int | None = None) -> None:
         """Adapt the classifier to one speaker, from a few of their recordings (any emotions).
 
-        Two label-free uses of the recordings, as in the recipe's evaluation:
+        Label-free uses of the recordings, as in the recipe's evaluation:
 
         - a model trained with ``features.normalization = "speaker"`` saw every utterance
           standardised by the statistics of all its speaker's files; inputs are then
@@ -403,7 +419,10 @@ class EmotionClassifier:
         - a model with :attr:`adapt_blocks` gets the batch-norm statistics of those blocks
           re-estimated from these recordings (:mod:`ser.adaptation`), if there are at least
           :data:`ser.adaptation.MIN_ADAPTATION_FILES` of them; :attr:`adapted_files` says how
-          many were used (0: not adapted).
+          many were used (0: not adapted);
+        - a model with a functionals head (:mod:`ser.functionals`) standardises functionals by
+          the statistics of these recordings and uses its per-speaker regression (again with
+          at least that many recordings).
 
         ``None`` clears the reference and puts back the training statistics.
 
@@ -419,13 +438,14 @@ class EmotionClassifier:
             set_batchnorm_state(self.model, self.adapt_blocks, self._training_batchnorm)
             self._training_batchnorm = None
             self.adapted_files = 0
+        self.functionals_reference = None
         if audio_list is None:
             self.speaker_reference = None
             return
         from ser.audio import load_audio, prepare_waveform
         from ser.features import feature_stats, model_input
 
-        feats = []
+        feats, functionals = [], []
         for audio in audio_list:
             if isinstance(audio, np.ndarray):
                 if sample_rate is None:
@@ -434,6 +454,10 @@ class EmotionClassifier:
             else:
                 y = load_audio(audio, self.sample_rate, max_duration=None)
             feats.append(model_input(y, self.frontend))
+            if self.functionals is not None:
+                from ser.functionals import utterance_functionals
+
+                functionals.append(utterance_functionals(y, self.sample_rate))
         if not feats:
             raise ConfigError("the speaker reference needs at least one recording")
         mean, var = feature_stats(feats)
@@ -443,6 +467,10 @@ class EmotionClassifier:
             self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
             adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
+        if self.functionals is not None and len(functionals) >= MIN_ADAPTATION_FILES:
+            from ser.functionals import standardization
+
+            self.functionals_reference = standardization(np.stack(functionals))
 
     def __repr__(self) -> str:
         ensemble = f", members={len(self.members)}" if len(self.members) > 1 else ""
@@ -490,8 +518,25 @@ class EmotionClassifier:
         return out
 
     def probabilities(self, features: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities ``(len(features), n_classes)`` (float64, rows sum to 1)."""
+        """The CNN's class probabilities ``(len(features), n_classes)`` (float64, rows sum to 1).
+
+        Without the functionals head: :meth:`classify` fuses them with it (:meth:`fused`).
+        """
         return softmax(self.logits(features))
+
+    def fused(self, logits: np.ndarray, waveforms: list[np.ndarray]) -> np.ndarray:
+        """The model's probabilities: CNN ``logits`` fused with the functionals of ``waveforms``.
+
+        One waveform per row of ``logits`` (mono, at :attr:`sample_rate`). A model without a
+        functionals head gives ``softmax(logits)``. With a speaker reference
+        (:meth:`set_speaker_reference`), the per-speaker regression is used.
+        """
+        if self.functionals is None:
+            return softmax(logits)
+        from ser.functionals import fuse, utterance_functionals
+
+        x = np.stack([utterance_functionals(w, self.sample_rate) for w in waveforms])
+        return softmax(fuse(logits, self.functionals.log_probabilities(x, self.functionals_reference)))
 
     def _compiled(self):
         """The model call traced once for any batch size and length (TensorFlow backend)."""
@@ -570,7 +615,7 @@ class EmotionClassifier:
         return self._classify_windows(blocks, name, window, hop)
 
     def _classify_whole(self, y: np.ndarray, name: str | None) -> Prediction:
-        probs = self.probabilities([model_features(self, y)])[0]
+        probs = self.fused(self.logits([model_features(self, y)]), [y])[0]
         scores = self._scores(probs)
         return Prediction(
             file=name,
@@ -589,7 +634,8 @@ class EmotionClassifier:
         batch: list[tuple[int, np.ndarray]] = []
 
         def flush():
-            probs = self.probabilities([model_features(self, w, trim=False) for _, w in batch])
+            logits = self.logits([model_features(self, w, trim=False) for _, w in batch])
+            probs = self.fused(logits, [w for _, w in batch])
             for (start, w), p in zip(batch, probs, strict=True):
                 segments.append(
                     Segment(
@@ -699,7 +745,9 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
     the caller reports them with their own error). A line on stderr says what was done:
     adapted to how many recordings, or too few to adapt to.
     """
-    if not (classifier.normalization == "speaker" or classifier.adapt_blocks):
+    if not (
+        classifier.normalization == "speaker" or classifier.adapt_blocks or classifier.functionals is not None
+    ):
         return
     from ser.adaptation import MIN_ADAPTATION_FILES
     from ser.audio import audio_info
@@ -718,12 +766,16 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
                 )
     if readable:
         classifier.set_speaker_reference(readable)
-    if classifier.adapt_blocks:
+    if classifier.adapt_blocks or classifier.functionals is not None:
         blocks = ", ".join(map(str, classifier.adapt_blocks))
+        done = []
+        if classifier.adapted_files:
+            done.append(f"batch-norm statistics of Conv blocks {blocks} re-estimated")
+        if classifier.functionals_reference is not None:
+            done.append("functionals standardised")
         note = (
-            f"note: adapted to this speaker: batch-norm statistics of Conv blocks {blocks} "
-            f"re-estimated from {classifier.adapted_files} recordings"
-            if classifier.adapted_files
+            f"note: adapted to this speaker: {' and '.join(done)} from {len(readable)} recordings"
+            if done
             else f"note: --same-speaker: {len(readable)} readable recording(s) are too few to adapt "
             f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); using the model without "
             "speaker adaptation"
