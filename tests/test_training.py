@@ -142,11 +142,13 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
         data_root=tiny_corpus,
         out_dir=tmp_path / "avg",
         folds="2",
-        overrides=[*TINY, "model.head=average", "model.adapt_blocks=[]"],
+        overrides=[*TINY, "model.head=average", "model.adapt_blocks=[]", "model.functionals=false"],
         final_model=True,  # but not before every fold is done
         progress=False,
     )
     assert [f["fold"] for f in res["folds"]] == [2]
+    # the functionals head turned off: the scores are the CNN's, with no parts to report
+    assert "parts" not in res and "cnn" not in res["folds"][0] and "functionals" not in res["folds"][0]
     # speaker adaptation turned off: no adapted scores anywhere
     assert "speaker_adapted" not in res and "adapted" not in res["folds"][0]
     assert "adapted" not in json.loads((tmp_path / "avg" / "folds" / "fold_02" / "result.json").read_text())
@@ -467,3 +469,51 @@ def test_a_run_from_before_new_settings_existed_resumes(tiny_run, tiny_corpus):
     (out / "run.json").write_text(json.dumps(run))
     again = run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
     assert again["ua_mean"] == results["ua_mean"]
+
+
+def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_corpus):
+    import numpy as np
+
+    from ser.audio import load_audio
+    from ser.functionals import fuse, utterance_functionals
+    from ser.inference import EmotionClassifier, model_features, softmax
+
+    out, results = tiny_run
+    assert set(results["parts"]) == {"cnn", "functionals"}
+    assert {"ua_mean", "adapted_ua_mean"} <= set(results["parts"]["cnn"])
+    for f in results["folds"]:
+        r = json.loads((out / "folds" / f"fold_{f['fold']:02d}" / "result.json").read_text())
+        assert r["cnn"] == f["cnn"] and 0 <= r["cnn"]["adapted_ua"] <= 1
+        assert 0 <= r["functionals"]["ua"] <= 1 and 0 <= r["functionals"]["adapted_ua"] <= 1
+    assert "Alone, the CNN scores UA" in (out / "results.md").read_text()
+    c = EmotionClassifier.load(out)
+    assert c.functionals is not None and c.functionals.n_classes == len(c.labels)
+    wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
+    y = load_audio(wavs[0], c.sample_rate, max_duration=None)
+    logits = c.logits([model_features(c, y)])
+    own = c.functionals.log_probabilities(utterance_functionals(y, c.sample_rate)[None])
+    expected = softmax(fuse(logits, own))[0]
+    assert list(c.classify(wavs[0]).scores.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    c.set_speaker_reference(wavs[:4])  # too few to adapt to
+    assert c.functionals_reference is None and c.adapted_files == 0
+    c.set_speaker_reference(wavs[:6])
+    assert c.functionals_reference is not None and c.adapted_files == 6
+    adapted = c.classify(wavs[0]).scores
+    reference = c.functionals.log_probabilities(
+        utterance_functionals(y, c.sample_rate)[None], c.functionals_reference
+    )
+    expected = softmax(fuse(c.logits([model_features(c, y)]), reference))[0]
+    assert list(adapted.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    c.set_speaker_reference(None)
+    assert c.functionals_reference is None
+    assert np.allclose(list(c.classify(wavs[0]).scores.values()), softmax(fuse(logits, own))[0], atol=1e-6)
+
+
+def test_a_run_from_before_the_functionals_head_did_not_fuse_it():
+    from ser.model import ModelConfig
+    from ser.training import _comparable
+
+    new = {"model": ModelConfig().to_dict()}
+    old = {"model": {k: v for k, v in new["model"].items() if k != "functionals"}}
+    assert _comparable(old) != _comparable(new)
+    assert _comparable(old) == _comparable({"model": {**new["model"], "functionals": False}})

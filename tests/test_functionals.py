@@ -1,0 +1,173 @@
+"""Tests of :mod:`ser.functionals`: utterance functionals, the logistic head and its fusion."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ser.errors import ModelError
+from ser.functionals import (
+    FUNCTIONAL_NAMES,
+    N_FUNCTIONALS,
+    FunctionalsHead,
+    fuse,
+    speaker_log_probabilities,
+    standardization,
+    utterance_functionals,
+)
+
+SR = 16000
+
+
+def _voice(f0: float, seconds: float = 1.5, amplitude: float = 0.1, sr: int = SR) -> np.ndarray:
+    """A harmonic tone with fundamental ``f0`` (6 harmonics), with 0.2 s of silence around it."""
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 7))
+    y = amplitude * y / np.abs(y).max()
+    pad = np.zeros(int(0.2 * sr))
+    return np.concatenate([pad, y, pad]).astype(np.float32)
+
+
+def _value(x, name):
+    return float(x[FUNCTIONAL_NAMES.index(name)])
+
+
+def test_functionals_have_names_and_are_finite():
+    x = utterance_functionals(_voice(150.0), SR)
+    assert x.shape == (N_FUNCTIONALS,) == (len(FUNCTIONAL_NAMES),) and x.dtype == np.float32
+    assert np.all(np.isfinite(x)) and len(set(FUNCTIONAL_NAMES)) == N_FUNCTIONALS
+
+
+def test_pitch_and_loudness_functionals_measure_what_they_say():
+    low, high = utterance_functionals(_voice(120.0), SR), utterance_functionals(_voice(240.0), SR)
+    # F0 in semitones re 27.5 Hz: 240 Hz is one octave (12 semitones) above 120 Hz
+    assert _value(low, "f0_st_p50") == pytest.approx(12 * np.log2(120 / 27.5), abs=0.5)
+    assert _value(high, "f0_st_p50") - _value(low, "f0_st_p50") == pytest.approx(12.0, abs=0.5)
+    assert _value(low, "voiced_fraction") > 0.6
+    loud = utterance_functionals(_voice(120.0, amplitude=0.5), SR)
+    assert _value(loud, "loudness_mean") - _value(low, "loudness_mean") == pytest.approx(
+        20 * np.log10(5), abs=0.5
+    )
+    # the active duration ignores the silence around the tone
+    assert _value(low, "active_seconds") == pytest.approx(1.5, abs=0.1)
+
+
+def test_functionals_of_short_silent_and_other_rate_audio_are_finite():
+    for y, sr in (
+        (np.zeros(800, np.float32), SR),
+        (_voice(200.0, seconds=0.05), SR),
+        (_voice(200.0, sr=8000), 8000),
+        (np.random.default_rng(0).normal(0, 0.1, SR).astype(np.float32), SR),
+    ):
+        x = utterance_functionals(y, sr)
+        assert x.shape == (N_FUNCTIONALS,) and np.all(np.isfinite(x))
+
+
+def _toy(n_speakers=6, per_class=10, n_classes=3, seed=0):
+    """Functionals whose class shows as a direction on top of a large per-speaker offset."""
+    rng = np.random.default_rng(seed)
+    class_dirs = rng.normal(0, 1, (n_classes, N_FUNCTIONALS))
+    x, y, spk = [], [], []
+    for s in range(n_speakers):
+        offset = rng.normal(0, 6, N_FUNCTIONALS)
+        for k in range(n_classes):
+            for _ in range(per_class):
+                x.append(offset + class_dirs[k] + rng.normal(0, 0.7, N_FUNCTIONALS))
+                y.append(k)
+                spk.append(f"s{s}")
+    return np.array(x), np.array(y), np.array(spk)
+
+
+def test_head_learns_and_the_per_speaker_head_removes_speaker_offsets():
+    x, y, spk = _toy()
+    test = np.isin(spk, ["s4", "s5"])
+    head = FunctionalsHead.fit(x[~test], y[~test], spk[~test], 3)
+    plain = head.log_probabilities(x[test]).argmax(1)
+    own = speaker_log_probabilities(head, x[test], spk[test]).argmax(1)
+    assert (own == y[test]).mean() >= 0.9
+    assert (own == y[test]).mean() >= (plain == y[test]).mean()
+    probs = np.exp(head.log_probabilities(x[test]))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-9)
+
+
+def test_speakers_with_too_few_files_get_the_global_head():
+    x, y, spk = _toy()
+    head = FunctionalsHead.fit(x, y, spk, 3)
+    few = x[:3]
+    np.testing.assert_allclose(speaker_log_probabilities(head, few, ["a"] * 3), head.log_probabilities(few))
+    ref = standardization(x[:30])
+    assert not np.allclose(head.log_probabilities(x[:30], ref), head.log_probabilities(x[:30]))
+    # no speaker with enough files: no per-speaker head, a reference changes nothing
+    lone = FunctionalsHead.fit(x[:12], y[:12], [str(i) for i in range(12)], 3)
+    assert lone.speaker is None
+    np.testing.assert_allclose(lone.log_probabilities(x[:5], ref), lone.log_probabilities(x[:5]))
+
+
+def test_a_class_missing_from_training_gets_no_probability():
+    x, y, spk = _toy(n_classes=3)
+    keep = y != 1
+    head = FunctionalsHead.fit(x[keep], y[keep], spk[keep], 4)  # classes 1 and 3 never seen
+    p = np.exp(head.log_probabilities(x))
+    assert p.shape == (len(x), 4) and p[:, [1, 3]].max() < 1e-6
+    two = FunctionalsHead.fit(x[y < 2], y[y < 2], spk[y < 2], 3)  # scikit-learn's binary case
+    assert (np.exp(two.log_probabilities(x[y < 2])).argmax(1) == y[y < 2]).mean() > 0.9
+
+
+def test_head_round_trips_through_json_and_rejects_bad_heads():
+    x, y, spk = _toy()
+    head = FunctionalsHead.fit(x, y, spk, 3)
+    again = FunctionalsHead.from_dict(json.loads(json.dumps(head.to_dict())))
+    ref = standardization(x[:30])
+    np.testing.assert_allclose(again.log_probabilities(x), head.log_probabilities(x))
+    np.testing.assert_allclose(again.log_probabilities(x, ref), head.log_probabilities(x, ref))
+    bad = head.to_dict()
+    for broken in (
+        {**bad, "version": 99},
+        {k: v for k, v in bad.items() if k != "coef"},
+        {**bad, "mean": [1.0]},
+    ):
+        with pytest.raises(ModelError):
+            FunctionalsHead.from_dict(broken)
+    with pytest.raises(ModelError, match="expects"):
+        head.log_probabilities(np.zeros((1, 5)))
+
+
+def test_fusion_is_the_geometric_mean_of_the_probabilities():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (4, 5))
+    p_cnn = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    p_fun = rng.dirichlet(np.ones(5), 4)
+    fused = fuse(logits, np.log(p_fun))
+    p = np.exp(fused) / np.exp(fused).sum(1, keepdims=True)
+    expected = np.sqrt(p_cnn * p_fun)
+    np.testing.assert_allclose(p, expected / expected.sum(1, keepdims=True))
+
+
+def test_functionals_are_cached_with_the_features(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    import ser.functionals
+    from ser.data import extract_all
+    from ser.features import FrontendConfig
+
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        sf.write(paths[-1], _voice(120.0 + 40 * i), SR)
+    cache = tmp_path / "cache"
+    feats, func = extract_all(paths, FrontendConfig(), cache_dir=cache, progress=False, functionals=True)
+    assert len(feats) == 3 and func.shape == (3, N_FUNCTIONALS)
+    from ser.audio import load_audio
+
+    np.testing.assert_array_equal(func[1], utterance_functionals(load_audio(paths[1], SR), SR))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(ser.functionals, "utterance_functionals", fail)
+    _, again = extract_all(
+        paths, FrontendConfig(), cache_dir=cache, progress=False, functionals=True, n_jobs=1
+    )
+    np.testing.assert_array_equal(again, func)
+    plain = extract_all(paths, FrontendConfig(), cache_dir=cache, progress=False, n_jobs=1)
+    assert isinstance(plain, list) and len(plain) == 3
