@@ -120,6 +120,14 @@ def main(argv=None) -> int:
     print(
         f"  UA {results['ua_mean']:.3f} ± {results['ua_std']:.3f}, WA {results['wa_mean']:.3f} (mean over folds)"
     )
+    sa = results.get("speaker_adapted")
+    if sa:
+        print(
+            f"  speaker-adapted (label-free): UA {sa['ua_mean']:.3f} ± {sa['ua_std']:.3f}, WA {sa['wa_mean']:.3f}"
+        )
+    for part, d in results.get("parts", {}).items():
+        adapted = f", adapted {d['adapted_ua_mean']:.3f}" if "adapted_ua_mean" in d else ""
+        print(f"  {'CNN' if part == 'cnn' else 'functionals head'} alone: UA {d['ua_mean']:.3f}{adapted}")
     print(f"  full recipe wall time (features, folds, final model): {wall:.0f} s = {wall / 60:.1f} min")
     print(
         f"  target < {TARGET_SECONDS / 60:.0f} min: ratio {wall / TARGET_SECONDS:.2f} "

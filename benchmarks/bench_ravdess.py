@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -131,7 +132,9 @@ def main(argv=None) -> int:
         )
         wall = time.time() - t0
         members = res["settings"]["training"]["members"]
-        system = f"ser CNN + {head} pooling" + (f", ensemble of {members}" if members > 1 else "")
+        cnn = f"ser CNN + {head} pooling" + (f", ensemble of {members}" if members > 1 else "")
+        parts = res.get("parts")
+        system = f"{cnn} + functionals" if parts else cnn
         rows.append(
             (
                 system,
@@ -156,6 +159,25 @@ def main(argv=None) -> int:
                     wall,
                 )
             )
+        for part, name in (("cnn", f"  {cnn} alone"), ("functionals", "  functionals head alone")):
+            if not parts:
+                break
+            d = parts[part]
+            rows.append(
+                (name, d.get("wa_mean", math.nan), d["ua_mean"], d["ua_std"], math.nan, math.nan, math.nan)
+            )
+            if "adapted_ua_mean" in d:
+                rows.append(
+                    (
+                        f"{name}, speaker-adapted",
+                        d.get("adapted_wa_mean", math.nan),
+                        d["adapted_ua_mean"],
+                        d["adapted_ua_std"],
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                    )
+                )
 
     recipe = load_recipe("ravdess", args.set)
     manifest = load_corpus("ravdess", args.data_root)
@@ -190,12 +212,13 @@ def main(argv=None) -> int:
     )
     for name, wa, ua, ua_std, pua, sec, wall in rows:
         print(f"{name:50s} {wa:6.3f} {ua:6.3f} {ua_std:6.3f} {pua:9.3f} {sec:9.0f} {wall:7.0f}")
-    ser_rows = [r for r in rows if r[0] == "ser CNN + attention pooling"]
-    adapted_rows = [r for r in rows if r[0] == "ser CNN + attention pooling, speaker-adapted"]
+    ser_rows = [r for r in rows if r[0].startswith("ser CNN + attention pooling") and "adapted" not in r[0]]
+    adapted_rows = [r for r in rows if r[0].startswith("ser CNN + attention pooling") and "adapted" in r[0]]
     if adapted_rows:
         print(
             "speaker-adapted: the same fold models with the batch-norm statistics of the last conv "
-            "blocks re-estimated from each test speaker's own files (label-free; ser classify --same-speaker)"
+            "blocks re-estimated, and the functionals standardised, from each test speaker's own files "
+            "(label-free; ser classify --same-speaker)"
         )
     if ser_rows:
         ua, wall = ser_rows[0][2], ser_rows[0][6]
