@@ -24,8 +24,8 @@ disagree in useful ways, so the model of ``ser`` adds one to the other:
   ``softmax(0.5 log p_cnn + 0.5 log p_functionals)`` (:func:`fuse`). The attention maps
   explain the CNN's half of it.
 
-On RAVDESS (actor-independent 6-fold) this lifts UA from 0.567 to about 0.62 for single
-recordings and from 0.619 to about 0.72 with the speaker's other recordings; see
+On RAVDESS (actor-independent 6-fold) this lifts UA from 0.567 to 0.623 for single
+recordings and from 0.619 to 0.731 with the speaker's other recordings; see
 ``recipes/ravdess/README.md``. ``model.functionals = false`` in a recipe turns it off.
 """
 
@@ -41,8 +41,8 @@ from ser.errors import ConfigError, ModelError
 FUNCTIONALS_VERSION = 1
 
 #: Inverse L2 strength of both logistic regressions (scikit-learn's ``C``). Chosen on the
-#: RAVDESS *validation* actors of each fold (0.01-1 tried; 0.03-0.3 within 0.001 of each
-#: other for the per-speaker head, 0.01-0.03 best for the global one), never on test folds.
+#: RAVDESS *validation* actors of each fold (0.01-1 tried; 0.03 is within 0.01 of the best
+#: fused validation UA of both variants), never on test folds.
 DEFAULT_C = 0.03
 
 #: Weight of the CNN in the geometric-mean fusion (the functionals get ``1 - weight``).

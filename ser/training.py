@@ -428,19 +428,22 @@ def aggregate(fold_results: list[dict], labels: list[str]) -> dict:
 
 #: How speaker-adapted scores are obtained, for reports.
 ADAPTED_PROTOCOL = (
-    "the same fold models, with the batch-norm statistics of Conv blocks {blocks} re-estimated "
+    "the same fold models, with the batch-norm statistics of Conv blocks {blocks} re-estimated{also} "
     "from all of each test speaker's recordings (label-free; what `ser classify --same-speaker` does)"
 )
 
 
-def _adapted_summary(done: list[dict], labels: list[str], blocks) -> dict:
+def _adapted_summary(done: list[dict], labels: list[str], blocks, functionals: bool = False) -> dict:
     """``{"speaker_adapted": ...}`` when every fold has adapted predictions, else ``{}``."""
     if not done or not all(isinstance(r.get("adapted"), dict) for r in done):
         return {}
     runs = [r | {k: r["adapted"][k] for k in ("wa", "ua", "y_pred")} for r in done]
     return {
         "speaker_adapted": {
-            "protocol": ADAPTED_PROTOCOL.format(blocks=", ".join(map(str, blocks))),
+            "protocol": ADAPTED_PROTOCOL.format(
+                blocks=", ".join(map(str, blocks)),
+                also=" and the functionals standardised" if functionals else "",
+            ),
             **aggregate(runs, labels),
         }
     }
@@ -759,7 +762,9 @@ def run_recipe(
                 for r in done
             ],
             **aggregate(done, labels),
-            **_adapted_summary(done, labels, recipe["model"].adapt_blocks),
+            **_adapted_summary(
+                done, labels, recipe["model"].adapt_blocks, functionals=recipe["model"].functionals
+            ),
             **_parts_summary(done),
             "seconds": float(sum(r["seconds"] for r in done) + feature_seconds),
             "settings": settings,
