@@ -94,6 +94,9 @@ class AttentionMaps:
         Start (s) of each window stitched together (one entry for a single pass).
     members : int
         Models of the ensemble whose maps these are (1: a single model).
+    functionals : bool
+        Whether ``scores`` (and ``label``) fuse the CNN with the model's functionals head
+        (:mod:`ser.functionals`), as ``ser classify`` does; the maps are the CNN's.
     """
 
     spectrogram: np.ndarray
@@ -119,6 +122,7 @@ class AttentionMaps:
     freq_stride: int = 1
     window_starts: list = field(default_factory=list)
     members: int = 1
+    functionals: bool = False
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write the maps, axes and labels to ``path`` (compressed ``.npz``, atomically)."""
@@ -141,6 +145,7 @@ class AttentionMaps:
             "strides": np.asarray([self.time_stride, self.freq_stride]),
             "window_starts": np.asarray(self.window_starts, dtype=np.float64),
             "members": np.asarray(self.members),
+            "functionals": np.asarray(self.functionals),
         }
         _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -304,6 +309,7 @@ def compute_attention(
         freq_stride=sf_,
         window_starts=[t0 + a / sr for a, _ in pieces],
         members=members,
+        functionals=classifier.functionals is not None,
     )
 
 
@@ -598,6 +604,8 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
         title = f"{name}: predicted {maps.label} ({maps.probability:.2f})"
         if maps.members > 1:
             title += f"; ensemble of {maps.members} models, maps averaged over them"
+        if maps.functionals:
+            title += " (CNN + functionals; the maps are the CNN's)"
         if explained != maps.label:
             title += f"; explaining {explained} ({p_explained:.2f})"
         if len(maps.window_starts) > 1:
