@@ -54,6 +54,11 @@ F0_RANGE = (60.0, 500.0)
 #: Frames quieter than the loudest frame by more than this (dB) are not "active".
 ACTIVE_DB = 35.0
 
+#: Functionals describe at most this many seconds from the start of a recording (an
+#: utterance is shorter; a long speaker-reference file is summarised by its first part), so
+#: memory stays bounded (YIN alone holds a 1,024-sample frame per 10 ms hop).
+MAX_SECONDS = 30.0
+
 _STATS = ("mean", "std", "p20", "p50", "p80", "p80-p20", "slope")
 _CONTOURS = (
     "f0_st",
@@ -98,7 +103,8 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
-        Mono waveform, as :func:`ser.audio.load_audio` returns it.
+        Mono waveform, as :func:`ser.audio.load_audio` returns it; only its first
+        :data:`MAX_SECONDS` are used.
     sample_rate : int
 
     Returns
@@ -108,7 +114,7 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
     """
     import librosa
 
-    y = np.asarray(y, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32)[: int(MAX_SECONDS * sample_rate)]
     hop = max(1, int(round(0.010 * sample_rate)))
     win = max(2, int(round(0.025 * sample_rate)))
     n_fft = 1 << (win - 1).bit_length()

@@ -171,3 +171,12 @@ def test_functionals_are_cached_with_the_features(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, func)
     plain = extract_all(paths, FrontendConfig(), cache_dir=cache, progress=False, n_jobs=1)
     assert isinstance(plain, list) and len(plain) == 3
+
+
+def test_a_long_recording_is_described_by_its_first_part():
+    from ser.functionals import MAX_SECONDS
+
+    y = _voice(150.0, seconds=MAX_SECONDS + 5)
+    np.testing.assert_array_equal(
+        utterance_functionals(y, SR), utterance_functionals(y[: int(MAX_SECONDS * SR)], SR)
+    )
