@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.errors import ConfigError, ModelError, SerError
+from ser.errors import AudioError, ConfigError, ModelError, SerError
 from ser.features import standardize, standardize_utterance
 
 #: Audio up to this long (seconds) is classified whole; longer audio in sliding windows.
@@ -55,6 +55,11 @@ EAGER_CALLS = 2
 #: --same-speaker``); without a reference the input's own statistics stand in for them (an
 #: approximation: the recipe's evaluation used true speaker statistics).
 NORMALIZATIONS = ("global", "utterance", "speaker")
+
+#: A recording (or array) classified whole with no sample above this magnitude (-80 dB
+#: full scale) is silent: an error, not a confident guess. Long audio classified in
+#: windows may hold silent stretches; their windows are classified as they are.
+SILENCE_PEAK = 1e-4
 
 #: Name of the model file inside a run folder.
 MODEL_FILENAME = "model.keras"
@@ -615,6 +620,8 @@ class EmotionClassifier:
         return self._classify_windows(blocks, name, window, hop)
 
     def _classify_whole(self, y: np.ndarray, name: str | None) -> Prediction:
+        if not np.any(np.abs(y) > SILENCE_PEAK):
+            raise _silent(name)
         probs = self.fused(self.logits([model_features(self, y)]), [y])[0]
         scores = self._scores(probs)
         return Prediction(
@@ -648,13 +655,17 @@ class EmotionClassifier:
             total[:] += probs.sum(axis=0)
             batch.clear()
 
+        heard = False
         for start, w in iter_windows(blocks, win_n, hop_n):
+            heard = heard or bool(np.any(np.abs(w) > SILENCE_PEAK))
             batch.append((start, w))
             end = max(end, start + w.size)
             if len(batch) == BATCH_WINDOWS:
                 flush()
         if batch:
             flush()
+        if not heard:
+            raise _silent(name)
         mean = total / len(segments)
         mean = mean / mean.sum()
         return Prediction(
@@ -667,6 +678,13 @@ class EmotionClassifier:
 
     def _scores(self, probs: np.ndarray) -> dict:
         return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
+
+
+def _silent(name: str | None) -> AudioError:
+    return AudioError(
+        f"{name or '<array>'}: silent (no sample above {20 * math.log10(SILENCE_PEAK):.0f} dB full scale); "
+        "expected a recording of speech"
+    )
 
 
 def _model_file(path: str | os.PathLike) -> str:

@@ -158,15 +158,21 @@ def test_classify_file_equals_array(classifier, tmp_path):
         assert from_file.scores[label] == pytest.approx(from_array.scores[label], abs=1e-6)
 
 
-def test_silence_gives_finite_probabilities(classifier, tmp_path):
-    for prediction in (
-        classifier.classify(np.zeros(SR, np.float32), sample_rate=SR),
-        classifier.classify(np.zeros(20 * SR, np.int16), sample_rate=SR),  # windowed
-    ):
-        p = np.array(list(prediction.scores.values()))
-        assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0)
-        for seg in prediction.segments:
-            assert np.all(np.isfinite(list(seg.scores.values())))
+def test_silence_is_an_error_but_silent_windows_of_long_audio_are_classified(classifier, tmp_path):
+    for audio in (np.zeros(SR, np.float32), np.zeros(20 * SR, np.int16)):  # whole, windowed
+        with pytest.raises(AudioError, match=r"<array>: silent"):
+            classifier.classify(audio, sample_rate=SR)
+    sf.write(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
+    with pytest.raises(AudioError, match=r"silent\.wav: silent .*expected a recording of speech"):
+        classifier.classify(tmp_path / "silent.wav")
+    mostly_silent = np.zeros(20 * SR, np.float32)
+    mostly_silent[: 2 * SR] = noise(2.0, seed=3)
+    prediction = classifier.classify(mostly_silent, sample_rate=SR)  # windowed
+    p = np.array(list(prediction.scores.values()))
+    assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0)
+    assert len(prediction.segments) > 5
+    for seg in prediction.segments:
+        assert np.all(np.isfinite(list(seg.scores.values())))
 
 
 @pytest.mark.parametrize("normalization", ["utterance", "speaker"])
@@ -211,6 +217,8 @@ def test_eager_and_compiled_calls_agree(classifier):
     [
         (np.zeros(800, np.float32), 16000, r"too short \(50 ms\)"),
         (np.full(16000, np.nan, np.float32), 16000, r"16000 NaN or infinite samples"),
+        (np.zeros(16000, np.float32), 16000, r"<array>: silent \(no sample above -80 dB full scale\)"),
+        (np.full(16000, 3e-5, np.float32), 16000, r"silent"),
     ],
 )
 def test_bad_arrays(classifier, audio, rate, match):
