@@ -48,6 +48,12 @@ DEFAULT_C = 0.03
 #: Weight of the CNN in the geometric-mean fusion (the functionals get ``1 - weight``).
 FUSION_WEIGHT = 0.5
 
+#: Standardised functionals are clipped to this many standard deviations before the
+#: regression, so a recording far outside the training data (a near-silent window, another
+#: recording level) cannot make the linear head arbitrarily confident. Training rows stay
+#: within it (per speaker, ``|z| <= sqrt(n - 1)`` for n files: 7.7 for RAVDESS's 60).
+Z_LIMIT = 10.0
+
 #: Lowest and highest F0 searched (Hz): a low male voice to a high-pitched child or shout.
 F0_RANGE = (60.0, 500.0)
 
@@ -316,13 +322,12 @@ class FunctionalsHead:
         else:
             z = (x - self.mean) / self.std
             coef, intercept = self.coef, self.intercept
-        return _log_softmax(z @ coef.T + intercept)
+        return _log_softmax(np.clip(z, -Z_LIMIT, Z_LIMIT) @ coef.T + intercept)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (lists of floats)."""
         d = {
             "version": FUNCTIONALS_VERSION,
-            "fusion_weight": FUSION_WEIGHT,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "coef": self.coef.tolist(),
@@ -350,7 +355,15 @@ class FunctionalsHead:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed functionals head in the model ({exc})") from None
         k, dims = head.coef.shape if head.coef.ndim == 2 else (0, 0)
-        if dims != N_FUNCTIONALS or head.mean.shape != (dims,) or head.intercept.shape != (k,):
+        arrays = [(head.mean, (dims,)), (head.std, (dims,)), (head.intercept, (k,))]
+        if head.speaker is not None:
+            arrays += list(zip(head.speaker, [(dims,), (dims,), (k, dims), (k,)], strict=True))
+        if (
+            dims != N_FUNCTIONALS
+            or any(a.shape != shape for a, shape in arrays)
+            or not all(np.all(np.isfinite(a)) for a, _ in [*arrays, (head.coef, None)])
+            or np.any(head.std <= 0)
+        ):
             raise ModelError(f"malformed functionals head in the model (shape {head.coef.shape})")
         return head
 

@@ -472,7 +472,11 @@ class EmotionClassifier:
             self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
             adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
-        if self.functionals is not None and len(functionals) >= MIN_ADAPTATION_FILES:
+        if (
+            self.functionals is not None
+            and self.functionals.speaker is not None
+            and len(functionals) >= MIN_ADAPTATION_FILES
+        ):
             from ser.functionals import standardization
 
             self.functionals_reference = standardization(np.stack(functionals))
@@ -534,14 +538,22 @@ class EmotionClassifier:
 
         One waveform per row of ``logits`` (mono, at :attr:`sample_rate`). A model without a
         functionals head gives ``softmax(logits)``. With a speaker reference
-        (:meth:`set_speaker_reference`), the per-speaker regression is used.
+        (:meth:`set_speaker_reference`), the per-speaker regression is used. A silent
+        waveform (a stretch of silence in long audio: no sample above :data:`SILENCE_PEAK`)
+        has no meaningful functionals and gets the CNN's probabilities alone.
         """
         if self.functionals is None:
             return softmax(logits)
         from ser.functionals import fuse, utterance_functionals
 
-        x = np.stack([utterance_functionals(w, self.sample_rate) for w in waveforms])
-        return softmax(fuse(logits, self.functionals.log_probabilities(x, self.functionals_reference)))
+        logits = np.asarray(logits, dtype=np.float64)
+        out = softmax(logits)
+        heard = [i for i, w in enumerate(waveforms) if np.any(np.abs(w) > SILENCE_PEAK)]
+        if heard:
+            x = np.stack([utterance_functionals(waveforms[i], self.sample_rate) for i in heard])
+            own = self.functionals.log_probabilities(x, self.functionals_reference)
+            out[heard] = softmax(fuse(logits[heard], own))
+        return out
 
     def _compiled(self):
         """The model call traced once for any batch size and length (TensorFlow backend)."""

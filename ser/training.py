@@ -580,9 +580,15 @@ def run_recipe(
         )
         and _has_results(out)
     ):
+        old_model = (previous.get("settings") or {}).get("model")
+        hint = (
+            "; it was written before the functionals head: add --set model.functionals=false to resume it"
+            if isinstance(old_model, dict) and "functionals" not in old_model
+            else ""
+        )
         raise ConfigError(
             f"{out}: holds a run with different settings or data; use a new --out folder "
-            "(or delete this one) to start a different run"
+            f"(or delete this one) to start a different run{hint}"
         )
     write_json(out / "run.json", run_info)
     if cache_dir is None:

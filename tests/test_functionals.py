@@ -180,3 +180,23 @@ def test_a_long_recording_is_described_by_its_first_part():
     np.testing.assert_array_equal(
         utterance_functionals(y, SR), utterance_functionals(y[: int(MAX_SECONDS * SR)], SR)
     )
+
+
+def test_bad_heads_are_model_errors_and_outliers_are_clipped():
+    from ser.functionals import Z_LIMIT
+
+    x, y, spk = _toy()
+    head = FunctionalsHead.fit(x, y, spk, 3)
+    d = head.to_dict()
+    for broken in (
+        {**d, "std": [0.0] * N_FUNCTIONALS},
+        {**d, "intercept": [float("nan")] * 3},
+        {**d, "speaker_coef": d["speaker_coef"][:2]},
+    ):
+        with pytest.raises(ModelError, match="malformed"):
+            FunctionalsHead.from_dict(broken)
+    # a recording far outside the training data scores as one at the clip limit
+    edge = head.mean + Z_LIMIT * head.std
+    np.testing.assert_allclose(
+        head.log_probabilities(head.mean + 1e6 * head.std), head.log_probabilities(edge)
+    )

@@ -517,3 +517,39 @@ def test_a_run_from_before_the_functionals_head_did_not_fuse_it():
     old = {"model": {k: v for k, v in new["model"].items() if k != "functionals"}}
     assert _comparable(old) != _comparable(new)
     assert _comparable(old) == _comparable({"model": {**new["model"], "functionals": False}})
+
+
+def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus, tmp_path):
+    import shutil
+
+    from ser.training import run_recipe
+
+    out = tmp_path / "old"
+    shutil.copytree(tiny_run[0], out)
+    run = json.loads((out / "run.json").read_text())
+    del run["settings"]["model"]["functionals"]
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match=r"add --set model\.functionals=false to resume it"):
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
+
+
+def test_silent_windows_get_the_cnn_alone_and_a_head_without_speakers_is_never_referenced(
+    tiny_run, tiny_corpus
+):
+    import numpy as np
+
+    from ser.audio import load_audio
+    from ser.functionals import FunctionalsHead
+    from ser.inference import EmotionClassifier, softmax
+
+    c = EmotionClassifier.load(tiny_run[0])
+    wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
+    y = load_audio(wavs[0], c.sample_rate)
+    logits = np.random.default_rng(0).normal(0, 1, (2, len(c.labels)))
+    probs = c.fused(logits, [np.zeros_like(y), y])
+    np.testing.assert_allclose(probs[0], softmax(logits[:1])[0])
+    assert not np.allclose(probs[1], softmax(logits[1:])[0])
+    h = c.functionals
+    c.functionals = FunctionalsHead(h.mean, h.std, h.coef, h.intercept)  # no per-speaker variant
+    c.set_speaker_reference(wavs[:6])
+    assert c.functionals_reference is None and c.adapted_files == 6
