@@ -30,14 +30,6 @@ def _cache_key(path: str, frontend: FrontendConfig) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
-def file_features(path: str, frontend: FrontendConfig) -> np.ndarray:
-    """Load one file and return its (silence-trimmed) log-mel features ``(frames, n_mels)``."""
-    from ser.audio import load_audio
-
-    y = load_audio(path, frontend.sample_rate)
-    return model_input(y, frontend)
-
-
 def _load_cached(target: Path | None, check) -> np.ndarray | None:
     if target is None:
         return None
