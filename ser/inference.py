@@ -451,6 +451,8 @@ class EmotionClassifier:
         from ser.features import feature_stats, model_input
 
         feats, functionals = [], []
+        # only a head with a per-speaker regression uses the reference's functionals
+        speaker_head = self.functionals is not None and self.functionals.speaker is not None
         for audio in audio_list:
             if isinstance(audio, np.ndarray):
                 if sample_rate is None:
@@ -459,7 +461,7 @@ class EmotionClassifier:
             else:
                 y = load_audio(audio, self.sample_rate, max_duration=None)
             feats.append(model_input(y, self.frontend))
-            if self.functionals is not None:
+            if speaker_head:
                 from ser.functionals import utterance_functionals
 
                 functionals.append(utterance_functionals(y, self.sample_rate))
@@ -472,11 +474,7 @@ class EmotionClassifier:
             self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
             adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
-        if (
-            self.functionals is not None
-            and self.functionals.speaker is not None
-            and len(functionals) >= MIN_ADAPTATION_FILES
-        ):
+        if speaker_head and len(functionals) >= MIN_ADAPTATION_FILES:
             from ser.functionals import standardization
 
             self.functionals_reference = standardization(np.stack(functionals))
