@@ -19,6 +19,16 @@ from ser.errors import ConfigError
 #: Floor added to mel power before the log, so silence gives finite values.
 LOG_FLOOR = 1e-6
 
+#: Speech level (dB full scale, :func:`speech_level`) that :func:`normalize_level` brings
+#: every recording to by default: about RAVDESS's average (-33 dB), a normal level for
+#: speech recorded close to a microphone.
+DEFAULT_LEVEL_DB = -30.0
+
+#: Largest gain (dB, up or down) :func:`normalize_level` applies: enough to bring the quietest
+#: RAVDESS file (-57 dB) recorded 30 dB quieter up to speech level, not enough to lift
+#: 16-bit quantisation noise (-96 dB) to it.
+MAX_GAIN_DB = 60.0
+
 
 @dataclass(frozen=True)
 class FrontendConfig:
@@ -44,6 +54,13 @@ class FrontendConfig:
     trim_db : float or None
         Leading and trailing frames more than this many dB below the loudest frame are
         dropped (see :func:`trim_silence`); ``None`` keeps everything.
+    level_db : float or None
+        Every waveform is scaled so that its speech level (:func:`speech_level`) is this many
+        dB full scale before the log-mel (:func:`normalize_level`), so a recording made
+        quieter or louder gives the same features and the same prediction; ``None`` (or
+        ``"none"`` in a recipe) keeps the recorded level, as models saved before this setting
+        existed did. Without it, the RAVDESS model's UA fell from 0.62 to 0.53 at -10 dB and
+        0.40 at -20 dB (``benchmarks/bench_gain.py``).
     """
 
     sample_rate: int = SAMPLE_RATE
@@ -54,8 +71,19 @@ class FrontendConfig:
     fmin: float = 50.0
     fmax: float = 8000.0
     trim_db: float | None = 40.0
+    level_db: float | None = DEFAULT_LEVEL_DB
 
     def __post_init__(self):
+        if isinstance(self.level_db, str) and self.level_db.lower() == "none":
+            object.__setattr__(self, "level_db", None)
+        if self.level_db is not None and not (
+            isinstance(self.level_db, numbers.Real)
+            and not isinstance(self.level_db, bool)
+            and -60.0 <= self.level_db <= 0.0
+        ):
+            raise ConfigError(
+                f'level_db must be a number of dB full scale in [-60, 0] or "none". Received: level_db={self.level_db!r}'
+            )
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive. Received: sample_rate={self.sample_rate}")
         if not 0 < self.hop_ms <= self.win_ms:
@@ -109,7 +137,39 @@ class FrontendConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown frontend setting(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**d)
+        # settings saved before level normalisation existed kept the recorded level
+        return cls(**{"level_db": None, **d})
+
+
+def speech_level(y: np.ndarray, sample_rate: int) -> float:
+    """Speech level of a waveform in dB full scale: the 95th percentile of its frame RMS.
+
+    Frames are 25 ms every 10 ms. The percentile is the level of the loud part of the speech,
+    whatever share of the recording is pause or silence, and unlike the peak it is not set
+    by a single click. A gain of ``g`` dB changes it by exactly ``g``. Silence gives -200.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    frame = max(1, int(round(0.025 * sample_rate)))
+    hop = max(1, int(round(0.010 * sample_rate)))
+    if y.size < frame:
+        y = np.pad(y, (0, frame - y.size))
+    n = 1 + (y.size - frame) // hop
+    energy = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
+    starts = np.arange(n) * hop
+    power = np.maximum(energy[starts + frame] - energy[starts], 0.0) / frame
+    return float(10.0 * np.log10(np.percentile(power, 95) + 1e-20))
+
+
+def normalize_level(y: np.ndarray, sample_rate: int, level_db: float) -> np.ndarray:
+    """``y`` scaled so that its :func:`speech_level` is ``level_db`` dB full scale.
+
+    The gain is limited to +-:data:`MAX_GAIN_DB`, so near-silence is not blown up into noise
+    at speech level (and digital silence stays silence). Samples may exceed 1 afterwards:
+    the features are computed in floating point, nothing is clipped.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    gain = float(np.clip(level_db - speech_level(y, sample_rate), -MAX_GAIN_DB, MAX_GAIN_DB))
+    return (y * np.float32(10.0 ** (gain / 20.0))).astype(np.float32, copy=False)
 
 
 def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarray:
@@ -118,7 +178,8 @@ def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarr
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
-        Mono float waveform at ``config.sample_rate``.
+        Mono float waveform at ``config.sample_rate``; with ``config.level_db`` set it is
+        first brought to that speech level (:func:`normalize_level`).
     config : FrontendConfig
 
     Returns
@@ -131,6 +192,8 @@ def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarr
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ConfigError(f"logmel expects a mono waveform of shape (n,). Received: shape={y.shape}")
+    if config.level_db is not None:
+        y = normalize_level(y, config.sample_rate, config.level_db)
     mel = librosa.feature.melspectrogram(
         y=y,
         sr=config.sample_rate,

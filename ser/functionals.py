@@ -12,11 +12,15 @@ disagree in useful ways, so the model of ``ser`` adds one to the other:
   F0 in semitones (YIN), of its change, of frame loudness and its change, of the spectral
   centroid, flatness, roll-off, alpha ratio (1-5 kHz against 50 Hz-1 kHz) and flux over the
   active frames; means and spreads of MFCC 1-13 and spreads of their deltas; and the active
-  and voiced fractions, onsets per second and active duration. See :data:`FUNCTIONAL_NAMES`.
+  and voiced fractions, onsets per second and active duration; all of them of the recording
+  brought to a fixed speech level (:func:`ser.features.normalize_level`), so they do not
+  change with the recording gain; and last the speech level itself. See
+  :data:`FUNCTIONAL_NAMES`.
 - :class:`FunctionalsHead`: multinomial logistic regression on the standardised
   functionals, in two variants: one on features standardised with the training corpus's
-  statistics (used for a single recording), and one on features standardised *per
-  speaker* (used when several recordings of the speaker are known: the recipe's
+  statistics (used for a single recording; it leaves out the speech level, which says more
+  about the microphone than about the emotion), and one on features standardised *per
+  speaker*, where the level says how loud a recording is against the speaker's others (used when several recordings of the speaker are known: the recipe's
   speaker-adapted scores and ``ser classify --same-speaker``; like the batch-norm
   adaptation of :mod:`ser.adaptation`, it is label-free, and erases what is constant within
   a speaker).
@@ -38,7 +42,7 @@ import numpy as np
 from ser.errors import ConfigError, ModelError
 
 #: Part of the feature cache key: bump it whenever :func:`utterance_functionals` changes.
-FUNCTIONALS_VERSION = 1
+FUNCTIONALS_VERSION = 2
 
 #: Inverse L2 strength of both logistic regressions (scikit-learn's ``C``). Chosen on the
 #: RAVDESS *validation* actors of each fold (0.01-1 tried; 0.03 is within 0.01 of the best
@@ -84,7 +88,15 @@ FUNCTIONAL_NAMES = tuple(
     + [f"mfcc{i}_{s}" for i in range(1, 14) for s in ("mean", "std")]
     + [f"mfcc{i}_delta_std" for i in range(1, 14)]
     + ["active_fraction", "voiced_fraction", "onsets_per_second", "active_seconds"]
+    + ["speech_level_db"]
 )
+
+#: Functionals that depend on the recording gain (the last one, the speech level): the
+#: global regression leaves them out; per speaker, standardisation cancels the gain.
+GAIN_DEPENDENT = ("speech_level_db",)
+
+#: Indices of the functionals the global (single-recording) regression uses.
+GLOBAL_COLUMNS = np.array([i for i, name in enumerate(FUNCTIONAL_NAMES) if name not in GAIN_DEPENDENT])
 
 #: Number of functionals per recording.
 N_FUNCTIONALS = len(FUNCTIONAL_NAMES)
@@ -116,11 +128,17 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
     Returns
     -------
     np.ndarray [shape=(N_FUNCTIONALS,), dtype=float32]
-        Finite values (contours with fewer than two frames give zeros).
+        Finite values (contours with fewer than two frames give zeros). All but the last,
+        the speech level in dB full scale, are computed after bringing the recording to
+        :data:`ser.features.DEFAULT_LEVEL_DB` and do not change with its gain.
     """
     import librosa
 
+    from ser.features import DEFAULT_LEVEL_DB, normalize_level, speech_level
+
     y = np.asarray(y, dtype=np.float32)[: int(MAX_SECONDS * sample_rate)]
+    level = max(speech_level(y, sample_rate), -120.0)
+    y = normalize_level(y, sample_rate, DEFAULT_LEVEL_DB)
     hop = max(1, int(round(0.010 * sample_rate)))
     win = max(2, int(round(0.025 * sample_rate)))
     n_fft = 1 << (win - 1).bit_length()
@@ -175,6 +193,7 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
         float(voiced.mean()),
         onsets / max(seconds, 0.1),
         float(active.sum()) / rate,
+        level,
     ]
     x = np.nan_to_num(np.asarray(out, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     return x.astype(np.float32)
@@ -285,8 +304,11 @@ class FunctionalsHead:
             raise ConfigError(
                 f"functionals must be (n, d) with one label per row. Received: {x.shape} and {y.shape}"
             )
-        mean, std = standardization(x)
-        coef, intercept = _fit_logistic((x - mean) / std, y, n_classes, c)
+        if x.shape[1] != N_FUNCTIONALS:
+            raise ConfigError(f"expected {N_FUNCTIONALS} functionals per row. Received: {x.shape[1]}")
+        g = x[:, GLOBAL_COLUMNS]
+        mean, std = standardization(g)
+        coef, intercept = _fit_logistic((g - mean) / std, y, n_classes, c)
         speakers = np.asarray(speakers).astype(str)
         names, counts = np.unique(speakers, return_counts=True)
         keep = np.isin(speakers, names[counts >= (MIN_ADAPTATION_FILES if min_files is None else min_files)])
@@ -311,16 +333,16 @@ class FunctionalsHead:
         head has one.
         """
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        if x.shape[1] != self.mean.shape[0]:
+        if x.shape[1] != N_FUNCTIONALS:
             raise ModelError(
-                f"the model's functionals head expects {self.mean.shape[0]} functionals per recording; "
+                f"the model's functionals head expects {N_FUNCTIONALS} functionals per recording; "
                 f"received {x.shape[1]} (features of another version of ser?)"
             )
         if reference is not None and self.speaker is not None:
             s_mean, s_std, coef, intercept = self.speaker
             z = ((x - reference[0]) / reference[1] - s_mean) / s_std
         else:
-            z = (x - self.mean) / self.std
+            z = (x[:, GLOBAL_COLUMNS] - self.mean) / self.std
             coef, intercept = self.coef, self.intercept
         return _log_softmax(np.clip(z, -Z_LIMIT, Z_LIMIT) @ coef.T + intercept)
 
@@ -348,7 +370,8 @@ class FunctionalsHead:
         try:
             if int(d.get("version", 0)) != FUNCTIONALS_VERSION:
                 raise ModelError(
-                    f"functionals head of version {d.get('version')}; this ser reads version {FUNCTIONALS_VERSION}"
+                    f"functionals head of version {d.get('version')}; this ser reads version "
+                    f"{FUNCTIONALS_VERSION}: retrain the model with this ser (`ser train`)"
                 )
             keys = ("speaker_mean", "speaker_std", "speaker_coef", "speaker_intercept")
             head = cls(d["mean"], d["std"], d["coef"], d["intercept"], **{k: d[k] for k in keys if k in d})
@@ -357,9 +380,10 @@ class FunctionalsHead:
         k, dims = head.coef.shape if head.coef.ndim == 2 else (0, 0)
         arrays = [(head.mean, (dims,)), (head.std, (dims,)), (head.intercept, (k,))]
         if head.speaker is not None:
-            arrays += list(zip(head.speaker, [(dims,), (dims,), (k, dims), (k,)], strict=True))
+            full = N_FUNCTIONALS
+            arrays += list(zip(head.speaker, [(full,), (full,), (k, full), (k,)], strict=True))
         if (
-            dims != N_FUNCTIONALS
+            dims != GLOBAL_COLUMNS.size
             or any(a.shape != shape for a, shape in arrays)
             or not all(np.all(np.isfinite(a)) for a, _ in [*arrays, (head.coef, None)])
             or np.any(head.std <= 0)

@@ -580,10 +580,18 @@ def run_recipe(
         )
         and _has_results(out)
     ):
-        old_model = (previous.get("settings") or {}).get("model")
+        old = previous.get("settings") or {}
+        missing = [
+            setting
+            for section, key, setting in (
+                ("model", "functionals", "model.functionals=false"),
+                ("frontend", "level_db", "frontend.level_db=none"),
+            )
+            if isinstance(old.get(section), dict) and key not in old[section]
+        ]
         hint = (
-            "; it was written before the functionals head: add --set model.functionals=false to resume it"
-            if isinstance(old_model, dict) and "functionals" not in old_model
+            f"; it was written by an older ser: add {' '.join('--set ' + m for m in missing)} to resume it"
+            if missing
             else ""
         )
         raise ConfigError(
@@ -1002,6 +1010,9 @@ def _comparable(settings):
     if isinstance(out.get("model"), dict) and "functionals" not in out["model"]:
         # runs written before the functionals head existed did not fuse it
         out["model"] = {**out["model"], "functionals": False}
+    if isinstance(out.get("frontend"), dict) and "level_db" not in out["frontend"]:
+        # nor normalise the recording level
+        out["frontend"] = {**out["frontend"], "level_db": None}
     for section, defaults in (
         ("training", dataclasses.asdict(TrainingConfig())),
         ("model", ModelConfig().to_dict()),

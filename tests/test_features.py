@@ -14,13 +14,16 @@ from ser.constants import SAMPLE_RATE
 from ser.errors import ConfigError
 from ser.features import (
     LOG_FLOOR,
+    MAX_GAIN_DB,
     FrontendConfig,
     crop_or_pad,
     feature_stats,
     logmel,
     model_input,
+    normalize_level,
     pad_batch,
     speaker_normalize,
+    speech_level,
     trim_silence,
 )
 
@@ -58,9 +61,40 @@ def test_logmel_puts_a_tone_in_the_right_band():
     centres = librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin, fmax=config.fmax)[1:-1]
     band = int(np.argmax(features[10:-10].mean(axis=0)))
     assert abs(centres[band] - 1000.0) < 100.0
-    # and a louder tone gives exactly log(4) more in its band (power scales by 2**2).
-    louder = logmel((1.0 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32), config)
-    assert louder[50, band] - features[50, band] == pytest.approx(np.log(4.0), abs=1e-3)
+    # at the recorded level, a louder tone gives exactly log(4) more in its band (power
+    # scales by 2**2); with the default level normalisation, the same features
+    louder = (1.0 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    np.testing.assert_allclose(logmel(louder, config), features, atol=1e-4)
+    recorded = FrontendConfig(level_db=None)
+    gain = logmel(louder, recorded)[50, band] - logmel(louder / 2, recorded)[50, band]
+    assert gain == pytest.approx(np.log(4.0), abs=1e-3)
+
+
+@pytest.mark.parametrize("gain_db", [-30.0, -12.0, 6.0, 20.0])
+def test_the_frontend_does_not_hear_the_recording_gain(gain_db):
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    speech = (0.05 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    y = np.concatenate(
+        [np.zeros(4000, np.float32), speech + rng.normal(0, 1e-3, speech.size).astype(np.float32)]
+    )
+    g = np.float32(10 ** (gain_db / 20))
+    assert speech_level(g * y, SAMPLE_RATE) - speech_level(y, SAMPLE_RATE) == pytest.approx(gain_db, abs=1e-4)
+    assert speech_level(normalize_level(g * y, SAMPLE_RATE, -30.0), SAMPLE_RATE) == pytest.approx(
+        -30.0, abs=1e-4
+    )
+    np.testing.assert_allclose(
+        model_input(g * y, FrontendConfig()), model_input(y, FrontendConfig()), atol=1e-3
+    )
+
+
+def test_level_normalisation_limits_its_gain_and_keeps_silence_silent():
+    assert speech_level(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE) == -200.0
+    np.testing.assert_array_equal(normalize_level(np.zeros(800, np.float32), SAMPLE_RATE, -30.0), 0.0)
+    hiss = np.full(SAMPLE_RATE, 1e-5, np.float32)  # -100 dB: raised by MAX_GAIN_DB only
+    assert speech_level(normalize_level(hiss, SAMPLE_RATE, -30.0), SAMPLE_RATE) == pytest.approx(
+        -100.0 + MAX_GAIN_DB, abs=1e-3
+    )
 
 
 @pytest.mark.parametrize("shape", [(2, 1600), (1600, 1), ()])
@@ -146,6 +180,12 @@ def test_frontend_defaults():
         ({"trim_db": -5.0}, r"trim_db must be a number >= 0 or None. Received: trim_db=-5.0"),
         ({"trim_db": float("nan")}, r"trim_db must be a number >= 0 or None. Received: trim_db=nan"),
         ({"trim_db": "40"}, r"trim_db must be a number >= 0 or None. Received: trim_db='40'"),
+        (
+            {"level_db": 3.0},
+            r"level_db must be a number of dB full scale in \[-60, 0\] or \"none\". Received: level_db=3.0",
+        ),
+        ({"level_db": "loud"}, r"Received: level_db='loud'"),
+        ({"level_db": True}, r"Received: level_db=True"),
     ],
 )
 def test_frontend_config_validation(kwargs, match):
@@ -165,10 +205,13 @@ def test_frontend_config_round_trip():
         "fmin": 50.0,
         "fmax": 11025.0,
         "trim_db": 40.0,
+        "level_db": -30.0,
     }
     assert FrontendConfig.from_dict(d) == config
     assert FrontendConfig.from_dict(json.loads(json.dumps(d))) == config
-    assert FrontendConfig.from_dict({}) == FrontendConfig()
+    # a model saved before level normalisation existed kept the recorded level
+    assert FrontendConfig.from_dict({}) == FrontendConfig(level_db=None)
+    assert FrontendConfig(level_db="none").level_db is None == FrontendConfig(level_db="None").level_db
     assert FrontendConfig.from_dict({"n_mels": 40}).n_mels == 40
     no_trim = FrontendConfig(trim_db=None)
     assert FrontendConfig.from_dict(json.loads(json.dumps(no_trim.to_dict()))) == no_trim

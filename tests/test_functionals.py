@@ -8,6 +8,7 @@ import pytest
 from ser.errors import ModelError
 from ser.functionals import (
     FUNCTIONAL_NAMES,
+    GLOBAL_COLUMNS,
     N_FUNCTIONALS,
     FunctionalsHead,
     fuse,
@@ -44,10 +45,13 @@ def test_pitch_and_loudness_functionals_measure_what_they_say():
     assert _value(low, "f0_st_p50") == pytest.approx(12 * np.log2(120 / 27.5), abs=0.5)
     assert _value(high, "f0_st_p50") - _value(low, "f0_st_p50") == pytest.approx(12.0, abs=0.5)
     assert _value(low, "voiced_fraction") > 0.6
+    # the recording gain shows in the speech level only
     loud = utterance_functionals(_voice(120.0, amplitude=0.5), SR)
-    assert _value(loud, "loudness_mean") - _value(low, "loudness_mean") == pytest.approx(
-        20 * np.log10(5), abs=0.5
+    assert _value(loud, "speech_level_db") - _value(low, "speech_level_db") == pytest.approx(
+        20 * np.log10(5), abs=0.01
     )
+    np.testing.assert_allclose(loud[GLOBAL_COLUMNS], low[GLOBAL_COLUMNS], rtol=1e-3, atol=1e-3)
+    assert FUNCTIONAL_NAMES[-1] == "speech_level_db" and N_FUNCTIONALS - 1 not in GLOBAL_COLUMNS
     # the active duration ignores the silence around the tone
     assert _value(low, "active_seconds") == pytest.approx(1.5, abs=0.1)
 
@@ -189,14 +193,15 @@ def test_bad_heads_are_model_errors_and_outliers_are_clipped():
     head = FunctionalsHead.fit(x, y, spk, 3)
     d = head.to_dict()
     for broken in (
-        {**d, "std": [0.0] * N_FUNCTIONALS},
+        {**d, "std": [0.0] * GLOBAL_COLUMNS.size},
+        {**d, "mean": d["speaker_mean"]},
         {**d, "intercept": [float("nan")] * 3},
         {**d, "speaker_coef": d["speaker_coef"][:2]},
     ):
         with pytest.raises(ModelError, match="malformed"):
             FunctionalsHead.from_dict(broken)
     # a recording far outside the training data scores as one at the clip limit
-    edge = head.mean + Z_LIMIT * head.std
-    np.testing.assert_allclose(
-        head.log_probabilities(head.mean + 1e6 * head.std), head.log_probabilities(edge)
-    )
+    far, edge = np.zeros((1, N_FUNCTIONALS)), np.zeros((1, N_FUNCTIONALS))
+    far[:, GLOBAL_COLUMNS] = head.mean + 1e6 * head.std
+    edge[:, GLOBAL_COLUMNS] = head.mean + Z_LIMIT * head.std
+    np.testing.assert_allclose(head.log_probabilities(far), head.log_probabilities(edge))

@@ -519,6 +519,16 @@ def test_a_run_from_before_the_functionals_head_did_not_fuse_it():
     assert _comparable(old) == _comparable({"model": {**new["model"], "functionals": False}})
 
 
+def test_a_run_from_before_level_normalisation_kept_the_recorded_level():
+    from ser.features import FrontendConfig
+    from ser.training import _comparable
+
+    new = {"frontend": FrontendConfig().to_dict()}
+    old = {"frontend": {k: v for k, v in new["frontend"].items() if k != "level_db"}}
+    assert _comparable(old) != _comparable(new)
+    assert _comparable(old) == _comparable({"frontend": FrontendConfig(level_db="none").to_dict()})
+
+
 def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus, tmp_path):
     import shutil
 
@@ -528,8 +538,12 @@ def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus
     shutil.copytree(tiny_run[0], out)
     run = json.loads((out / "run.json").read_text())
     del run["settings"]["model"]["functionals"]
+    del run["settings"]["frontend"]["level_db"]
     (out / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ConfigError, match=r"add --set model\.functionals=false to resume it"):
+    with pytest.raises(
+        ConfigError,
+        match=r"add --set model\.functionals=false --set frontend\.level_db=none to resume it",
+    ):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
 
 
