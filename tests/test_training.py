@@ -567,3 +567,35 @@ def test_silent_windows_get_the_cnn_alone_and_a_head_without_speakers_is_never_r
     c.functionals = FunctionalsHead(h.mean, h.std, h.coef, h.intercept)  # no per-speaker variant
     c.set_speaker_reference(wavs[:6])
     assert c.functionals_reference is None and c.adapted_files == 6
+
+
+def test_a_quieter_or_louder_recording_gets_the_same_prediction(tiny_run, tiny_corpus, tmp_path):
+    """The level normalisation end to end: whole files, windows and a speaker scaled as a whole."""
+    import numpy as np
+    import soundfile as sf
+
+    from ser.audio import load_audio
+    from ser.inference import EmotionClassifier
+
+    c = EmotionClassifier.load(tiny_run[0])
+    assert c.frontend.level_db is not None and c.functionals is not None
+    wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
+    y = load_audio(wavs[0], c.sample_rate)
+    y = 0.5 * y / np.abs(y).max()
+    long = np.concatenate([y] * 6)
+    for gain in (0.01, 0.3, 1.9):
+        for a, b in ((y, gain * y), (long, gain * long)):
+            base, scaled = c.classify(a, sample_rate=c.sample_rate), c.classify(b, sample_rate=c.sample_rate)
+            assert list(scaled.scores.values()) == pytest.approx(list(base.scores.values()), abs=1e-4)
+            assert len(scaled.segments) == len(base.segments)
+    # adapted: the level against the speaker's other recordings counts, the gain of all of them not
+    quiet = []
+    for i, w in enumerate(wavs[:6]):
+        quiet.append(str(tmp_path / f"quiet{i}.wav"))
+        sf.write(quiet[-1], 0.1 * load_audio(w, c.sample_rate), c.sample_rate, subtype="FLOAT")
+    c.set_speaker_reference(wavs[:6])
+    adapted = c.classify(y, sample_rate=c.sample_rate).scores
+    c.set_speaker_reference(quiet)
+    assert list(c.classify(0.1 * y, sample_rate=c.sample_rate).scores.values()) == pytest.approx(
+        list(adapted.values()), abs=1e-4
+    )
