@@ -428,7 +428,7 @@ def aggregate(fold_results: list[dict], labels: list[str]) -> dict:
 
 #: How speaker-adapted scores are obtained, for reports.
 ADAPTED_PROTOCOL = (
-    "the same fold models, with the batch-norm statistics of Conv blocks {blocks} re-estimated{also} "
+    "the same fold models, with {what} "
     "from all of each test speaker's recordings (label-free; what `ser classify --same-speaker` does)"
 )
 
@@ -441,8 +441,16 @@ def _adapted_summary(done: list[dict], labels: list[str], blocks, functionals: b
     return {
         "speaker_adapted": {
             "protocol": ADAPTED_PROTOCOL.format(
-                blocks=", ".join(map(str, blocks)),
-                also=" and the functionals standardised" if functionals else "",
+                what=" and ".join(
+                    (
+                        [
+                            f"the batch-norm statistics of Conv blocks {', '.join(map(str, blocks))} re-estimated"
+                        ]
+                        if blocks
+                        else []
+                    )
+                    + (["the functionals standardised"] if functionals else [])
+                )
             ),
             **aggregate(runs, labels),
         }
@@ -645,7 +653,10 @@ def run_recipe(
         # The test fold is touched once per member, after that member is fixed.
         test_features = [features[i] for i in fold.test]
         _, per_speaker = np.unique(speakers[fold.test], return_counts=True)
-        adapt = bool(recipe["model"].adapt_blocks) and per_speaker.max() >= MIN_ADAPTATION_FILES
+        # adapted scores: the CNN's batch-norm statistics and/or the functionals head's
+        # per-speaker standardisation, whichever the model has (as `--same-speaker` does)
+        adapt_blocks = recipe["model"].adapt_blocks
+        adapt = (bool(adapt_blocks) or functionals is not None) and per_speaker.max() >= MIN_ADAPTATION_FILES
         member_logits, member_adapted, members = [], [], []
         for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
             model, history = _train_split(
@@ -660,7 +671,7 @@ def run_recipe(
                 trainer=get_trainer(),
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
-            if adapt:
+            if adapt and adapt_blocks:
                 from ser.adaptation import speaker_adapted_logits
 
                 member_adapted.append(
@@ -668,10 +679,12 @@ def run_recipe(
                         model,
                         test_features,
                         speakers[fold.test],
-                        recipe["model"].adapt_blocks,
+                        adapt_blocks,
                         multiple=recipe["model"].time_stride,
                     )
                 )
+            elif adapt:  # no CNN blocks to adapt: only the functionals head adapts
+                member_adapted.append(member_logits[-1])
             members.append(
                 {
                     "member": split.member,

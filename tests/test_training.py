@@ -156,6 +156,25 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
     assert not (tmp_path / "avg" / "model.keras").exists()
 
 
+def test_without_cnn_adaptation_the_functionals_head_still_adapts(tiny_corpus, tmp_path):
+    from ser.training import run_recipe
+
+    res = run_recipe(
+        "synthetic",
+        data_root=tiny_corpus,
+        out_dir=tmp_path / "head-only",
+        folds="1",
+        overrides=[*TINY, "model.adapt_blocks=[]"],
+        final_model=False,
+        progress=False,
+    )
+    fold = res["folds"][0]
+    # the CNN is not adapted (its adapted scores are its plain ones); the head is, per speaker
+    assert fold["cnn"]["adapted_ua"] == fold["cnn"]["ua"] and "adapted_ua" in fold["functionals"]
+    protocol = res["speaker_adapted"]["protocol"]
+    assert "functionals standardised" in protocol and "batch-norm" not in protocol
+
+
 def test_bad_folds_and_recipe_errors(tiny_corpus, tmp_path):
     from ser.training import run_recipe
 
