@@ -61,6 +61,13 @@ NORMALIZATIONS = ("global", "utterance", "speaker")
 #: windows may hold silent stretches; their windows are classified as they are.
 SILENCE_PEAK = 1e-4
 
+#: Windows of long audio whose speech level (:func:`ser.features.speech_level`) is more than
+#: this many dB below the loudest window of the same recording (pauses, background noise) are
+#: still classified and listed as segments, but do not count toward the recording's label:
+#: every window is brought to speech level before it is classified, so noise would otherwise
+#: vote like speech. Relative to the recording's own loudest window, so the gain does not matter.
+QUIET_WINDOW_DB = 30.0
+
 #: Name of the model file inside a run folder.
 MODEL_FILENAME = "model.keras"
 
@@ -645,8 +652,11 @@ class EmotionClassifier:
         sr = self.sample_rate
         win_n = max(1, int(round(window * sr)))
         hop_n = max(1, int(round(hop * sr)))
+        from ser.features import speech_level
+
         segments: list[Segment] = []
-        total = np.zeros(len(self.labels), dtype=np.float64)
+        window_probs: list[np.ndarray] = []
+        levels: list[float] = []
         end = 0
         batch: list[tuple[int, np.ndarray]] = []
 
@@ -662,7 +672,8 @@ class EmotionClassifier:
                         scores=self._scores(p),
                     )
                 )
-            total[:] += probs.sum(axis=0)
+            window_probs.extend(probs)
+            levels.extend(speech_level(w, sr) for _, w in batch)
             batch.clear()
 
         heard = False
@@ -676,7 +687,9 @@ class EmotionClassifier:
             flush()
         if not heard:
             raise _silent(name)
-        mean = total / len(segments)
+        levels_db = np.asarray(levels)
+        counted = levels_db >= levels_db.max() - QUIET_WINDOW_DB
+        mean = np.mean(np.asarray(window_probs)[counted], axis=0)
         mean = mean / mean.sum()
         return Prediction(
             file=name,

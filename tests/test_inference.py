@@ -277,6 +277,22 @@ def test_iter_windows_exact_spans():
         assert s1 == s2 and np.array_equal(w1, w2) and np.array_equal(w1, y[s1 : s1 + 4])
 
 
+def test_quiet_windows_are_listed_but_do_not_vote(classifier):
+    from ser.inference import QUIET_WINDOW_DB
+
+    loud = noise(20.0, seed=3)
+    quiet = 10 ** (-(QUIET_WINDOW_DB + 10) / 20) * tone(20.0, 440.0)  # a hum 40 dB down
+    for gain in (1.0, 0.05):  # relative to the recording's loudest window: gain-free
+        prediction = classifier.classify(gain * np.concatenate([loud, quiet]), sample_rate=SR)
+        segments = prediction.segments
+        assert len(segments) == 19
+        voting = [s for s in segments if s.start < 20.0]  # the windows with loud audio in them
+        mean = np.mean([[s.scores[k] for k in LABELS] for s in voting], axis=0)
+        np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean / mean.sum(), atol=1e-6)
+        everyone = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
+        assert not np.allclose([prediction.scores[k] for k in LABELS], everyone, atol=1e-3)
+
+
 def test_long_file_is_windowed_and_streamed(classifier, tmp_path):
     path = tmp_path / "long.wav"
     sf.write(path, noise(60.0, rate=8000, seed=2), 8000)  # resampled while streaming
