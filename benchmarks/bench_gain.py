@@ -10,8 +10,9 @@ alone, and each UA as a ratio to the same model's UA at 0 dB.
 
 By default it trains two models in this process, one with the frontend's level
 normalisation (``frontend.level_db``, the default) and one with it off (``--set
-frontend.level_db=none``, what ``ser`` did before), so the ratios compare them side by
-side on the same folds.
+frontend.level_db=none``: the CNN at the recorded level, as ``ser`` trained it before; the
+functionals head is the same level-free one), so the ratios compare them side by side on the
+same fold.
 
 Usage::
 

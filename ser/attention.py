@@ -29,13 +29,14 @@ import numpy as np
 
 from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
-from ser.features import trim_bounds
+from ser.features import speech_level, trim_bounds
 from ser.inference import (
     BATCH_WINDOWS,
     DEFAULT_WINDOW,
     WHOLE_MAX_DURATION,
     EmotionClassifier,
     model_features,
+    window_vote,
 )
 
 #: Longest stretch of audio (seconds) one attention figure shows.
@@ -236,7 +237,7 @@ def compute_attention(
         bounds.append(y.size)
         pieces = [(a, y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    spectra, grids_td, grids_bu, probs = [], [], [], []
+    spectra, grids_td, grids_bu, probs, levels = [], [], [], [], []
     strides = None
     for i in range(0, len(pieces), BATCH_WINDOWS):
         batch = pieces[i : i + BATCH_WINDOWS]
@@ -265,8 +266,10 @@ def compute_attention(
             grids_td.append(td[:cells])
             grids_bu.append(bu[:cells])
         probs.append(classifier.fused(logits, [w for _, w in batch]))
+        levels.extend(speech_level(w, sr) for _, w in batch)
 
-    probs = np.concatenate(probs).mean(axis=0)
+    # as classify does: quiet stretches (pauses, noise) are drawn but do not vote
+    probs = window_vote(np.concatenate(probs), levels)
     scores = {label: float(p) for label, p in zip(labels, probs, strict=True)}
     label = labels[int(np.argmax(probs))]
     explained = class_name or label

@@ -59,8 +59,9 @@ class FrontendConfig:
         dB full scale before the log-mel (:func:`normalize_level`), so a recording made
         quieter or louder gives the same features and the same prediction; ``None`` (or
         ``"none"`` in a recipe) keeps the recorded level, as models saved before this setting
-        existed did. Without it, the RAVDESS model's UA fell from 0.62 to 0.53 at -10 dB and
-        0.40 at -20 dB (``benchmarks/bench_gain.py``).
+        existed did. Without it, the RAVDESS fold models' UA fell from 0.62 to 0.53 at -10 dB
+        and 0.40 at -20 dB (``recipes/ravdess/README.md``; ``benchmarks/bench_gain.py``
+        measures it on one fold).
     """
 
     sample_rate: int = SAMPLE_RATE

@@ -101,6 +101,18 @@ GLOBAL_COLUMNS = np.array([i for i, name in enumerate(FUNCTIONAL_NAMES) if name 
 #: Number of functionals per recording.
 N_FUNCTIONALS = len(FUNCTIONAL_NAMES)
 
+#: Versions of :func:`utterance_functionals` this ser computes, so a model saved with a head
+#: of an earlier version keeps working: version 1 (until 2026-11-28) used the recording as it
+#: was, without the level normalisation and the speech level (its first 106 functionals).
+SUPPORTED_VERSIONS = (1, 2)
+
+
+def _layout(version: int) -> tuple[int, np.ndarray]:
+    """``(number of functionals, columns of the global regression)`` of a version."""
+    if version == 1:
+        return N_FUNCTIONALS - 1, np.arange(N_FUNCTIONALS - 1)
+    return N_FUNCTIONALS, GLOBAL_COLUMNS
+
 
 def _stats(v: np.ndarray, rate: float) -> list[float]:
     """Mean, std, 20/50/80th percentiles, 80-20 range and slope (per second) of a contour."""
@@ -115,7 +127,9 @@ def _stats(v: np.ndarray, rate: float) -> list[float]:
     return [float(v.mean()), float(v.std()), float(p20), float(p50), float(p80), float(p80 - p20), slope]
 
 
-def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
+def utterance_functionals(
+    y: np.ndarray, sample_rate: int, *, version: int = FUNCTIONALS_VERSION
+) -> np.ndarray:
     """The :data:`N_FUNCTIONALS` functionals of one recording (see :data:`FUNCTIONAL_NAMES`).
 
     Parameters
@@ -124,6 +138,8 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
         Mono waveform, as :func:`ser.audio.load_audio` returns it; only its first
         :data:`MAX_SECONDS` are used.
     sample_rate : int
+    version : int
+        One of :data:`SUPPORTED_VERSIONS` (that of the head that will read them).
 
     Returns
     -------
@@ -137,8 +153,11 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
     from ser.features import DEFAULT_LEVEL_DB, normalize_level, speech_level
 
     y = np.asarray(y, dtype=np.float32)[: int(MAX_SECONDS * sample_rate)]
+    if version not in SUPPORTED_VERSIONS:
+        raise ConfigError(f"functionals version must be one of {SUPPORTED_VERSIONS}. Received: {version!r}")
     level = max(speech_level(y, sample_rate), -120.0)
-    y = normalize_level(y, sample_rate, DEFAULT_LEVEL_DB)
+    if version >= 2:
+        y = normalize_level(y, sample_rate, DEFAULT_LEVEL_DB)
     hop = max(1, int(round(0.010 * sample_rate)))
     win = max(2, int(round(0.025 * sample_rate)))
     n_fft = 1 << (win - 1).bit_length()
@@ -196,7 +215,7 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
         level,
     ]
     x = np.nan_to_num(np.asarray(out, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return x.astype(np.float32)
+    return x[: _layout(version)[0]].astype(np.float32)
 
 
 def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +281,10 @@ class FunctionalsHead:
         speaker_std=None,
         speaker_coef=None,
         speaker_intercept=None,
+        version: int = FUNCTIONALS_VERSION,
     ):
+        #: The version of :func:`utterance_functionals` the head reads (:meth:`functionals`).
+        self.version = int(version)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.coef = np.asarray(coef, dtype=np.float64)
@@ -279,6 +301,10 @@ class FunctionalsHead:
     @property
     def n_classes(self) -> int:
         return int(self.coef.shape[0])
+
+    def functionals(self, y: np.ndarray, sample_rate: int) -> np.ndarray:
+        """:func:`utterance_functionals` of a waveform, in the version this head reads."""
+        return utterance_functionals(y, sample_rate, version=self.version)
 
     @classmethod
     def fit(
@@ -333,23 +359,24 @@ class FunctionalsHead:
         head has one.
         """
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        if x.shape[1] != N_FUNCTIONALS:
+        n, columns = _layout(self.version)
+        if x.shape[1] != n:
             raise ModelError(
-                f"the model's functionals head expects {N_FUNCTIONALS} functionals per recording; "
+                f"the model's functionals head expects {n} functionals per recording; "
                 f"received {x.shape[1]} (features of another version of ser?)"
             )
         if reference is not None and self.speaker is not None:
             s_mean, s_std, coef, intercept = self.speaker
             z = ((x - reference[0]) / reference[1] - s_mean) / s_std
         else:
-            z = (x[:, GLOBAL_COLUMNS] - self.mean) / self.std
+            z = (x[:, columns] - self.mean) / self.std
             coef, intercept = self.coef, self.intercept
         return _log_softmax(np.clip(z, -Z_LIMIT, Z_LIMIT) @ coef.T + intercept)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (lists of floats)."""
         d = {
-            "version": FUNCTIONALS_VERSION,
+            "version": self.version,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "coef": self.coef.tolist(),
@@ -368,22 +395,30 @@ class FunctionalsHead:
     def from_dict(cls, d: dict) -> FunctionalsHead:
         """Inverse of :meth:`to_dict`; raises :class:`ModelError` on a malformed or newer head."""
         try:
-            if int(d.get("version", 0)) != FUNCTIONALS_VERSION:
+            version = d.get("version")
+            if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
                 raise ModelError(
-                    f"functionals head of version {d.get('version')}; this ser reads version "
-                    f"{FUNCTIONALS_VERSION}: retrain the model with this ser (`ser train`)"
+                    f"functionals head of version {version!r}; this ser reads versions "
+                    f"{', '.join(map(str, SUPPORTED_VERSIONS))} (a model from a newer ser?)"
                 )
             keys = ("speaker_mean", "speaker_std", "speaker_coef", "speaker_intercept")
-            head = cls(d["mean"], d["std"], d["coef"], d["intercept"], **{k: d[k] for k in keys if k in d})
+            head = cls(
+                d["mean"],
+                d["std"],
+                d["coef"],
+                d["intercept"],
+                **{k: d[k] for k in keys if k in d},
+                version=version,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed functionals head in the model ({exc})") from None
         k, dims = head.coef.shape if head.coef.ndim == 2 else (0, 0)
         arrays = [(head.mean, (dims,)), (head.std, (dims,)), (head.intercept, (k,))]
+        full, columns = _layout(head.version)
         if head.speaker is not None:
-            full = N_FUNCTIONALS
             arrays += list(zip(head.speaker, [(full,), (full,), (k, full), (k,)], strict=True))
         if (
-            dims != GLOBAL_COLUMNS.size
+            dims != columns.size
             or any(a.shape != shape for a, shape in arrays)
             or not all(np.all(np.isfinite(a)) for a, _ in [*arrays, (head.coef, None)])
             or np.any(head.std <= 0)

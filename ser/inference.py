@@ -66,7 +66,16 @@ SILENCE_PEAK = 1e-4
 #: still classified and listed as segments, but do not count toward the recording's label:
 #: every window is brought to speech level before it is classified, so noise would otherwise
 #: vote like speech. Relative to the recording's own loudest window, so the gain does not matter.
-QUIET_WINDOW_DB = 30.0
+QUIET_WINDOW_DB = 20.0
+
+
+def window_vote(probs, levels) -> np.ndarray:
+    """A recording's probabilities from its windows': the mean over the windows within
+    :data:`QUIET_WINDOW_DB` of its loudest (by :func:`ser.features.speech_level`)."""
+    probs, levels = np.asarray(probs, dtype=np.float64), np.asarray(levels, dtype=np.float64)
+    mean = probs[levels >= levels.max() - QUIET_WINDOW_DB].mean(axis=0)
+    return mean / mean.sum()
+
 
 #: Name of the model file inside a run folder.
 MODEL_FILENAME = "model.keras"
@@ -469,9 +478,7 @@ class EmotionClassifier:
                 y = load_audio(audio, self.sample_rate, max_duration=None)
             feats.append(model_input(y, self.frontend))
             if speaker_head:
-                from ser.functionals import utterance_functionals
-
-                functionals.append(utterance_functionals(y, self.sample_rate))
+                functionals.append(self.functionals.functionals(y, self.sample_rate))
         if not feats:
             raise ConfigError("the speaker reference needs at least one recording")
         mean, var = feature_stats(feats)
@@ -549,13 +556,13 @@ class EmotionClassifier:
         """
         if self.functionals is None:
             return softmax(logits)
-        from ser.functionals import fuse, utterance_functionals
+        from ser.functionals import fuse
 
         logits = np.asarray(logits, dtype=np.float64)
         out = softmax(logits)
         heard = [i for i, w in enumerate(waveforms) if np.any(np.abs(w) > SILENCE_PEAK)]
         if heard:
-            x = np.stack([utterance_functionals(waveforms[i], self.sample_rate) for i in heard])
+            x = np.stack([self.functionals.functionals(waveforms[i], self.sample_rate) for i in heard])
             own = self.functionals.log_probabilities(x, self.functionals_reference)
             out[heard] = softmax(fuse(logits[heard], own))
         return out
@@ -687,10 +694,7 @@ class EmotionClassifier:
             flush()
         if not heard:
             raise _silent(name)
-        levels_db = np.asarray(levels)
-        counted = levels_db >= levels_db.max() - QUIET_WINDOW_DB
-        mean = np.mean(np.asarray(window_probs)[counted], axis=0)
-        mean = mean / mean.sum()
+        mean = window_vote(window_probs, levels)
         return Prediction(
             file=name,
             duration=end / sr,

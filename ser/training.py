@@ -577,7 +577,25 @@ def run_recipe(
     out = ensure_folder(out_dir)
     data_root = str(Path(data_root).resolve())
     run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
+    if recipe["model"].functionals:
+        from ser.functionals import FUNCTIONALS_VERSION
+
+        run_info["functionals_version"] = FUNCTIONALS_VERSION
     previous = read_json(out / "run.json")
+    old_model = ((previous or {}).get("settings") or {}).get("model")
+    if (
+        isinstance(old_model, dict)
+        and old_model.get("functionals")
+        and recipe["model"].functionals
+        and previous.get("functionals_version", 1) != run_info["functionals_version"]
+        and _has_results(out)
+    ):
+        # its folds' scores and its model.keras come from other functionals: never mix them
+        raise ConfigError(
+            f"{out}: holds a run whose functionals head is of version "
+            f"{previous.get('functionals_version', 1)} (this ser computes version "
+            f"{run_info['functionals_version']}); use a new --out folder to train with this ser"
+        )
     # A run that produced nothing yet (e.g. it stopped at a wrong --data-root) may be restarted
     # with other settings; finished folds or a final model are never mixed with another run's.
     if (

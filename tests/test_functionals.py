@@ -205,3 +205,26 @@ def test_bad_heads_are_model_errors_and_outliers_are_clipped():
     far[:, GLOBAL_COLUMNS] = head.mean + 1e6 * head.std
     edge[:, GLOBAL_COLUMNS] = head.mean + Z_LIMIT * head.std
     np.testing.assert_allclose(head.log_probabilities(far), head.log_probabilities(edge))
+
+
+def test_a_head_of_version_1_still_reads_its_own_functionals():
+    """Models saved before the level normalisation keep working, at the recorded level."""
+    quiet, loud = _voice(120.0), _voice(120.0, amplitude=0.5)
+    v1 = [utterance_functionals(v, SR, version=1) for v in (quiet, loud)]
+    assert v1[0].shape == (N_FUNCTIONALS - 1,)
+    # version 1 heard the recorded level in the loudness functionals
+    i = FUNCTIONAL_NAMES.index("loudness_mean")
+    assert v1[1][i] - v1[0][i] == pytest.approx(20 * np.log10(5), abs=0.5)
+    rng = np.random.default_rng(0)
+    d = N_FUNCTIONALS - 1
+    old = FunctionalsHead(
+        rng.normal(0, 1, d), np.ones(d), rng.normal(0, 0.1, (3, d)), np.zeros(3), version=1
+    ).to_dict()
+    head = FunctionalsHead.from_dict(json.loads(json.dumps(old)))
+    assert head.version == 1 and head.to_dict() == old
+    np.testing.assert_array_equal(head.functionals(loud, SR), v1[1])
+    assert head.log_probabilities(head.functionals(loud, SR)).shape == (1, 3)
+    with pytest.raises(ModelError, match="expects 106 functionals"):
+        head.log_probabilities(utterance_functionals(loud, SR))
+    with pytest.raises(ModelError, match="version 3"):
+        FunctionalsHead.from_dict({**old, "version": 3})

@@ -566,6 +566,21 @@ def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
 
 
+def test_a_run_with_an_older_functionals_head_is_never_resumed(tiny_run, tiny_corpus, tmp_path):
+    import shutil
+
+    from ser.training import run_recipe
+
+    out = tmp_path / "v1"
+    shutil.copytree(tiny_run[0], out)
+    run = json.loads((out / "run.json").read_text())
+    assert run["functionals_version"] == 2
+    del run["functionals_version"]  # as runs of version 1 wrote it
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match=r"functionals head is of version 1 .* use a new --out folder"):
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
+
+
 def test_silent_windows_get_the_cnn_alone_and_a_head_without_speakers_is_never_referenced(
     tiny_run, tiny_corpus
 ):
