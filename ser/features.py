@@ -161,15 +161,20 @@ def speech_level(y: np.ndarray, sample_rate: int) -> float:
     return float(10.0 * np.log10(np.percentile(power, 95) + 1e-20))
 
 
-def normalize_level(y: np.ndarray, sample_rate: int, level_db: float) -> np.ndarray:
+def normalize_level(
+    y: np.ndarray, sample_rate: int, level_db: float, *, level: float | None = None
+) -> np.ndarray:
     """``y`` scaled so that its :func:`speech_level` is ``level_db`` dB full scale.
+
+    ``level``: ``speech_level(y, sample_rate)`` where the caller has it already.
 
     The gain is limited to +-:data:`MAX_GAIN_DB`, so near-silence is not blown up into noise
     at speech level (and digital silence stays silence). Samples may exceed 1 afterwards:
     the features are computed in floating point, nothing is clipped.
     """
     y = np.asarray(y, dtype=np.float32)
-    gain = float(np.clip(level_db - speech_level(y, sample_rate), -MAX_GAIN_DB, MAX_GAIN_DB))
+    level = speech_level(y, sample_rate) if level is None else level
+    gain = float(np.clip(level_db - level, -MAX_GAIN_DB, MAX_GAIN_DB))
     return (y * np.float32(10.0 ** (gain / 20.0))).astype(np.float32, copy=False)
 
 

@@ -155,9 +155,10 @@ def utterance_functionals(
     y = np.asarray(y, dtype=np.float32)[: int(MAX_SECONDS * sample_rate)]
     if version not in SUPPORTED_VERSIONS:
         raise ConfigError(f"functionals version must be one of {SUPPORTED_VERSIONS}. Received: {version!r}")
-    level = max(speech_level(y, sample_rate), -120.0)
+    measured = speech_level(y, sample_rate)
+    level = max(measured, -120.0)
     if version >= 2:
-        y = normalize_level(y, sample_rate, DEFAULT_LEVEL_DB)
+        y = normalize_level(y, sample_rate, DEFAULT_LEVEL_DB, level=measured)
     hop = max(1, int(round(0.010 * sample_rate)))
     win = max(2, int(round(0.025 * sample_rate)))
     n_fft = 1 << (win - 1).bit_length()
