@@ -674,7 +674,12 @@ def run_recipe(
         # adapted scores: the CNN's batch-norm statistics and/or the functionals head's
         # per-speaker standardisation, whichever the model has (as `--same-speaker` does)
         adapt_blocks = recipe["model"].adapt_blocks
-        adapt = (bool(adapt_blocks) or functionals is not None) and per_speaker.max() >= MIN_ADAPTATION_FILES
+        # (the head has a per-speaker regression only if a training speaker has enough files)
+        _, per_train_speaker = np.unique(
+            speakers[np.concatenate([fold.train, fold.validation])], return_counts=True
+        )
+        head_adapts = functionals is not None and per_train_speaker.max() >= MIN_ADAPTATION_FILES
+        adapt = (bool(adapt_blocks) or head_adapts) and per_speaker.max() >= MIN_ADAPTATION_FILES
         member_logits, member_adapted, members = [], [], []
         for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
             model, history = _train_split(
