@@ -11,8 +11,11 @@ disagree in useful ways, so the model of ``ser`` adds one to the other:
   librosa from the waveform (no external tool): mean, spread, percentiles, range and slope of
   F0 in semitones (YIN), of its change, of frame loudness and its change, of the spectral
   centroid, flatness, roll-off, alpha ratio (1-5 kHz against 50 Hz-1 kHz) and flux over the
-  active frames; means and spreads of MFCC 1-13 and spreads of their deltas; and the active
-  and voiced fractions, onsets per second and active duration; all of them of the recording
+  active frames; means and spreads of MFCC 1-13 and spreads of their deltas; the active
+  and voiced fractions, onsets per second and active duration; the spectral envelope band by
+  band (mean and spread of 26 log-mel bands), the share of the energy in 5 frequency bands,
+  the zero-crossing rate, the lengths and rate of the active stretches and the loudness
+  range and rises; all of them of the recording
   brought to a fixed speech level (:func:`ser.features.normalize_level`), so they do not
   change with the recording gain; and last the speech level itself. See
   :data:`FUNCTIONAL_NAMES`.
@@ -42,7 +45,7 @@ import numpy as np
 from ser.errors import ConfigError, ModelError
 
 #: Part of the feature cache key: bump it whenever :func:`utterance_functionals` changes.
-FUNCTIONALS_VERSION = 2
+FUNCTIONALS_VERSION = 3
 
 #: Inverse L2 strength of both logistic regressions (scikit-learn's ``C``). Chosen on the
 #: RAVDESS *validation* actors of each fold (0.01-1 tried; 0.03 is within 0.01 of the best
@@ -82,14 +85,27 @@ _CONTOURS = (
     "flux",
 )
 
-#: Names of the functionals, in the order :func:`utterance_functionals` returns them.
-FUNCTIONAL_NAMES = tuple(
+#: Bands (Hz) whose share of a frame's energy is described (the last one ends at Nyquist).
+ENERGY_BANDS = ((0, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, None))
+
+#: Mel bands of the spectral envelope described band by band (version 3 on).
+ENVELOPE_MELS = 26
+
+_V1_NAMES = (
     [f"{c}_{s}" for c in _CONTOURS for s in _STATS]
     + [f"mfcc{i}_{s}" for i in range(1, 14) for s in ("mean", "std")]
     + [f"mfcc{i}_delta_std" for i in range(1, 14)]
     + ["active_fraction", "voiced_fraction", "onsets_per_second", "active_seconds"]
-    + ["speech_level_db"]
 )
+_V3_NAMES = (
+    [f"mel{i}_{s}" for s in ("mean", "std") for i in range(1, ENVELOPE_MELS + 1)]
+    + [f"band{lo}-{hi if hi else 'nyquist'}_share_{s}" for lo, hi in ENERGY_BANDS for s in ("mean", "std")]
+    + ["zcr_mean", "zcr_std", "active_run_mean", "active_run_std", "active_runs_per_second"]
+    + ["loudness_p95-p5", "loudness_rise_fraction"]
+)
+
+#: Names of the functionals, in the order :func:`utterance_functionals` returns them.
+FUNCTIONAL_NAMES = tuple(_V1_NAMES + _V3_NAMES + ["speech_level_db"])
 
 #: Functionals that depend on the recording gain (the last one, the speech level): the
 #: global regression leaves them out; per speaker, standardisation cancels the gain.
@@ -103,15 +119,26 @@ N_FUNCTIONALS = len(FUNCTIONAL_NAMES)
 
 #: Versions of :func:`utterance_functionals` this ser computes, so a model saved with a head
 #: of an earlier version keeps working: version 1 (until 2026-11-28) used the recording as it
-#: was, without the level normalisation and the speech level (its first 106 functionals).
-SUPPORTED_VERSIONS = (1, 2)
+#: was, without the level normalisation and the speech level (its first 106 functionals);
+#: version 2 (2026-11-28) added the normalisation and the level (107); version 3 adds the
+#: band-by-band spectral envelope, energy shares, zero-crossing rate and the rhythm of the
+#: active stretches (176, the level last).
+SUPPORTED_VERSIONS = (1, 2, 3)
+
+
+def version_names(version: int) -> tuple[str, ...]:
+    """Names of the functionals of a version (:data:`FUNCTIONAL_NAMES` for the current one)."""
+    if version == 1:
+        return tuple(_V1_NAMES)
+    if version == 2:
+        return tuple(_V1_NAMES + ["speech_level_db"])
+    return FUNCTIONAL_NAMES
 
 
 def _layout(version: int) -> tuple[int, np.ndarray]:
     """``(number of functionals, columns of the global regression)`` of a version."""
-    if version == 1:
-        return N_FUNCTIONALS - 1, np.arange(N_FUNCTIONALS - 1)
-    return N_FUNCTIONALS, GLOBAL_COLUMNS
+    names = version_names(version)
+    return len(names), np.array([i for i, name in enumerate(names) if name not in GAIN_DEPENDENT])
 
 
 def _stats(v: np.ndarray, rate: float) -> list[float]:
@@ -213,10 +240,39 @@ def utterance_functionals(
         float(voiced.mean()),
         onsets / max(seconds, 0.1),
         float(active.sum()) / rate,
-        level,
     ]
+    if version >= 3:
+        out += _envelope_and_rhythm(y, sample_rate, power, loudness, active, freqs, rate, win, hop)
+    if version >= 2:
+        out.append(level)
     x = np.nan_to_num(np.asarray(out, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return x[: _layout(version)[0]].astype(np.float32)
+    return x.astype(np.float32)
+
+
+def _envelope_and_rhythm(y, sample_rate, power, loudness, active, freqs, rate, win, hop) -> list[float]:
+    """The functionals version 3 adds (see ``_V3_NAMES``), over the active frames."""
+    import librosa
+
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sample_rate, n_mels=ENVELOPE_MELS))
+    mel = mel[:, active]
+    out = [float(v) for v in mel.mean(axis=1)] + [float(v) for v in mel.std(axis=1)]
+    total = power.sum(axis=0)[active] + 1e-10
+    for lo, hi in ENERGY_BANDS:
+        in_band = (freqs >= lo) & ((freqs < hi) if hi else True)
+        share = 10.0 * np.log10(power[in_band][:, active].sum(axis=0) / total + 1e-10)
+        out += [float(share.mean()), float(share.std())]
+    zcr = librosa.feature.zero_crossing_rate(y, frame_length=win, hop_length=hop)[0][: active.size]
+    zcr = zcr[active[: zcr.size]]
+    out += [float(zcr.mean()), float(zcr.std())] if zcr.size else [0.0, 0.0]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    runs = (edges[1::2] - edges[::2]) / rate
+    out += [float(runs.mean()), float(runs.std()), runs.size / max(active.size / rate, 0.1)]
+    spoken = loudness[active]
+    out += [
+        float(np.percentile(spoken, 95) - np.percentile(spoken, 5)),
+        float(np.mean(np.diff(spoken) > 3.0)) if spoken.size > 1 else 0.0,
+    ]
+    return out
 
 
 def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

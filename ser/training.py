@@ -5,7 +5,9 @@
 - ``run.json``: the resolved recipe (a rerun with other settings is refused);
 - ``manifest.csv``: the corpus as loaded;
 - ``folds/fold_NN/result.json`` + ``predictions.csv`` (each test file's label, prediction and
-  class probabilities ``p_<class>``): one per finished fold (a rerun skips them);
+  class probabilities ``p_<class>``): one per finished fold (a rerun skips them); and
+  ``logits.npz``: the CNN's own test logits (``cnn``, and ``cnn_adapted`` when adapted), with
+  the test files' manifest rows (``rows``), before any fusion, for analyses of a finished run;
 - ``results.json``, ``results.md``, ``confusion.png``: the report, pooled over folds;
 - ``model.keras``: a final model trained on all speakers, ready for ``ser classify``;
 - ``tensorboard/``: training curves per fold.
@@ -725,6 +727,14 @@ def run_recipe(
         # An ensemble averages its members' logits (as ser.model.ensemble_model does).
         logits = np.mean(member_logits, axis=0)
         adapted_logits = np.mean(member_adapted, axis=0) if adapt else None
+        with atomic_path(fold_dir / "logits.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    rows=np.asarray(fold.test),
+                    cnn=logits,
+                    **({"cnn_adapted": adapted_logits} if adapt else {}),
+                )
         parts = {}
         if functionals is not None:
             # The functionals head sees the fold's training speakers only (train + validation).

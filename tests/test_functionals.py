@@ -211,12 +211,12 @@ def test_a_head_of_version_1_still_reads_its_own_functionals():
     """Models saved before the level normalisation keep working, at the recorded level."""
     quiet, loud = _voice(120.0), _voice(120.0, amplitude=0.5)
     v1 = [utterance_functionals(v, SR, version=1) for v in (quiet, loud)]
-    assert v1[0].shape == (N_FUNCTIONALS - 1,)
+    assert v1[0].shape == (106,)
     # version 1 heard the recorded level in the loudness functionals
     i = FUNCTIONAL_NAMES.index("loudness_mean")
     assert v1[1][i] - v1[0][i] == pytest.approx(20 * np.log10(5), abs=0.5)
     rng = np.random.default_rng(0)
-    d = N_FUNCTIONALS - 1
+    d = 106
     old = FunctionalsHead(
         rng.normal(0, 1, d), np.ones(d), rng.normal(0, 0.1, (3, d)), np.zeros(3), version=1
     ).to_dict()
@@ -226,5 +226,51 @@ def test_a_head_of_version_1_still_reads_its_own_functionals():
     assert head.log_probabilities(head.functionals(loud, SR)).shape == (1, 3)
     with pytest.raises(ModelError, match="expects 106 functionals"):
         head.log_probabilities(utterance_functionals(loud, SR))
-    with pytest.raises(ModelError, match="version 3"):
-        FunctionalsHead.from_dict({**old, "version": 3})
+    with pytest.raises(ModelError, match="version 4"):
+        FunctionalsHead.from_dict({**old, "version": 4})
+
+
+def test_a_head_of_version_2_reads_the_first_functionals_and_the_level():
+    """Version 2 (level-normalised, 2026-11-28): version 3 without the envelope and rhythm."""
+    y = _voice(150.0)
+    v2, v3 = utterance_functionals(y, SR, version=2), utterance_functionals(y, SR)
+    assert v2.shape == (107,) and v3.shape == (N_FUNCTIONALS,) == (176,)
+    np.testing.assert_array_equal(v2[:106], v3[:106])
+    assert v2[-1] == v3[-1] == _value(v3, "speech_level_db")
+    rng = np.random.default_rng(0)
+    old = FunctionalsHead(
+        rng.normal(0, 1, 106),
+        np.ones(106),
+        rng.normal(0, 0.1, (3, 106)),
+        np.zeros(3),
+        rng.normal(0, 1, 107),
+        np.ones(107),
+        rng.normal(0, 0.1, (3, 107)),
+        np.zeros(3),
+        version=2,
+    ).to_dict()
+    head = FunctionalsHead.from_dict(json.loads(json.dumps(old)))
+    assert head.version == 2
+    np.testing.assert_array_equal(head.functionals(y, SR), v2)
+    reference = standardization(np.stack([v2, v2 + 1.0]))
+    assert head.log_probabilities(v2, reference).shape == (1, 3)
+    with pytest.raises(ModelError, match="expects 107 functionals"):
+        head.log_probabilities(v3)
+
+
+def test_envelope_and_rhythm_functionals_measure_what_they_say():
+    low, high = utterance_functionals(_voice(150.0), SR), utterance_functionals(_voice(1500.0), SR)
+    # a 150 Hz voice has most of its energy below 500 Hz; one at 1.5 kHz above 1 kHz
+    assert _value(low, "band0-500_share_mean") > _value(high, "band0-500_share_mean") + 10
+    assert _value(high, "band1000-2000_share_mean") > _value(low, "band1000-2000_share_mean") + 10
+    assert _value(high, "zcr_mean") > 3 * _value(low, "zcr_mean")
+    assert _value(high, "mel1_mean") < _value(low, "mel1_mean")
+    # one stretch of 1.5 s, against three of 0.4 s separated by silence
+    gap = np.zeros(int(0.3 * SR), np.float32)
+    burst = _voice(150.0, seconds=0.4)
+    three = utterance_functionals(np.concatenate([burst, gap, burst, gap, burst]), SR)
+    assert _value(low, "active_run_mean") == pytest.approx(1.5, abs=0.1)
+    assert _value(three, "active_run_mean") == pytest.approx(0.4, abs=0.1)
+    # (each burst has 0.2 s of silence either side: 3 stretches in 3.0 s, 1 in 1.9 s)
+    assert _value(three, "active_runs_per_second") == pytest.approx(3 / 3.0, abs=0.05)
+    assert _value(low, "active_runs_per_second") == pytest.approx(1 / 1.9, abs=0.05)

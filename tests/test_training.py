@@ -58,6 +58,8 @@ def test_predictions_hold_class_probabilities(tiny_run):
     import numpy as np
     import pandas as pd
 
+    from ser.evaluation import scores
+
     out, results = tiny_run
     for d in sorted((out / "folds").iterdir()):
         pred = pd.read_csv(d / "predictions.csv")
@@ -71,6 +73,13 @@ def test_predictions_hold_class_probabilities(tiny_run):
         assert [results["classes"][i] for i in p.argmax(axis=1)] == pred["predicted"].tolist()
         assert [results["classes"][i] for i in r["y_pred"]] == pred["predicted"].tolist()
         assert set(pred["speaker"]) == set(r["test_speakers"])
+        # the CNN's own logits, before the fusion, for the same test rows
+        logits = np.load(d / "logits.npz")
+        assert logits["cnn"].shape == logits["cnn_adapted"].shape == (len(pred), len(columns))
+        assert len(logits["rows"]) == len(pred) == r["n"]
+        assert scores(r["y_true"], logits["cnn"].argmax(1), len(columns))["ua"] == pytest.approx(
+            r["cnn"]["ua"]
+        )
 
 
 def test_speaker_adapted_scores_are_reported_beside_the_plain_ones(tiny_run):
@@ -569,12 +578,17 @@ def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus
 def test_a_run_with_an_older_functionals_head_is_never_resumed(tiny_run, tiny_corpus, tmp_path):
     import shutil
 
+    from ser.functionals import FUNCTIONALS_VERSION
     from ser.training import run_recipe
 
     out = tmp_path / "v1"
     shutil.copytree(tiny_run[0], out)
     run = json.loads((out / "run.json").read_text())
-    assert run["functionals_version"] == 2
+    assert run["functionals_version"] == FUNCTIONALS_VERSION == 3
+    run["functionals_version"] = 2  # as runs of 2026-11-28 wrote it
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match=r"functionals head is of version 2 .* use a new --out folder"):
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
     del run["functionals_version"]  # as runs of version 1 wrote it
     (out / "run.json").write_text(json.dumps(run))
     with pytest.raises(ConfigError, match=r"functionals head is of version 1 .* use a new --out folder"):
