@@ -7,7 +7,9 @@
 - ``folds/fold_NN/result.json`` + ``predictions.csv`` (each test file's label, prediction and
   class probabilities ``p_<class>``): one per finished fold (a rerun skips them); and
   ``logits.npz``: the CNN's own test logits (``cnn``, and ``cnn_adapted`` when adapted), with
-  the test files' manifest rows (``rows``), before any fusion, for analyses of a finished run;
+  the test files' manifest rows (``rows``), before any fusion, and the same for the (first)
+  model's validation speakers (``validation_rows``, ``validation_cnn``,
+  ``validation_cnn_adapted``), for analyses of a finished run;
 - ``results.json``, ``results.md``, ``confusion.png``: the report, pooled over folds;
 - ``model.keras``: a final model trained on all speakers, ready for ``ser classify``;
 - ``tensorboard/``: training curves per fold.
@@ -682,7 +684,7 @@ def run_recipe(
         )
         head_adapts = functionals is not None and per_train_speaker.max() >= MIN_ADAPTATION_FILES
         adapt = (bool(adapt_blocks) or head_adapts) and per_speaker.max() >= MIN_ADAPTATION_FILES
-        member_logits, member_adapted, members = [], [], []
+        member_logits, member_adapted, members, validation_logits = [], [], [], {}
         for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
             model, history = _train_split(
                 split,
@@ -696,6 +698,8 @@ def run_recipe(
                 trainer=get_trainer(),
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
+            if not validation_logits:  # the first member's, on its own validation speakers
+                validation_logits = _validation_logits(model, split, features, speakers, recipe, adapt)
             if adapt and adapt_blocks:
                 from ser.adaptation import speaker_adapted_logits
 
@@ -734,6 +738,7 @@ def run_recipe(
                     rows=np.asarray(fold.test),
                     cnn=logits,
                     **({"cnn_adapted": adapted_logits} if adapt else {}),
+                    **validation_logits,
                 )
         parts = {}
         if functionals is not None:
@@ -932,6 +937,24 @@ def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes
         parts["functionals"]["adapted_ua"] = scores(y_test, own.argmax(1), n_classes)["ua"]
         fused_adapted = fuse(adapted_logits, own)
     return fuse(logits, plain), fused_adapted, parts
+
+
+def _validation_logits(model, split, features, speakers, recipe, adapt: bool) -> dict:
+    """The CNN's logits on a split's validation rows (plain, and adapted when ``adapt``)."""
+    rows = np.asarray(split.validation)
+    if rows.size == 0:
+        return {}
+    val_features = [features[i] for i in rows]
+    multiple = recipe["model"].time_stride
+    out = {"validation_rows": rows, "validation_cnn": predict_logits(model, val_features, multiple=multiple)}
+    blocks = recipe["model"].adapt_blocks
+    if adapt and blocks:
+        from ser.adaptation import speaker_adapted_logits
+
+        out["validation_cnn_adapted"] = speaker_adapted_logits(
+            model, val_features, speakers[rows], blocks, multiple=multiple
+        )
+    return out
 
 
 def _parts_summary(done: list[dict]) -> dict:

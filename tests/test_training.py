@@ -80,6 +80,14 @@ def test_predictions_hold_class_probabilities(tiny_run):
         assert scores(r["y_true"], logits["cnn"].argmax(1), len(columns))["ua"] == pytest.approx(
             r["cnn"]["ua"]
         )
+        # and on the validation speakers, disjoint from the test rows
+        val = logits["validation_rows"]
+        assert val.size and not set(val) & set(logits["rows"])
+        assert (
+            logits["validation_cnn"].shape
+            == logits["validation_cnn_adapted"].shape
+            == (val.size, len(columns))
+        )
 
 
 def test_speaker_adapted_scores_are_reported_beside_the_plain_ones(tiny_run):
