@@ -52,8 +52,14 @@ FUNCTIONALS_VERSION = 3
 #: fused validation UA of both variants), never on test folds.
 DEFAULT_C = 0.03
 
-#: Weight of the CNN in the geometric-mean fusion (the functionals get ``1 - weight``).
+#: Weight of the CNN in the geometric-mean fusion (the functionals get ``1 - weight``) of a
+#: head whose weights were not chosen on validation speakers (heads saved before
+#: 2026-11-28, and runs without validation speakers).
 FUSION_WEIGHT = 0.5
+
+#: The CNN weights tried when a run chooses them on its validation speakers
+#: (:func:`choose_fusion_weight`).
+FUSION_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 #: Standardised functionals are clipped to this many standard deviations before the
 #: regression, so a recording far outside the training data (a near-silent window, another
@@ -339,9 +345,15 @@ class FunctionalsHead:
         speaker_coef=None,
         speaker_intercept=None,
         version: int = FUNCTIONALS_VERSION,
+        weight: float = FUSION_WEIGHT,
+        speaker_weight: float | None = None,
     ):
         #: The version of :func:`utterance_functionals` the head reads (:meth:`functionals`).
         self.version = int(version)
+        #: The CNN's weight in :meth:`fuse` for a single recording, and with a speaker
+        #: reference (the per-speaker regression).
+        self.weight = float(weight)
+        self.speaker_weight = float(weight if speaker_weight is None else speaker_weight)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.coef = np.asarray(coef, dtype=np.float64)
@@ -430,10 +442,21 @@ class FunctionalsHead:
             coef, intercept = self.coef, self.intercept
         return _log_softmax(np.clip(z, -Z_LIMIT, Z_LIMIT) @ coef.T + intercept)
 
+    def fuse(self, cnn_logits, x, reference: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The model's fused logits: the CNN's with this head's on functionals ``x`` (:func:`fuse`).
+
+        With a ``reference`` (see :meth:`log_probabilities`) and a per-speaker regression, the
+        per-speaker regression and :attr:`speaker_weight`; otherwise :attr:`weight`.
+        """
+        weight = self.speaker_weight if reference is not None and self.speaker is not None else self.weight
+        return fuse(cnn_logits, self.log_probabilities(x, reference), weight)
+
     def to_dict(self) -> dict:
         """JSON-serialisable form (lists of floats)."""
         d = {
             "version": self.version,
+            "weight": self.weight,
+            "speaker_weight": self.speaker_weight,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
             "coef": self.coef.tolist(),
@@ -466,9 +489,16 @@ class FunctionalsHead:
                 d["intercept"],
                 **{k: d[k] for k in keys if k in d},
                 version=version,
+                weight=d.get("weight", FUSION_WEIGHT),
+                speaker_weight=d.get("speaker_weight"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"malformed functionals head in the model ({exc})") from None
+        if not all(0.0 <= w <= 1.0 for w in (head.weight, head.speaker_weight)):
+            raise ModelError(
+                f"malformed functionals head in the model (fusion weights {head.weight}, "
+                f"{head.speaker_weight}; expected numbers in [0, 1])"
+            )
         k, dims = head.coef.shape if head.coef.ndim == 2 else (0, 0)
         arrays = [(head.mean, (dims,)), (head.std, (dims,)), (head.intercept, (k,))]
         full, columns = _layout(head.version)
@@ -515,3 +545,22 @@ def speaker_log_probabilities(
         reference = standardization(x[idx]) if idx.sum() >= min_files else None
         out[idx] = head.log_probabilities(x[idx], reference)
     return out
+
+
+def choose_fusion_weight(cnn_logits, functional_log_probs, y) -> float:
+    """The CNN weight of :data:`FUSION_GRID` whose fusion scores the best UA on ``y``.
+
+    Meant for validation speakers only: the CNN's logits and the log-probabilities of a head
+    fitted without them. Ties go to the weight nearest :data:`FUSION_WEIGHT` (equal weights).
+    """
+    y = np.asarray(y)
+    present = np.unique(y)
+    if present.size < 2:
+        return FUSION_WEIGHT
+    best, best_ua = FUSION_WEIGHT, -1.0
+    for w in sorted(FUSION_GRID, key=lambda w: (abs(w - FUSION_WEIGHT), w)):
+        pred = fuse(cnn_logits, functional_log_probs, w).argmax(axis=1)
+        ua = float(np.mean([np.mean(pred[y == c] == c) for c in present]))
+        if ua > best_ua + 1e-12:
+            best, best_ua = w, ua
+    return best

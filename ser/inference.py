@@ -556,15 +556,12 @@ class EmotionClassifier:
         """
         if self.functionals is None:
             return softmax(logits)
-        from ser.functionals import fuse
-
         logits = np.asarray(logits, dtype=np.float64)
         out = softmax(logits)
         heard = [i for i, w in enumerate(waveforms) if np.any(np.abs(w) > SILENCE_PEAK)]
         if heard:
             x = np.stack([self.functionals.functionals(waveforms[i], self.sample_rate) for i in heard])
-            own = self.functionals.log_probabilities(x, self.functionals_reference)
-            out[heard] = softmax(fuse(logits[heard], own))
+            out[heard] = softmax(self.functionals.fuse(logits[heard], x, self.functionals_reference))
         return out
 
     def _compiled(self):

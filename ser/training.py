@@ -506,10 +506,19 @@ def _results_markdown(results: dict) -> str:
         def _adapted(d):
             return f", adapted {d['adapted_ua_mean']:.3f}" if "adapted_ua_mean" in d else ""
 
+        weights = [f["fusion_weights"] for f in results["folds"] if "fusion_weights" in f]
+        chosen = (
+            " The CNN's weight in each fold, chosen on the fold's validation speakers: "
+            + ", ".join(f"{w['single']:.1f}" for w in weights)
+            + (" (speaker-adapted: " + ", ".join(f"{w['adapted']:.1f}" for w in weights) + ")" if sa else "")
+            + "."
+            if weights
+            else ""
+        )
         lines += [
-            "The scores above fuse the CNN with the functionals head (`model.functionals`, geometric "
-            f"mean of the probabilities). Alone, the CNN scores UA {cnn['ua_mean']:.3f} ± {cnn['ua_std']:.3f}"
-            f"{_adapted(cnn)}; the functionals head UA {func['ua_mean']:.3f}{_adapted(func)}.",
+            "The scores above fuse the CNN with the functionals head (`model.functionals`, weighted "
+            f"geometric mean of the probabilities). Alone, the CNN scores UA {cnn['ua_mean']:.3f} ± {cnn['ua_std']:.3f}"
+            f"{_adapted(cnn)}; the functionals head UA {func['ua_mean']:.3f}{_adapted(func)}.{chosen}",
             "",
         ]
     lines += [
@@ -685,6 +694,7 @@ def run_recipe(
         head_adapts = functionals is not None and per_train_speaker.max() >= MIN_ADAPTATION_FILES
         adapt = (bool(adapt_blocks) or head_adapts) and per_speaker.max() >= MIN_ADAPTATION_FILES
         member_logits, member_adapted, members, validation_logits = [], [], [], {}
+        first_split = None
         for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
             model, history = _train_split(
                 split,
@@ -698,8 +708,9 @@ def run_recipe(
                 trainer=get_trainer(),
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
-            if not validation_logits:  # the first member's, on its own validation speakers
-                validation_logits = _validation_logits(model, split, features, speakers, recipe, adapt)
+            if first_split is None:  # the first member's logits on its own validation speakers
+                first_split = split
+                validation_logits = _validation_logits(model, split, features, speakers, recipe)
             if adapt and adapt_blocks:
                 from ser.adaptation import speaker_adapted_logits
 
@@ -743,8 +754,11 @@ def run_recipe(
         parts = {}
         if functionals is not None:
             # The functionals head sees the fold's training speakers only (train + validation).
+            weights = _fusion_weights(
+                functionals, y, speakers, first_split.train, validation_logits, len(labels)
+            )
             logits, adapted_logits, parts = _fuse_fold(
-                logits, adapted_logits, functionals, y, speakers, fold, len(labels)
+                logits, adapted_logits, functionals, y, speakers, fold, len(labels), weights
             )
         history = members[0]["history"]
         pred = logits.argmax(1)
@@ -823,7 +837,7 @@ def run_recipe(
                 {k: r[k] for k in ("fold", "test_speakers", "n", "wa", "ua", "macro_f1")}
                 | {"best_epoch": r["history"]["best_epoch"]}
                 | ({"adapted": {k: r["adapted"][k] for k in ("wa", "ua")}} if "adapted" in r else {})
-                | {k: r[k] for k in ("cnn", "functionals") if k in r}
+                | {k: r[k] for k in ("cnn", "functionals", "fusion_weights") if k in r}
                 for r in done
             ],
             **aggregate(done, labels),
@@ -870,7 +884,7 @@ def run_recipe(
                 "ua_mean": results["ua_mean"],
                 "wa_mean": results["wa_mean"],
             }
-        trained = []
+        trained, validation_logits = [], {}
         for split in splits:
             tag = f" member {split.member}/{tcfg.members}" if tcfg.members > 1 else ""
             _log(
@@ -888,6 +902,8 @@ def run_recipe(
                 prefix="final ",
                 trainer=get_trainer(),
             )
+            if functionals is not None and split is splits[0]:
+                validation_logits = _validation_logits(model, split, features, speakers, recipe)
             trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
         if len(trained) > 1:
             model = _ensemble_of(trained, labels, recipe)
@@ -895,6 +911,13 @@ def run_recipe(
             from ser.functionals import FunctionalsHead
 
             head = FunctionalsHead.fit(functionals, y, speakers, len(labels))
+            head.weight, head.speaker_weight = _fusion_weights(
+                functionals, y, speakers, splits[0].train, validation_logits, len(labels)
+            )
+            _log(
+                f"final model: fusion weights of the CNN chosen on the validation speakers: "
+                f"{head.weight:.1f} for a single file, {head.speaker_weight:.1f} speaker-adapted"
+            )
             model.get_layer("ser_metadata").info["functionals"] = head.to_dict()
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
@@ -905,7 +928,38 @@ def run_recipe(
     return results or {}
 
 
-def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes):
+def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_classes: int) -> tuple:
+    """The CNN's fusion weights ``(single file, speaker-adapted)``, chosen on validation speakers.
+
+    A head fitted on ``train_rows`` alone scores the validation rows; each weight is the one
+    of :data:`ser.functionals.FUSION_GRID` whose fusion with the CNN's validation logits
+    (``validation``, from :func:`_validation_logits`) scores the best UA there. Without
+    validation rows both are :data:`ser.functionals.FUSION_WEIGHT`.
+    """
+    from ser.functionals import (
+        FUSION_WEIGHT,
+        FunctionalsHead,
+        choose_fusion_weight,
+        speaker_log_probabilities,
+    )
+
+    rows = validation.get("validation_rows")
+    if rows is None or len(rows) == 0 or len(train_rows) == 0:
+        return FUSION_WEIGHT, FUSION_WEIGHT
+    train_rows = np.asarray(train_rows)
+    head = FunctionalsHead.fit(functionals[train_rows], y[train_rows], speakers[train_rows], n_classes)
+    single = choose_fusion_weight(
+        validation["validation_cnn"], head.log_probabilities(functionals[rows]), y[rows]
+    )
+    adapted = single
+    if head.speaker is not None:
+        own = speaker_log_probabilities(head, functionals[rows], speakers[rows])
+        cnn = validation.get("validation_cnn_adapted", validation["validation_cnn"])
+        adapted = choose_fusion_weight(cnn, own, y[rows])
+    return single, adapted
+
+
+def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes, weights):
     """Fold logits fused with the functionals head (:mod:`ser.functionals`).
 
     The head is fitted on the fold's training speakers (train + validation rows); the test
@@ -922,12 +976,14 @@ def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes
 
     train = np.concatenate([fold.train, fold.validation])
     head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], n_classes)
+    head.weight, head.speaker_weight = weights
     y_test = y[fold.test]
     plain = head.log_probabilities(functionals[fold.test])
     cnn = scores(y_test, logits.argmax(1), n_classes)
     parts = {
         "cnn": {"wa": cnn["wa"], "ua": cnn["ua"], "macro_f1": cnn["macro_f1"]},
         "functionals": {"ua": scores(y_test, plain.argmax(1), n_classes)["ua"]},
+        "fusion_weights": {"single": head.weight, "adapted": head.speaker_weight},
     }
     fused_adapted = None
     if adapted_logits is not None:
@@ -935,12 +991,13 @@ def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes
         cnn_adapted = scores(y_test, adapted_logits.argmax(1), n_classes)
         parts["cnn"] |= {"adapted_wa": cnn_adapted["wa"], "adapted_ua": cnn_adapted["ua"]}
         parts["functionals"]["adapted_ua"] = scores(y_test, own.argmax(1), n_classes)["ua"]
-        fused_adapted = fuse(adapted_logits, own)
-    return fuse(logits, plain), fused_adapted, parts
+        fused_adapted = fuse(adapted_logits, own, head.speaker_weight)
+    return fuse(logits, plain, head.weight), fused_adapted, parts
 
 
-def _validation_logits(model, split, features, speakers, recipe, adapt: bool) -> dict:
-    """The CNN's logits on a split's validation rows (plain, and adapted when ``adapt``)."""
+def _validation_logits(model, split, features, speakers, recipe) -> dict:
+    """The CNN's logits on a split's validation rows (plain, and adapted to each speaker
+    where the model has blocks to adapt)."""
     rows = np.asarray(split.validation)
     if rows.size == 0:
         return {}
@@ -948,7 +1005,7 @@ def _validation_logits(model, split, features, speakers, recipe, adapt: bool) ->
     multiple = recipe["model"].time_stride
     out = {"validation_rows": rows, "validation_cnn": predict_logits(model, val_features, multiple=multiple)}
     blocks = recipe["model"].adapt_blocks
-    if adapt and blocks:
+    if blocks:
         from ser.adaptation import speaker_adapted_logits
 
         out["validation_cnn_adapted"] = speaker_adapted_logits(

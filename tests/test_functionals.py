@@ -8,9 +8,12 @@ import pytest
 from ser.errors import ModelError
 from ser.functionals import (
     FUNCTIONAL_NAMES,
+    FUSION_GRID,
+    FUSION_WEIGHT,
     GLOBAL_COLUMNS,
     N_FUNCTIONALS,
     FunctionalsHead,
+    choose_fusion_weight,
     fuse,
     speaker_log_probabilities,
     standardization,
@@ -274,3 +277,47 @@ def test_envelope_and_rhythm_functionals_measure_what_they_say():
     # (each burst has 0.2 s of silence either side: 3 stretches in 3.0 s, 1 in 1.9 s)
     assert _value(three, "active_runs_per_second") == pytest.approx(3 / 3.0, abs=0.05)
     assert _value(low, "active_runs_per_second") == pytest.approx(1 / 1.9, abs=0.05)
+
+
+def test_the_fusion_weight_follows_the_better_expert_on_validation():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    right = np.eye(4)[y] * 3.0 + rng.normal(0, 0.3, (100, 4))  # logits of an expert that is right
+    noise = rng.normal(0, 3.0, (100, 4))  # an expert that guesses
+    log_softmax = lambda z: z - np.log(np.exp(z).sum(1, keepdims=True))  # noqa: E731
+
+    def ua(w, a, b):
+        pred = fuse(a, log_softmax(b), w).argmax(1)
+        return np.mean([np.mean(pred[y == c] == c) for c in range(4)])
+
+    for a, b in ((right, noise), (noise, right)):
+        w = choose_fusion_weight(a, log_softmax(b), y)
+        # the best validation UA of the grid, and of the weights that reach it the nearest 0.5
+        best = max(ua(v, a, b) for v in FUSION_GRID)
+        assert ua(w, a, b) == best == 1.0
+        assert all(ua(v, a, b) < best for v in FUSION_GRID if abs(v - 0.5) < abs(w - 0.5))
+        assert (w > 0.5) if a is right else (w < 0.5)
+    # two equally right experts: every weight ties, and the tie goes to equal weights
+    assert choose_fusion_weight(right, log_softmax(right), y) == FUSION_WEIGHT == 0.5
+    # one class only on validation: nothing to choose on
+    assert choose_fusion_weight(noise[:25], log_softmax(right[:25]), y[:25]) == FUSION_WEIGHT
+
+
+def test_a_head_fuses_with_its_own_weights_and_stores_them():
+    x, y, speakers = _toy()
+    head = FunctionalsHead.fit(x, y, speakers, 3)
+    assert head.weight == head.speaker_weight == FUSION_WEIGHT
+    head.weight, head.speaker_weight = 0.3, 0.2
+    logits = np.random.default_rng(1).normal(0, 1, (len(y), 3))
+    np.testing.assert_allclose(head.fuse(logits, x), fuse(logits, head.log_probabilities(x), 0.3))
+    reference = standardization(x[:10])
+    np.testing.assert_allclose(
+        head.fuse(logits, x, reference), fuse(logits, head.log_probabilities(x, reference), 0.2)
+    )
+    back = FunctionalsHead.from_dict(json.loads(json.dumps(head.to_dict())))
+    assert (back.weight, back.speaker_weight) == (0.3, 0.2)
+    # heads saved before the weights were chosen fuse with equal weights
+    old = {k: v for k, v in head.to_dict().items() if k not in ("weight", "speaker_weight")}
+    assert FunctionalsHead.from_dict(old).weight == FunctionalsHead.from_dict(old).speaker_weight == 0.5
+    with pytest.raises(ModelError, match="fusion weights"):
+        FunctionalsHead.from_dict({**head.to_dict(), "weight": 1.5})

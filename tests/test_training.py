@@ -511,7 +511,7 @@ def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_co
     import numpy as np
 
     from ser.audio import load_audio
-    from ser.functionals import fuse, utterance_functionals
+    from ser.functionals import FUSION_GRID, fuse, utterance_functionals
     from ser.inference import EmotionClassifier, model_features, softmax
 
     out, results = tiny_run
@@ -521,14 +521,19 @@ def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_co
         r = json.loads((out / "folds" / f"fold_{f['fold']:02d}" / "result.json").read_text())
         assert r["cnn"] == f["cnn"] and 0 <= r["cnn"]["adapted_ua"] <= 1
         assert 0 <= r["functionals"]["ua"] <= 1 and 0 <= r["functionals"]["adapted_ua"] <= 1
-    assert "Alone, the CNN scores UA" in (out / "results.md").read_text()
+        # the CNN's weights, chosen on the fold's validation speakers
+        assert r["fusion_weights"] == f["fusion_weights"]
+        assert {r["fusion_weights"]["single"], r["fusion_weights"]["adapted"]} <= set(FUSION_GRID)
+    md = (out / "results.md").read_text()
+    assert "Alone, the CNN scores UA" in md and "chosen on the fold's validation speakers" in md
     c = EmotionClassifier.load(out)
     assert c.functionals is not None and c.functionals.n_classes == len(c.labels)
+    assert {c.functionals.weight, c.functionals.speaker_weight} <= set(FUSION_GRID)
     wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
     y = load_audio(wavs[0], c.sample_rate, max_duration=None)
     logits = c.logits([model_features(c, y)])
     own = c.functionals.log_probabilities(utterance_functionals(y, c.sample_rate)[None])
-    expected = softmax(fuse(logits, own))[0]
+    expected = softmax(fuse(logits, own, c.functionals.weight))[0]
     assert list(c.classify(wavs[0]).scores.values()) == pytest.approx(expected.tolist(), abs=1e-6)
     c.set_speaker_reference(wavs[:4])  # too few to adapt to
     assert c.functionals_reference is None and c.adapted_files == 0
@@ -538,11 +543,15 @@ def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_co
     reference = c.functionals.log_probabilities(
         utterance_functionals(y, c.sample_rate)[None], c.functionals_reference
     )
-    expected = softmax(fuse(c.logits([model_features(c, y)]), reference))[0]
+    expected = softmax(fuse(c.logits([model_features(c, y)]), reference, c.functionals.speaker_weight))[0]
     assert list(adapted.values()) == pytest.approx(expected.tolist(), abs=1e-6)
     c.set_speaker_reference(None)
     assert c.functionals_reference is None
-    assert np.allclose(list(c.classify(wavs[0]).scores.values()), softmax(fuse(logits, own))[0], atol=1e-6)
+    assert np.allclose(
+        list(c.classify(wavs[0]).scores.values()),
+        softmax(fuse(logits, own, c.functionals.weight))[0],
+        atol=1e-6,
+    )
 
 
 def test_a_run_from_before_the_functionals_head_did_not_fuse_it():
