@@ -509,8 +509,8 @@ def _results_markdown(results: dict) -> str:
         weights = [f["fusion_weights"] for f in results["folds"] if "fusion_weights" in f]
         chosen = (
             " The CNN's weight in each fold, chosen on the fold's validation speakers: "
-            + ", ".join(f"{w['single']:.1f}" for w in weights)
-            + (" (speaker-adapted: " + ", ".join(f"{w['adapted']:.1f}" for w in weights) + ")" if sa else "")
+            + ", ".join(f"{w['single']:.2f}" for w in weights)
+            + (" (speaker-adapted: " + ", ".join(f"{w['adapted']:.2f}" for w in weights) + ")" if sa else "")
             + "."
             if weights
             else ""
@@ -916,7 +916,7 @@ def run_recipe(
             )
             _log(
                 f"final model: fusion weights of the CNN chosen on the validation speakers: "
-                f"{head.weight:.1f} for a single file, {head.speaker_weight:.1f} speaker-adapted"
+                f"{head.weight:.2f} for a single file, {head.speaker_weight:.2f} speaker-adapted"
             )
             model.get_layer("ser_metadata").info["functionals"] = head.to_dict()
         with atomic_path(out / "model.keras") as tmp:
@@ -933,7 +933,8 @@ def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_cl
 
     A head fitted on ``train_rows`` alone scores the validation rows; each weight is the one
     of :data:`ser.functionals.FUSION_GRID` whose fusion with the CNN's validation logits
-    (``validation``, from :func:`_validation_logits`) scores the best UA there. Without
+    (``validation``, from :func:`_validation_logits`) predicts them best (see
+    :func:`ser.functionals.choose_fusion_weight`). Without
     validation rows both are :data:`ser.functionals.FUSION_WEIGHT`.
     """
     from ser.functionals import (
