@@ -34,7 +34,7 @@ disagree in useful ways, so the model of ``ser`` adds one to the other:
   the CNN's part of it.
 
 On RAVDESS (actor-independent 6-fold, level-normalised input) this lifts UA from 0.528 to
-0.630 for single recordings and from 0.560 to 0.714 with the speaker's other recordings; see
+0.622 for single recordings and from 0.560 to 0.717 with the speaker's other recordings; see
 ``recipes/ravdess/README.md``. ``model.functionals = false`` in a recipe turns it off.
 """
 
