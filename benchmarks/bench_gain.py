@@ -44,9 +44,17 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     """UA per (expert, gain) on one fold's test actors, for the recipe with ``overrides``."""
     from ser.evaluation import scores
     from ser.features import model_input
-    from ser.functionals import FunctionalsHead, fuse, utterance_functionals
+    from ser.functionals import FunctionalsHead, utterance_functionals
     from ser.protocol import make_folds, member_splits
-    from ser.training import _load_recipe, _prepare, _train_split, normalize_features, predict_logits
+    from ser.training import (
+        _fusion_weights,
+        _load_recipe,
+        _prepare,
+        _train_split,
+        _validation_logits,
+        normalize_features,
+        predict_logits,
+    )
 
     recipe = _load_recipe("ravdess", overrides)
     manifest, labels, features, y, _, functionals = _prepare(
@@ -70,6 +78,11 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     speakers = manifest["speaker"].astype(str).to_numpy()
     train = np.concatenate([fold.train, fold.validation])
     head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], len(labels))
+    # the fusion weights chosen on the validation actors, as the recipe's folds choose them
+    validation = _validation_logits(model, split, features, speakers, recipe)
+    head.weight, head.speaker_weight = _fusion_weights(
+        functionals, y, speakers, split.train, validation, len(labels)
+    )
     print(f"  trained on {len(train)} files of the training actors in {time.time() - t0:.0f} s", flush=True)
     frontend = recipe["frontend"]
     paths = manifest["path"].tolist()
@@ -82,10 +95,9 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
             recipe["features"]["normalization"],
         )
         logits = predict_logits(model, feats, multiple=recipe["model"].time_stride)
-        own = head.log_probabilities(
-            np.stack([utterance_functionals(w, frontend.sample_rate) for w in waves])
-        )
-        for name, s in (("fused", fuse(logits, own)), ("CNN alone", logits), ("head alone", own)):
+        x = np.stack([utterance_functionals(w, frontend.sample_rate) for w in waves])
+        own = head.log_probabilities(x)
+        for name, s in (("fused", head.fuse(logits, x)), ("CNN alone", logits), ("head alone", own)):
             out[(name, gain)] = scores(y[fold.test], np.asarray(s).argmax(1), len(labels))["ua"]
     return {"ua": out, "test": list(fold.test_groups)}
 
