@@ -20,7 +20,7 @@ import sys
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +69,18 @@ SILENCE_PEAK = 1e-4
 QUIET_WINDOW_DB = 20.0
 
 
+def counted_windows(levels) -> np.ndarray:
+    """Which windows of a recording count toward its label: those whose speech level is
+    within :data:`QUIET_WINDOW_DB` of its loudest window's (a boolean mask)."""
+    levels = np.asarray(levels, dtype=np.float64)
+    return levels >= levels.max() - QUIET_WINDOW_DB
+
+
 def window_vote(probs, levels) -> np.ndarray:
     """A recording's probabilities from its windows': the mean over the windows within
     :data:`QUIET_WINDOW_DB` of its loudest (by :func:`ser.features.speech_level`)."""
-    probs, levels = np.asarray(probs, dtype=np.float64), np.asarray(levels, dtype=np.float64)
-    mean = probs[levels >= levels.max() - QUIET_WINDOW_DB].mean(axis=0)
+    probs = np.asarray(probs, dtype=np.float64)
+    mean = probs[counted_windows(levels)].mean(axis=0)
     return mean / mean.sum()
 
 
@@ -83,15 +90,27 @@ MODEL_FILENAME = "model.keras"
 
 @dataclass(frozen=True)
 class Segment:
-    """One window of a long recording: its span in seconds and its class probabilities."""
+    """One window of a long recording: its span in seconds and its class probabilities.
+
+    ``counted`` is False for a quiet window (a pause or background noise, more than
+    :data:`QUIET_WINDOW_DB` below the recording's loudest window): its label is what the
+    model makes of it, but it does not count toward the recording's label.
+    """
 
     start: float
     end: float
     label: str
     scores: dict
+    counted: bool = True
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "label": self.label, "scores": dict(self.scores)}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "label": self.label,
+            "scores": dict(self.scores),
+            "counted": self.counted,
+        }
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ class Prediction:
         return sorted(self.scores.items(), key=lambda item: -item[1])[: max(int(k), 1)]
 
     def to_dict(self) -> dict:
-        """``{"file", "duration", "label", "scores", "segments": [{"start", "end", "label", "scores"}]}``."""
+        """``{"file", "duration", "label", "scores", "segments": [{"start", "end", "label", "scores", "counted"}]}``."""
         return {
             "file": self.file,
             "duration": self.duration,
@@ -692,6 +711,9 @@ class EmotionClassifier:
         if not heard:
             raise _silent(name)
         mean = window_vote(window_probs, levels)
+        segments = [
+            replace(s, counted=bool(c)) for s, c in zip(segments, counted_windows(levels), strict=True)
+        ]
         return Prediction(
             file=name,
             duration=end / sr,
@@ -776,7 +798,14 @@ def _format_line(prediction: Prediction, top: int) -> str:
     best = ", ".join(f"{label} {p:.2f}" for label, p in prediction.top(top))
     line = f"{prediction.file}: {best}"
     if prediction.segments:
-        line += f"  (mean of {len(prediction.segments)} windows over {prediction.duration:.1f} s)"
+        n, counted = len(prediction.segments), sum(s.counted for s in prediction.segments)
+        if counted < n:
+            line += (
+                f"  (mean of {counted} of {n} windows over {prediction.duration:.1f} s; "
+                f"{n - counted} quiet windows left out)"
+            )
+        else:
+            line += f"  (mean of {n} windows over {prediction.duration:.1f} s)"
     return line
 
 

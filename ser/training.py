@@ -7,9 +7,10 @@
 - ``folds/fold_NN/result.json`` + ``predictions.csv`` (each test file's label, prediction and
   class probabilities ``p_<class>``): one per finished fold (a rerun skips them); and
   ``logits.npz``: the CNN's own test logits (``cnn``, and ``cnn_adapted`` when adapted), with
-  the test files' manifest rows (``rows``), before any fusion, and the same for the (first)
-  model's validation speakers (``validation_rows``, ``validation_cnn``,
-  ``validation_cnn_adapted``), for analyses of a finished run;
+  the test files' manifest rows (``rows``), before any fusion, and, when the model fuses a
+  functionals head, the same for the (first) model's validation speakers
+  (``validation_rows``, ``validation_cnn``, ``validation_cnn_adapted``: they chose the fusion
+  weights), for analyses of a finished run;
 - ``results.json``, ``results.md``, ``confusion.png``: the report, pooled over folds;
 - ``model.keras``: a final model trained on all speakers, ready for ``ser classify``;
 - ``tensorboard/``: training curves per fold.
@@ -710,7 +711,8 @@ def run_recipe(
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
             if first_split is None:  # the first member's logits on its own validation speakers
                 first_split = split
-                validation_logits = _validation_logits(model, split, features, speakers, recipe)
+                if functionals is not None:  # (they choose the fusion weights)
+                    validation_logits = _validation_logits(model, split, features, speakers, recipe)
             if adapt and adapt_blocks:
                 from ser.adaptation import speaker_adapted_logits
 

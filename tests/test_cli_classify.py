@@ -79,7 +79,8 @@ def test_long_file_gets_a_timeline(files, capsys):
     (result,) = json.loads(out)
     segments = result["segments"]
     assert [(s["start"], s["end"]) for s in segments] == [(2.0 * i, 2.0 * i + 4.0) for i in range(9)]
-    assert all(list(s) == ["start", "end", "label", "scores"] for s in segments)
+    assert all(list(s) == ["start", "end", "label", "scores", "counted"] for s in segments)
+    assert all(s["counted"] for s in segments)  # noise all through: no window is quiet
     code, out, _ = run(capsys, files / "model.keras", files / "good.wav", "--window", "1", "--json")
     assert [(s["start"], s["end"]) for s in json.loads(out)[0]["segments"]] == [
         (0.0, 1.0),
@@ -88,6 +89,19 @@ def test_long_file_gets_a_timeline(files, capsys):
     ]
     code, out, _ = run(capsys, files / "model.keras", files / "long.flac")
     assert out.strip().endswith("(mean of 9 windows over 20.0 s)")
+
+
+def test_quiet_windows_are_marked(files, capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    loud = rng.normal(0, 0.1, 10 * SR)
+    quiet = 1e-4 * np.sin(2 * np.pi * 440.0 * np.arange(10 * SR) / SR)  # a hum 60 dB down
+    sf.write(tmp_path / "pause.wav", np.concatenate([loud, quiet]).astype(np.float32), SR)
+    code, out, _ = run(capsys, files / "model.keras", tmp_path / "pause.wav", "--json")
+    assert code == 0
+    segments = json.loads(out)[0]["segments"]
+    assert [s["counted"] for s in segments] == [s["start"] < 10.0 for s in segments]
+    code, out, _ = run(capsys, files / "model.keras", tmp_path / "pause.wav")
+    assert out.strip().endswith("(mean of 5 of 9 windows over 20.0 s; 4 quiet windows left out)")
 
 
 def test_bad_files_are_reported_and_the_rest_classified_json(files, capsys):

@@ -287,6 +287,7 @@ def test_quiet_windows_are_listed_but_do_not_vote(classifier):
         segments = prediction.segments
         assert len(segments) == 19
         voting = [s for s in segments if s.start < 20.0]  # the windows with loud audio in them
+        assert [s.counted for s in segments] == [s.start < 20.0 for s in segments]
         mean = np.mean([[s.scores[k] for k in LABELS] for s in voting], axis=0)
         np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean / mean.sum(), atol=1e-6)
         everyone = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
@@ -308,7 +309,8 @@ def test_long_file_is_windowed_and_streamed(classifier, tmp_path):
     assert prediction.label == LABELS[int(np.argmax(mean))]
     assert sum(prediction.scores.values()) == pytest.approx(1.0)
     d = prediction.to_dict()
-    assert list(d["segments"][0]) == ["start", "end", "label", "scores"]
+    assert list(d["segments"][0]) == ["start", "end", "label", "scores", "counted"]
+    assert all(s["counted"] for s in d["segments"])
     # a window scores what that stretch scores on its own
     alone = classifier.classify(_resampled(path)[6 * SR : 10 * SR], sample_rate=SR)
     for k in LABELS:

@@ -169,6 +169,11 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
     # speaker adaptation turned off: no adapted scores anywhere
     assert "speaker_adapted" not in res and "adapted" not in res["folds"][0]
     assert "adapted" not in json.loads((tmp_path / "avg" / "folds" / "fold_02" / "result.json").read_text())
+    # no fusion weights to choose: the validation speakers are not scored again after training
+    import numpy as np
+
+    logits = np.load(tmp_path / "avg" / "folds" / "fold_02" / "logits.npz")
+    assert sorted(logits.files) == ["cnn", "rows"]
     assert res["complete"] is False
     assert not (tmp_path / "avg" / "model.keras").exists()
 
