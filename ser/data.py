@@ -17,8 +17,9 @@ import numpy as np
 from ser.features import FrontendConfig, crop_or_pad, model_input
 
 #: Part of every cache key: bump it whenever the feature code changes (``logmel``,
-#: ``trim_silence``, ``load_audio``), so stale cached features are never reused.
-FEATURES_VERSION = 1
+#: ``trim_silence``, ``load_audio``), so stale cached features are never reused. Version 2:
+#: :func:`ser.features.speech_level` bounded by the 99th percentile (2026-11-28).
+FEATURES_VERSION = 2
 
 
 def _cache_key(path: str, frontend: FrontendConfig) -> str:

@@ -15,6 +15,7 @@ from ser.errors import ConfigError
 from ser.features import (
     LOG_FLOOR,
     MAX_GAIN_DB,
+    PEAK_MARGIN_DB,
     FrontendConfig,
     crop_or_pad,
     feature_stats,
@@ -95,6 +96,25 @@ def test_level_normalisation_limits_its_gain_and_keeps_silence_silent():
     assert speech_level(normalize_level(hiss, SAMPLE_RATE, -30.0), SAMPLE_RATE) == pytest.approx(
         -100.0 + MAX_GAIN_DB, abs=1e-3
     )
+
+
+def test_speech_level_of_a_mostly_silent_recording_stays_near_its_speech():
+    # 0.3 s of speech (-20 dB) in 20 s of background at -70 dB: 1.5% of the frames. The 95th
+    # percentile is the background; without the bound, normalising to -30 dB would have
+    # raised the speech to +20 dB full scale.
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 10 ** (-70 / 20), 20 * SAMPLE_RATE).astype(np.float32)
+    burst = np.arange(int(0.3 * SAMPLE_RATE))
+    y[5 * SAMPLE_RATE + burst] += (0.1 * np.sqrt(2) * np.sin(2 * np.pi * 200 * burst / SAMPLE_RATE)).astype(
+        np.float32
+    )
+    level = speech_level(y, SAMPLE_RATE)
+    assert -20.0 - PEAK_MARGIN_DB - 1 <= level <= -20.0 - PEAK_MARGIN_DB + 1
+    louder = normalize_level(y, SAMPLE_RATE, -30.0)
+    speech_db = 10 * np.log10(np.mean(np.square(louder[5 * SAMPLE_RATE + burst], dtype=np.float64)))
+    assert speech_db <= -30.0 + PEAK_MARGIN_DB + 1  # not +20 dB
+    # a recording that is all speech keeps the 95th percentile: the speech's own level
+    assert speech_level(y[5 * SAMPLE_RATE + burst], SAMPLE_RATE) == pytest.approx(-20.0, abs=0.5)
 
 
 @pytest.mark.parametrize("shape", [(2, 1600), (1600, 1), ()])
