@@ -233,8 +233,8 @@ def describe_protocol(protocol: dict, n_folds: int) -> str:
     else:
         head = f"{group}-grouped {n_folds}-fold cross-validation"
     return (
-        f"{head}; test {group}s never seen in training; best epoch chosen on a validation split "
-        f"drawn from the training {group}s only"
+        f"{head}; test {group}s never seen in training; best epoch and fusion weights chosen on a "
+        f"validation split drawn from the training {group}s only"
     )
 
 

@@ -233,9 +233,11 @@ def train_model(
     Returns
     -------
     model : keras.Model
-        With the weights of the best validation epoch (by UA, then loss).
+        With the weights of the best validation epoch (by UA, then loss), or of the last
+        epoch with ``training.keep = "last"``.
     history : dict
-        ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [...]}``.
+        ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [...]}``; ``best_epoch`` is the
+        epoch whose weights were kept.
     """
     from ser.data import CropBatches, mixup
     from ser.evaluation import scores
@@ -328,9 +330,10 @@ def train_model(
         )
         if tcfg.patience and epoch - best["epoch"] >= tcfg.patience:
             break
-    model.set_weights(best["weights"])
+    if tcfg.keep == "best":
+        model.set_weights(best["weights"])
     return model, {
-        "best_epoch": best["epoch"],
+        "best_epoch": best["epoch"] if tcfg.keep == "best" else len(curve),
         "epochs_run": len(curve),
         "best_val_ua": best["ua"],
         "curve": curve,

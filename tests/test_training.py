@@ -403,6 +403,47 @@ def test_reused_trainer_gives_the_same_model_as_a_fresh_one():
     assert reused is trainer.model and reused.get_layer("ser_metadata").info["fold"] == 2
 
 
+def test_keep_last_or_best_epoch():
+    import numpy as np
+
+    from ser.recipe import load_recipe
+    from ser.training import Trainer, train_model
+
+    rng = np.random.default_rng(1)
+    labels = ["a", "b", "c"]
+
+    def data(n, offset):
+        feats = [
+            rng.standard_normal((int(rng.integers(60, 140)), 64)).astype(np.float32) + offset * (i % 3)
+            for i in range(n)
+        ]
+        return feats, np.arange(n) % 3
+
+    train, val = data(12, 0.5), data(6, 0.5)
+    base = [
+        "training.epochs=6",
+        "training.batch_size=4",
+        "training.patience=0",
+        "model.widths=[4, 8, 8, 8, 8]",
+    ]
+    trainer = Trainer(labels, load_recipe("synthetic", base))
+    runs = {}
+    for keep in ("last", "best"):
+        recipe = load_recipe("synthetic", [*base, f"training.keep='{keep}'"])
+        model, history = train_model(*train, *val, labels, recipe, trainer=trainer)
+        runs[keep] = ([np.array(w) for w in model.get_weights()], history)
+    (last, h_last), (best, h_best) = runs["last"], runs["best"]
+    # the same training (same seed); only the kept weights differ
+    assert [p["val_ua"] for p in h_last["curve"]] == [p["val_ua"] for p in h_best["curve"]]
+    assert h_last["best_epoch"] == 6
+    top = max(p["val_ua"] for p in h_best["curve"])
+    assert h_best["curve"][h_best["best_epoch"] - 1]["val_ua"] == top == h_best["best_val_ua"]
+    same = all(np.allclose(a, b) for a, b in zip(last, best, strict=True))
+    assert same == (h_best["best_epoch"] == 6)
+    with pytest.raises(ConfigError, match="training.keep"):
+        load_recipe("synthetic", ["training.keep='first'"])
+
+
 def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path):
     """``training.members=2``: each fold and the final model average two members, member j
     trained as a run with seed + j - 1 would be; test speakers stay out of every member."""
