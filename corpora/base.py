@@ -462,6 +462,13 @@ def describe_manifest(manifest: pd.DataFrame) -> str:
     per_label = pd.DataFrame({"speaker": speakers, "label": labels}).groupby("label")["speaker"].unique()
     lone_labels = sorted(label for label, spk in per_label.items() if len(spk) == 1)
 
+    all_labels = set(order)
+    partial = [
+        f"{s} (no {', '.join(label for label in order if label not in set(labels[speakers == s]))})"
+        for s in sorted(files.index)
+        if 1 < one_label[s] < len(all_labels)
+    ]
+
     flags = []
     if single_label:
         details = [f"{s} ({labels[speakers == s].iloc[0]}, {files[s]} files)" for s in single_label]
@@ -485,4 +492,11 @@ def describe_manifest(manifest: pd.DataFrame) -> str:
             "cannot be told apart from that speaker's voice; balance the data, drop those speakers, "
             "or normalise globally."
         )
+    if partial:
+        lines += [
+            "",
+            f"NOTE: {len(partial)} speaker(s) without every label: {_some(partial)}; their "
+            "per-speaker statistics (speaker adaptation, per-speaker normalisation) come from fewer "
+            "emotions than the others'",
+        ]
     return "\n".join(lines)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio
+from corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio, warn
 
 NAME = "ravdess"
 CLASSES = ("angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -52,7 +53,17 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = 
     root = check_root(NAME, root, LAYOUT)
     report = Report(NAME, root)
     records = []
-    for path in scan_audio(NAME, root, LAYOUT):
+    files = scan_audio(NAME, root, LAYOUT)
+    # an actor folder without a single audio file is a failed copy, not an actor to skip quietly
+    holding = {path.parent for path in files}
+    empty = sorted(
+        str(d.relative_to(root))
+        for d in Path(root).rglob("*")
+        if d.is_dir() and _ACTOR_DIR.match(d.name) and not any(p.is_relative_to(d) for p in holding)
+    )
+    if empty:
+        warn(f"{NAME} at {root}: {len(empty)} actor folder(s) hold no audio file: {', '.join(empty)}")
+    for path in files:
         match = _NAME.match(path.stem)
         if match is None:
             report.add(UNPARSEABLE, path, _EXPECTED)

@@ -33,8 +33,11 @@ from ser.features import speech_level, trim_bounds
 from ser.inference import (
     BATCH_WINDOWS,
     DEFAULT_WINDOW,
+    SILENCE_PEAK,
     WHOLE_MAX_DURATION,
     EmotionClassifier,
+    _silent,
+    counted_windows,
     model_features,
     window_vote,
 )
@@ -93,11 +96,18 @@ class AttentionMaps:
         Frames and mel bands per Conv5 cell.
     window_starts : list of float
         Start (s) of each window stitched together (one entry for a single pass).
+    window_counted : list of bool
+        Per window, whether it counts toward ``label`` (False: a quiet window, more than
+        :data:`ser.inference.QUIET_WINDOW_DB` below the loudest, drawn but left out as
+        ``ser classify`` leaves it out).
     members : int
         Models of the ensemble whose maps these are (1: a single model).
     functionals : bool
         Whether ``scores`` (and ``label``) fuse the CNN with the model's functionals head
         (:mod:`ser.functionals`), as ``ser classify`` does; the maps are the CNN's.
+    cnn_weight : float
+        The CNN's weight in that fusion (1.0 without a functionals head): how much of the
+        score the maps explain; at 0 the functionals decide alone.
     """
 
     spectrogram: np.ndarray
@@ -122,8 +132,10 @@ class AttentionMaps:
     time_stride: int = 1
     freq_stride: int = 1
     window_starts: list = field(default_factory=list)
+    window_counted: list = field(default_factory=list)
     members: int = 1
     functionals: bool = False
+    cnn_weight: float = 1.0
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write the maps, axes and labels to ``path`` (compressed ``.npz``, atomically)."""
@@ -145,8 +157,10 @@ class AttentionMaps:
             "bottom_up_mode": np.asarray(self.bottom_up_mode),
             "strides": np.asarray([self.time_stride, self.freq_stride]),
             "window_starts": np.asarray(self.window_starts, dtype=np.float64),
+            "window_counted": np.asarray(self.window_counted, dtype=bool),
             "members": np.asarray(self.members),
             "functionals": np.asarray(self.functionals),
+            "cnn_weight": np.asarray(self.cnn_weight),
         }
         _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -222,6 +236,14 @@ def compute_attention(
     if head not in ("attention", "average", "max"):
         raise ModelError(f"{classifier.path}: unknown head {head!r}; cannot draw its attention")
     y, name, t0, t1 = _read_input(classifier, audio, sample_rate, start, end)
+    if not np.any(np.abs(y) > SILENCE_PEAK):
+        # as classify does: no picture of a guess about silence
+        if start is None and end is None:
+            raise _silent(name)
+        raise AudioError(
+            f"{name or '<array>'}: silent from {t0:g} to {t1:g} s (no sample above "
+            f"{20 * math.log10(SILENCE_PEAK):.0f} dB full scale); expected a range holding speech"
+        )
     hop = classifier.frontend.hop_length
     sr = classifier.sample_rate
 
@@ -311,8 +333,10 @@ def compute_attention(
         time_stride=st,
         freq_stride=sf_,
         window_starts=[t0 + a / sr for a, _ in pieces],
+        window_counted=[bool(c) for c in counted_windows(levels)],
         members=members,
         functionals=classifier.functionals is not None,
+        cnn_weight=classifier.cnn_weight,
     )
 
 
@@ -498,18 +522,42 @@ def _freq_ticks(freqs: np.ndarray, min_gap: float = 1 / 12) -> tuple[list, list]
     return chosen[::-1], positions[::-1]
 
 
+#: Picture formats ``plot_attention`` writes, by file suffix (no suffix: PNG).
+FIGURE_FORMATS = {"png": "png", "pdf": "pdf", "svg": "svg", "jpg": "jpg", "jpeg": "jpg"}
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """The picture format of ``path`` from its suffix (PNG without one).
+
+    Raises
+    ------
+    ConfigError
+        A suffix of another format, so that ``x.gif`` never silently holds a PNG.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    if suffix not in FIGURE_FORMATS:
+        raise ConfigError(
+            f"{path}: cannot write a .{suffix} picture; expected a file name ending in "
+            f"{', '.join('.' + s for s in FIGURE_FORMATS)}"
+        )
+    return FIGURE_FORMATS[suffix]
+
+
 def _symmetric_limit(a: np.ndarray) -> float:
     limit = float(np.max(np.abs(a))) if a.size else 0.0
     return limit if limit > 0 else 1.0
 
 
 def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str | None = None) -> None:
-    """Draw the spectrogram and the attention maps, one above the other, to a PNG file.
+    """Draw the spectrogram and the attention maps, one above the other, to a picture file.
 
     Four panels share the time axis: the log-mel spectrogram (frequency ticks in Hz on the
     mel-spaced axis), the bottom-up map, the top-down map of the explained class, and their
     product over the spectrogram (red: evidence for the class, blue: against; opacity grows
-    with strength). The file is written atomically.
+    with strength). The file is written atomically, as PNG, PDF, SVG or JPEG by its
+    suffix (:func:`figure_format`).
 
     Parameters
     ----------
@@ -600,25 +648,38 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
         freq_axis(ax)
         for t in maps.window_starts[1:]:
             ax.axvline(t, color="white" if ax is axes[0] else "0.4", lw=0.6, ls="--", alpha=0.7)
+    quiet = [i for i, c in enumerate(maps.window_counted) if not c]
+    bounds = [*maps.window_starts, maps.end]
+    for i in quiet:  # windows left out of the label, as classify leaves them out
+        for ax in axes[1:]:
+            ax.axvspan(bounds[i], bounds[i + 1], color="0.5", alpha=0.35, lw=0)
     axes[0].set_xlim(extent[0], extent[1])
 
     if title is None:
         name = Path(maps.file).name if maps.file else "audio"
         title = f"{name}: predicted {maps.label} ({maps.probability:.2f})"
-        if maps.members > 1:
-            title += f"; ensemble of {maps.members} models, maps averaged over them"
-        if maps.functionals:
-            title += " (CNN + functionals; the maps are the CNN's)"
         if explained != maps.label:
             title += f"; explaining {explained} ({p_explained:.2f})"
+        notes = []
+        if maps.members > 1:
+            notes.append(f"ensemble of {maps.members} models, maps averaged over them")
+        if maps.functionals and maps.cnn_weight > 0:
+            notes.append(f"CNN weight {maps.cnn_weight:.2f} beside the functionals; the maps are the CNN's")
+        elif maps.functionals:
+            notes.append("decided by the functionals alone (CNN weight 0); the maps show what the CNN heard")
         if len(maps.window_starts) > 1:
-            title += (
-                f"\n{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
+            notes.append(
+                f"{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
+                + (f", {len(quiet)} quiet ones greyed out (not counted)" if quiet else "")
             )
         elif maps.start > 0:
-            title += f"\n{maps.start:.1f}-{maps.end:.1f} s"
+            notes.append(f"{maps.start:.1f}-{maps.end:.1f} s")
+        if notes:
+            line = "; ".join(notes)
+            title += "\n" + (line if len(line) <= 100 else "\n".join(notes))
     fig.suptitle(title, fontsize=12)
-    _write_atomically(out_png, lambda f: fig.savefig(f, format="png"))
+    fmt = figure_format(out_png)
+    _write_atomically(out_png, lambda f: fig.savefig(f, format=fmt))
 
 
 def attention_command(
@@ -647,6 +708,7 @@ def attention_command(
     """
     from ser.inference import adapt_to_speaker
 
+    figure_format(out)  # a bad picture name fails before the work, not after
     classifier = EmotionClassifier.load(model_path)
     if same_speaker:
         adapt_to_speaker(classifier, [audio_path, *same_speaker], report_unreadable=True)

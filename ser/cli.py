@@ -9,13 +9,49 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran but something failed (e.g. one of several files)
 EXIT_USAGE = 2  # a user error: bad argument, bad file, bad corpus
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ start-up lines ("All log messages before absl::InitializeLog() ...",
+    "oneDNN custom operations are on ...") are written before ``TF_CPP_MIN_LOG_LEVEL`` is
+    read, straight to the process's stderr, so only silencing the descriptor keeps them off
+    the terminal. A failed import still raises, as a one-line error.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    from ser.errors import SerError
+
+    try:
+        fd = sys.stderr.fileno()
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide
+        saved = None
+    try:
+        if saved is not None:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), fd)
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise SerError(
+            f"cannot import TensorFlow ({exc}); expected the packages of requirements.txt "
+            "(pip install -r requirements.txt)"
+        ) from None
+    finally:
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
 def _cmd_train(args) -> int:
+    _import_tensorflow_quietly()
     from ser.training import run_recipe
 
     run_recipe(
@@ -41,6 +77,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    _import_tensorflow_quietly()
     from ser.demo import run_demo
 
     run_demo(args.out, quick=args.quick)
@@ -48,6 +85,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_classify(args) -> int:
+    _import_tensorflow_quietly()
     from ser.inference import classify_command
 
     return classify_command(
@@ -62,6 +100,7 @@ def _cmd_classify(args) -> int:
 
 
 def _cmd_attention(args) -> int:
+    _import_tensorflow_quietly()
     from ser.attention import attention_command
 
     return attention_command(
@@ -74,6 +113,27 @@ def _cmd_attention(args) -> int:
         end=args.end,
         same_speaker=args.same_speaker,
     )
+
+
+def _warning_printer(command: str):
+    """A ``warnings.showwarning`` that prints each warning once, as one plain line.
+
+    ``ser``'s own warnings are addressed to the user, not to a programmer: the file and
+    source line that raised them are noise, and the same warning from every fold is one.
+    Other libraries' warnings keep their category.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    own = tuple(os.path.join(package, name) + os.sep for name in ("ser", "corpora", "recipes"))
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        kind = "" if os.path.abspath(filename).startswith(own) else f"{category.__name__}: "
+        text = f"ser {command}: warning: {kind}{message}"
+        if text not in shown:
+            shown.add(text)
+            print(text, file=file or sys.stderr, flush=True)
+
+    return show
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="a model.keras file or a run folder holding one")
     p.add_argument("audio", help="an audio file")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", required=True, help="picture to write: .png (or .pdf, .svg, .jpg by the suffix)")
     p.add_argument("--class", dest="class_name", default=None, help="class to explain (default: predicted)")
     p.add_argument("--npz", default=None, help="also save the raw maps to this .npz file")
     p.add_argument(
@@ -205,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ser.errors import SerError
+
+    warnings.showwarning = _warning_printer(args.command)
 
     try:
         return int(args.func(args) or 0)

@@ -564,6 +564,18 @@ class EmotionClassifier:
         """
         return softmax(self.logits(features))
 
+    @property
+    def cnn_weight(self) -> float:
+        """The CNN's weight in :meth:`fused` now (1.0 without a functionals head).
+
+        With a speaker reference and a per-speaker regression, the adapted weight.
+        """
+        head = self.functionals
+        if head is None:
+            return 1.0
+        adapted = self.functionals_reference is not None and head.speaker is not None
+        return head.speaker_weight if adapted else head.weight
+
     def fused(self, logits: np.ndarray, waveforms: list[np.ndarray]) -> np.ndarray:
         """The model's probabilities: CNN ``logits`` fused with the functionals of ``waveforms``.
 
@@ -610,7 +622,8 @@ class EmotionClassifier:
         window, hop : float or None
             Sliding-window length and hop in seconds. Without them, audio up to
             :data:`WHOLE_MAX_DURATION` s is classified whole and longer audio in windows of
-            :data:`DEFAULT_WINDOW` s every :data:`DEFAULT_HOP` s.
+            :data:`DEFAULT_WINDOW` s every :data:`DEFAULT_HOP` s. Audio no longer than one
+            window is always classified whole.
 
         Returns
         -------
@@ -638,7 +651,9 @@ class EmotionClassifier:
                 )
             name = str(audio)
             info = audio_info(audio)
-            if not windowed and info.duration <= WHOLE_MAX_DURATION:
+            # a file no longer than one window is classified whole (trimmed of leading and
+            # trailing silence, as in training), whether or not windows were asked for
+            if info.duration <= (window if windowed else WHOLE_MAX_DURATION):
                 return self._classify_whole(load_audio(audio, sr, max_duration=None), name)
             blocks = iter_audio_blocks(audio, sr, block_seconds=STREAM_BLOCK_SECONDS)
         elif isinstance(audio, np.ndarray):
@@ -648,7 +663,7 @@ class EmotionClassifier:
                 )
             name = None
             y = prepare_waveform(audio, sample_rate, sr)
-            if not windowed and y.size <= WHOLE_MAX_DURATION * sr:
+            if y.size <= (window if windowed else WHOLE_MAX_DURATION) * sr:
                 return self._classify_whole(y, name)
             blocks = [y]
         else:
@@ -800,19 +815,20 @@ def _format_line(prediction: Prediction, top: int) -> str:
     if prediction.segments:
         n, counted = len(prediction.segments), sum(s.counted for s in prediction.segments)
         if counted < n:
+            quiet = n - counted
             line += (
                 f"  (mean of {counted} of {n} windows over {prediction.duration:.1f} s; "
-                f"{n - counted} quiet windows left out)"
+                f"{quiet} quiet window{'s' if quiet != 1 else ''} left out)"
             )
         else:
-            line += f"  (mean of {n} windows over {prediction.duration:.1f} s)"
+            line += f"  (mean of {n} window{'s' if n != 1 else ''} over {prediction.duration:.1f} s)"
     return line
 
 
 def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
-    """``--same-speaker``: adapt ``classifier`` to the readable ones of one speaker's files.
+    """``--same-speaker``: adapt ``classifier`` to the usable ones of one speaker's files.
 
-    Unreadable files are skipped, with a line on stderr each if ``report_unreadable`` (else
+    Files that cannot be classified (unreadable, too short, non-finite, silent) are skipped, with a line on stderr each if ``report_unreadable`` (else
     the caller reports them with their own error). A line on stderr says what was done:
     adapted to how many recordings, or too few to adapt to.
     """
@@ -821,14 +837,19 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
     ):
         return
     from ser.adaptation import MIN_ADAPTATION_FILES
-    from ser.audio import audio_info
+    from ser.audio import load_audio
 
-    readable = []
+    # Only files that could be classified take part: an unreadable, too short, non-finite or
+    # silent file would otherwise spoil the statistics the other files are scored with.
+    readable, skipped = [], 0
     for path in dict.fromkeys(str(p) for p in audio_paths):
         try:
-            audio_info(path)
-            readable.append(path)
+            y = load_audio(path, classifier.sample_rate, max_duration=None)
+            if not np.any(np.abs(y) > SILENCE_PEAK):
+                raise _silent(path)
+            readable.append(y)
         except SerError as exc:
+            skipped += 1
             if report_unreadable:
                 print(
                     f"note: --same-speaker: skipping {path}: {_error_text(path, exc)}",
@@ -836,7 +857,7 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
                     flush=True,
                 )
     if readable:
-        classifier.set_speaker_reference(readable)
+        classifier.set_speaker_reference(readable, sample_rate=classifier.sample_rate)
     if classifier.adapt_blocks or classifier.functionals is not None:
         blocks = ", ".join(map(str, classifier.adapt_blocks))
         done = []
@@ -847,10 +868,12 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
         note = (
             f"note: adapted to this speaker: {' and '.join(done)} from {len(readable)} recordings"
             if done
-            else f"note: --same-speaker: {len(readable)} readable recording(s) are too few to adapt "
+            else f"note: --same-speaker: {len(readable)} usable recording(s) are too few to adapt "
             f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); using the model without "
             "speaker adaptation"
         )
+        if skipped and not report_unreadable:
+            note += f" ({skipped} file(s) that cannot be classified left out)"
         print(note, file=sys.stderr, flush=True)
 
 

@@ -134,8 +134,10 @@ def fold_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.
     else:
         k = int(protocol.get("k", 5))
         if not 2 <= k <= len(unique):
+            group = protocol.get("group", "speaker")
             raise ConfigError(
-                f"group_kfold needs 2 <= k <= number of groups ({len(unique)}). Received: k={k}"
+                f"group_kfold needs 2 <= k <= number of {group}s ({len(unique)}). Received: k={k}; "
+                f"set fewer folds, e.g. --set protocol.k={len(unique)}"
             )
         order = np.random.default_rng(int(protocol.get("seed", 0))).permutation(len(unique))
         parts = [sorted(unique[order[i::k]].tolist()) for i in range(k)]

@@ -398,12 +398,14 @@ def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = 
     manifest = load_corpus(
         recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
     )
-    splits = fold_splits(manifest, recipe["protocol"])
-    lines = [
-        describe_manifest(manifest),
-        "",
-        f"protocol: {describe_protocol(recipe['protocol'], len(splits))}",
-    ]
+    description = describe_manifest(manifest)
+    try:
+        splits = fold_splits(manifest, recipe["protocol"])
+    except ConfigError as exc:
+        # the table is what shows why the folds cannot be made: print it before the error
+        print(description, end="\n\n", flush=True)
+        raise ConfigError(f"the recipe's folds cannot be made from this corpus: {exc}") from None
+    lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
     for i, (groups, rows) in enumerate(splits, start=1):
         lines.append(f"  fold {i}: test {', '.join(groups)} ({len(rows)} files)")
     return "\n".join(lines)

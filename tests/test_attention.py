@@ -19,7 +19,7 @@ from ser.attention import (
     upsample,
 )
 from ser.cli import main
-from ser.errors import ConfigError
+from ser.errors import AudioError, ConfigError
 from ser.features import FrontendConfig, logmel
 from ser.inference import EmotionClassifier, model_features
 from ser.model import ModelConfig, build_model
@@ -173,6 +173,23 @@ def test_long_input_is_stitched_from_windows(classifier):
     )
     np.testing.assert_allclose(maps.product[25:47], second.product[:22], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(maps.spectrogram[400:800], second.spectrogram[:400], atol=1e-5)
+    assert maps.window_counted == [True] * 8
+
+
+def test_quiet_windows_are_marked_as_classify_marks_them(classifier, folder):
+    y = noise(16.0, seed=9)
+    y[8 * SR : 12 * SR] *= 1e-3  # a 60 dB quieter stretch: its window does not vote
+    maps = compute_attention(classifier, y, sample_rate=SR)
+    assert maps.window_counted == [True, True, False, True]
+    assert maps.label == classifier.classify(y, sample_rate=SR, window=4.0, hop=4.0).label
+    plot_attention(maps, folder / "quiet.png")  # greyed out; the title counts them
+    with np.load(_saved(maps, folder / "quiet.npz")) as data:
+        assert data["window_counted"].tolist() == [True, True, False, True]
+
+
+def _saved(maps, path):
+    maps.save_npz(path)
+    return path
 
 
 def test_range_of_a_file(classifier, folder):
@@ -203,13 +220,22 @@ def test_bad_ranges(classifier, folder, start, end, match):
 def test_very_long_file_needs_a_range(classifier, folder):
     path = folder / "hour.wav"
     with sf.SoundFile(path, "w", samplerate=4000, channels=1, subtype="PCM_16") as f:
-        f.write(np.zeros(4000 * 700, np.int16))  # 700 s; only the header is read
+        y = np.zeros(4000 * 700, np.int16)  # 700 s of silence; only the header is read
+        y[4000 * 649 : 4000 * 653] = (3000 * np.random.default_rng(0).standard_normal(4000 * 4)).astype(
+            np.int16
+        )
+        f.write(y)
     with pytest.raises(
         ConfigError, match=r"hour\.wav: a figure shows at most 600 s \(the audio is 700 s long\); "
     ):
         compute_attention(classifier, path)
-    maps = compute_attention(classifier, path, start=650.0, end=652.0)  # silence, far into the file
+    maps = compute_attention(classifier, path, start=650.0, end=652.0)  # noise, far into the file
     assert np.all(np.isfinite(maps.product)) and maps.times[0] == pytest.approx(650.0)
+    # a silent range gets no picture, as classify gives silence no label
+    with pytest.raises(
+        AudioError, match=r"hour\.wav: silent from 660 to 662 s .*expected a range holding speech"
+    ):
+        compute_attention(classifier, path, start=660.0, end=662.0)
     assert MAX_ATTENTION_DURATION == 600.0
 
 
@@ -267,6 +293,19 @@ def test_command_errors_are_one_line(classifier, folder, capsys):
     assert main(["attention", model, clip, "--out", str(folder)]) == 2
     _, err = capsys.readouterr()
     assert err == f"ser attention: error: {folder}: is a folder; expected the name of a file to write\n"
+    # a suffix of a format not written fails before any work; .jpg writes a JPEG
+    assert main(["attention", model, clip, "--out", str(folder / "x.gif")]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith(f"ser attention: error: {folder / 'x.gif'}: cannot write a .gif picture; expected")
+    assert main(["attention", model, clip, "--out", str(folder / "x.jpg")]) == 0
+    capsys.readouterr()
+    assert (folder / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    # silence gets no picture, as classify gives it no label
+    sf.write(folder / "silent.wav", np.zeros(SR, np.float32), SR)
+    assert main(["attention", model, str(folder / "silent.wav"), "--out", out_png]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("ser attention: error: ") and "silent.wav: silent (no sample above -80 dB" in err
+    assert not os.path.exists(out_png)
 
 
 def test_ensemble_maps_average_the_members(folder):

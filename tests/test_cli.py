@@ -1,5 +1,6 @@
 """The `ser` command: help everywhere, one-line errors, exit codes, --debug, light start-up."""
 
+import os
 import subprocess
 import sys
 
@@ -67,3 +68,39 @@ def test_help_does_not_import_tensorflow():
     code = "import sys; from ser.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('tensorflow' in sys.modules, 'librosa' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_check_on_a_partial_corpus_shows_the_table_then_the_fix(tmp_path, capsys):
+    from tests.corpora import fixtures as fx
+
+    root = fx.make_ravdess(tmp_path / "ravdess")  # 3 actors: too few for the recipe's 6 folds
+    (root / "Actor_04").mkdir()
+    code = main(["check", "ravdess", "--data-root", str(root)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "utterances per speaker and label:" in out and "Actor_03" in out
+    lines = err.splitlines()
+    # warnings and the error are one plain line each, without Python's source lines
+    assert all(line.startswith(("ser check: warning: ", "ser check: error: ")) for line in lines), err
+    assert any("1 actor folder(s) hold no audio file: Actor_04" in line for line in lines)
+    assert any("but the full release has 1440" in line for line in lines)
+    assert lines[-1] == (
+        "ser check: error: the recipe's folds cannot be made from this corpus: group_kfold needs "
+        "2 <= k <= number of speakers (3). Received: k=6; set fewer folds, e.g. --set protocol.k=3"
+    )
+    assert main(["check", "ravdess", "--data-root", str(root), "--set", "protocol.k=3"]) == 0
+    out, _ = capsys.readouterr()
+    assert "fold 3: test" in out
+
+
+def test_tensorflow_start_up_lines_stay_off_the_terminal():
+    # TensorFlow writes "All log messages before absl::InitializeLog() ..." and "oneDNN custom
+    # operations are on ..." to file descriptor 2 while importing; commands import it quietly.
+    code = (
+        "import sys\nfrom ser.cli import _import_tensorflow_quietly\n_import_tensorflow_quietly()\n"
+        "print('tensorflow' in sys.modules)\nprint('after', file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True"
+    assert proc.stderr == "after\n"

@@ -332,8 +332,10 @@ def test_window_option_on_short_audio(classifier):
         (1.5, 2.5),
         (2.0, 3.0),
     ]
+    # audio no longer than one window is classified whole (trimmed), as without --window
     one = classifier.classify(noise(3.0), sample_rate=SR, window=5.0)
-    assert [(s.start, s.end) for s in one.segments] == [(0.0, 3.0)]
+    whole = classifier.classify(noise(3.0), sample_rate=SR)
+    assert one.segments == [] and one.scores == pytest.approx(whole.scores)
 
 
 # --- the right answer ----------------------------------------------------------------
@@ -467,6 +469,37 @@ def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
     assert "re-estimated from 6 recordings" in capsys.readouterr().err
     assert main(["classify", str(path), *names[:2], "--same-speaker"]) == 0
     assert "too few to adapt to" in capsys.readouterr().err
+
+
+def test_same_speaker_leaves_out_files_that_cannot_be_classified(tmp_path, capsys):
+    # A silent, a too short and a non-finite file are reported like any failed file, and
+    # take no part in the adaptation: the others score exactly as without them.
+    from ser.cli import main
+
+    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
+    names = []
+    for i in range(5):
+        sf.write(tmp_path / f"r{i}.wav", tone(1.0 + 0.1 * i, 200 + 90 * i, seed=i), SR)
+        names.append(str(tmp_path / f"r{i}.wav"))
+    sf.write(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
+    sf.write(tmp_path / "short.wav", tone(0.05, 300), SR)
+    sf.write(tmp_path / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
+    bad = [str(tmp_path / n) for n in ("silent.wav", "short.wav", "nan.wav")]
+    assert main(["classify", str(path), *names, "--same-speaker", "--json"]) == 0
+    clean, clean_err = capsys.readouterr()
+    assert "re-estimated from 5 recordings" in clean_err
+    assert (
+        main(["classify", str(path), *names[:2], bad[0], *names[2:], *bad[1:], "--same-speaker", "--json"])
+        == 1
+    )
+    out, err = capsys.readouterr()
+    assert "re-estimated from 5 recordings (3 file(s) that cannot be classified left out)" in err
+    results = {r["file"]: r for r in json.loads(out)}
+    assert results[bad[0]]["error"].startswith("silent")
+    assert results[bad[1]]["error"].startswith("too short")
+    assert "NaN" in results[bad[2]]["error"]
+    for r in json.loads(clean):
+        assert results[r["file"]]["scores"] == pytest.approx(r["scores"], abs=1e-5)
 
 
 def test_models_without_adapt_blocks_are_not_adapted(classifier):

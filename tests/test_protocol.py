@@ -78,7 +78,7 @@ def test_protocol_errors():
     m = _manifest(n_speakers=3)
     with pytest.raises(ConfigError, match="kind must be one of"):
         fold_splits(m, {"kind": "random"})
-    with pytest.raises(ConfigError, match="2 <= k <= number of groups"):
+    with pytest.raises(ConfigError, match=r"2 <= k <= number of speakers \(3\).*--set protocol.k=3"):
         fold_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 5})
     with pytest.raises(ConfigError, match="no such column"):
         fold_splits(m, {"kind": "group_kfold", "group": "dialect", "k": 2})

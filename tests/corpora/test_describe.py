@@ -56,6 +56,13 @@ def test_confounds_are_flagged():
     )
 
 
+def test_speakers_missing_a_label_are_noted():
+    manifest = _manifest(BALANCED + [("s3", "sad"), ("s3", "angry")])
+    text = describe_manifest(manifest)
+    assert "NOTE: 1 speaker(s) without every label: s3 (no happy); their per-speaker statistics" in text
+    assert "WARNING" not in text and "erases the label" not in text
+
+
 def test_many_confounds_are_summarised():
     manifest = _manifest([(f"s{i:02d}", "angry" if i % 2 else "sad") for i in range(30)])
     text = describe_manifest(manifest)

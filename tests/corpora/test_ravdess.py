@@ -35,6 +35,17 @@ def test_parses_emotion_actor_gender(tmp_path):
     assert manifest["session"].isna().all()
 
 
+def test_empty_actor_folders_are_reported(tmp_path):
+    root = fx.make_ravdess(tmp_path)
+    (root / "Actor_09").mkdir()
+    (root / "nested" / "actor_10").mkdir(parents=True)
+    with pytest.warns(
+        UserWarning, match=r"2 actor folder\(s\) hold no audio file: Actor_09, nested/actor_10"
+    ):
+        manifest = ravdess.load(root)
+    assert len(manifest) == 48
+
+
 def test_merge_calm(tmp_path):
     manifest = load_corpus("ravdess", fx.make_ravdess(tmp_path), merge_calm=True)
     assert manifest["label"].value_counts()["neutral"] == 12
