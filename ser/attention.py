@@ -706,13 +706,33 @@ def attention_command(
     int
         0.
     """
-    from ser.inference import adapt_to_speaker
+    import sys
+
+    from ser.inference import adapt_to_speaker, band_limit_note
 
     figure_format(out)  # a bad picture name fails before the work, not after
     classifier = EmotionClassifier.load(model_path)
     if same_speaker:
         adapt_to_speaker(classifier, [audio_path, *same_speaker], report_unreadable=True)
     maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
+    note = band_limit_note(classifier, audio_path)
+    if note is not None:
+        print(note, file=sys.stderr, flush=True)
+    if (start is not None or end is not None) and len(maps.window_starts) == 1:
+        from ser.audio import audio_info
+
+        duration = audio_info(audio_path).duration
+        asked = (
+            0.0 if start is None else float(start),
+            duration if end is None else min(float(end), duration),
+        )
+        if maps.start > asked[0] + 0.05 or maps.end < asked[1] - 0.05:
+            print(
+                f"note: leading and trailing silence trimmed, as the model sees it: showing "
+                f"{maps.start:.2f}-{maps.end:.2f} s of the {asked[0]:.2f}-{asked[1]:.2f} s asked for",
+                file=sys.stderr,
+                flush=True,
+            )
     plot_attention(maps, out)
     written = f"wrote {out}"
     if npz is not None:

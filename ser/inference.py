@@ -825,6 +825,28 @@ def _format_line(prediction: Prediction, top: int) -> str:
     return line
 
 
+def band_limit_note(classifier: EmotionClassifier, path) -> str | None:
+    """A note for a file recorded at a rate too low for the model's mel bands, else None.
+
+    A file at 8 kHz holds nothing above 4 kHz, where a model of the default frontend has
+    mel bands up to 8 kHz: it is classified all the same (resampled), but those bands are
+    empty, as they never were in training.
+    """
+    from ser.audio import audio_info
+
+    try:
+        rate = audio_info(path).sample_rate
+    except SerError:
+        return None  # the caller reports the file's own error
+    fmax = float(classifier.frontend.fmax)
+    if rate / 2 >= 0.95 * fmax:
+        return None
+    return (
+        f"note: {path}: recorded at {rate} Hz, so nothing above {rate / 2000:g} kHz; the model hears "
+        f"up to {fmax / 1000:g} kHz and was trained on full-band audio: expect lower accuracy"
+    )
+
+
 def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
     """``--same-speaker``: adapt ``classifier`` to the usable ones of one speaker's files.
 
@@ -924,6 +946,9 @@ def classify_command(
     results = []
     failed = 0
     for path in audio_paths:
+        note = band_limit_note(classifier, path)
+        if note is not None:
+            print(note, file=sys.stderr, flush=True)
         try:
             prediction = classifier.classify(path, window=window, hop=hop)
         except SerError as exc:

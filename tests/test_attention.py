@@ -308,6 +308,29 @@ def test_command_errors_are_one_line(classifier, folder, capsys):
     assert not os.path.exists(out_png)
 
 
+def test_command_says_when_a_range_was_trimmed(classifier, folder, capsys):
+    speech = noise(1.0, seed=3)
+    speech[SR // 2 : SR // 2 + SR // 10] *= 8  # a loud peak, so the digital silence is > 40 dB below it
+    y = np.concatenate([np.zeros(SR), speech, np.zeros(SR)]).astype(np.float32)
+    sf.write(folder / "padded.wav", y, SR)
+    argv = [
+        "attention",
+        str(folder / "model.keras"),
+        str(folder / "padded.wav"),
+        "--out",
+        str(folder / "p.png"),
+    ]
+    assert main([*argv, "--start", "0.5"]) == 0
+    _, err = capsys.readouterr()
+    assert re.fullmatch(
+        r"note: leading and trailing silence trimmed, as the model sees it: showing (0\.9\d|1\.0\d)-(1\.9\d|2\.0\d) s of "
+        r"the 0\.50-3\.00 s asked for\n",
+        err,
+    )
+    assert main([*argv, "--start", "1.2", "--end", "1.8"]) == 0
+    assert capsys.readouterr().err == ""  # speech to both ends: nothing trimmed
+
+
 def test_ensemble_maps_average_the_members(folder):
     """An ensemble's logit is the mean of its members'; so is its product map."""
     from ser.model import ensemble_model
