@@ -16,6 +16,7 @@ speaker-independent; a warning says so.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -76,17 +77,60 @@ def _load_folders(root: Path, skip_bad: bool) -> pd.DataFrame:
             records.append(Record(str(path), utt_id, folder.name.strip().lower(), utt_id, None, None))
     if not records and not report.problems:
         raise no_audio_error(NAME, root, LAYOUT)
-    _warn_no_speakers(root)
     classes = tuple(sorted({d.name.strip().lower() for d in class_dirs}))
+    heard = sorted({r.label for r in records})
+    if len(heard) < 2:
+        csvs = sorted(p.name for p in root.glob("*.csv"))
+        hint = (
+            f"; found {csvs[0]} here: to use a CSV manifest, pass the file itself, e.g. --data-root {root / csvs[0]}"
+            if csvs
+            else ""
+        )
+        raise CorpusError(
+            f"{NAME} at {root}: audio in {len(heard)} class folder(s) ({', '.join(heard) or 'none'}); "
+            f"expected one subfolder of audio per class, at least 2{hint}"
+        )
+    _warn_no_speakers(root)
     return finalize(
         NAME, root, records, report, classes=classes, skip_bad=skip_bad, warn_single_file_speakers=False
     )
 
 
+def _check_field_counts(csv: Path, expected: str) -> None:
+    """Refuse a row with more non-empty fields than the header has columns.
+
+    pandas would otherwise take the first column as the index and shift every other one
+    (the path read as the label, the label as the speaker) without a word.
+    """
+    import csv as csv_module
+
+    try:
+        with open(csv, newline="", encoding="utf-8-sig") as fh:
+            rows = csv_module.reader(fh)
+            header = next(rows, None)
+            if header is None:
+                return
+            width = len(header)
+            for row in rows:
+                extra = row[width:]
+                if any(field.strip() for field in extra):
+                    raise CorpusError(
+                        f"{NAME} at {csv}: line {rows.line_num} has {len(row)} fields but the header "
+                        f"has {width} ({','.join(header)}); {expected}"
+                    )
+    except (UnicodeDecodeError, csv_module.Error):
+        return  # pandas reports these with its own reason
+
+
 def _load_csv(csv: Path, skip_bad: bool) -> pd.DataFrame:
     expected = f"expected a CSV file with columns {','.join(REQUIRED_COLUMNS)}[,speaker][,session]"
+    _check_field_counts(csv, expected)
     try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with warnings.catch_warnings():
+            # rows with empty trailing fields (a spreadsheet's trailing commas) are fine: the
+            # empty extras are dropped; non-empty extras were refused just above
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CorpusError(f"{NAME} at {csv}: cannot read as CSV ({reason}); {expected}") from None

@@ -73,7 +73,9 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         if not token and not folder_token:
             report.add(UNPARSEABLE, path, f"no emotion in the file name nor in its folder; expected {LAYOUT}")
             continue
-        label = token if token in EMOTIONS or not folder_token else folder_token
+        # the file name's token decides; an unknown one is reported as such (finalize), not
+        # replaced by the folder's; only a name without a token takes the folder's emotion
+        label = token or folder_token
         records.append(Record(str(path), path.stem, label, speaker.upper(), None, "F"))
     return finalize(
         NAME,

@@ -111,3 +111,28 @@ def test_empty_class_folder_is_a_problem(tmp_path):
     with pytest.raises(CorpusError, match=r"class with no examples \(1\):\n  'fear' has no utterance"):
         with pytest.warns(CorpusWarning):
             custom.load(root)
+
+
+@pytest.mark.filterwarnings("ignore:.*single file:UserWarning")
+def test_trailing_commas_are_fine_but_extra_fields_are_refused(tmp_path):
+    for name in ("1.wav", "2.wav"):
+        fx.write_wav(tmp_path / "data" / name)
+    csv = _csv(tmp_path, "path,label,speaker\n1.wav,happy,s1,\n2.wav,sad,s2,\n")  # a spreadsheet's export
+    manifest = custom.load(csv)
+    assert manifest["label"].tolist() == ["happy", "sad"] and manifest["speaker"].tolist() == ["s1", "s2"]
+    csv = _csv(tmp_path, "path,label,speaker\n1.wav,happy,s1\n2.wav,sad,s2,oops\n")
+    with pytest.raises(CorpusError, match=r"line 3 has 4 fields but the header has 3 \(path,label,speaker\)"):
+        custom.load(csv)
+
+
+def test_a_folder_with_one_class_is_refused_with_a_hint(tmp_path):
+    root = tmp_path / "data"
+    for name in ("1.wav", "2.wav"):
+        fx.write_wav(root / "clips" / name)
+    with pytest.raises(CorpusError, match=r"audio in 1 class folder\(s\) \(clips\); expected one subfolder"):
+        custom.load(root)
+    (root / "manifest.csv").write_text("path,label\nclips/1.wav,happy\nclips/2.wav,sad\n")
+    with pytest.raises(
+        CorpusError, match=r"found manifest.csv here: to use a CSV manifest, pass the file itself"
+    ):
+        custom.load(root)

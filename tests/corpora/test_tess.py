@@ -42,12 +42,13 @@ def test_more_spellings(tmp_path, folder, stem, label):
 def test_unknown_emotion_and_disagreement(tmp_path):
     root = fx.make_tess(tmp_path)
     fx.write_wav(root / "OAF_bored" / "OAF_cab_bored.wav")
+    fx.write_wav(root / "OAF_angry" / "OAF_dog_bored.wav")  # the name's token decides, not the folder
     fx.write_wav(root / "YAF_sad" / "YAF_cab_angry.wav")
     with pytest.raises(CorpusError) as caught:
         tess.load(root)
     message = str(caught.value)
     assert (
-        "unknown label (1):\n  OAF_bored/OAF_cab_bored.wav: label 'bored'; expected one of angry" in message
+        "unknown label (2):\n  OAF_angry/OAF_dog_bored.wav: label 'bored'; expected one of angry" in message
     )
     assert (
         "label disagrees with folder (1):\n  YAF_sad/YAF_cab_angry.wav: file name says 'angry' (angry) "
