@@ -439,7 +439,11 @@ def describe_manifest(manifest: pd.DataFrame) -> str:
         return f"{name}: empty manifest (0 utterances)"
     speakers = manifest["speaker"].astype(str)
     labels = manifest["label"].astype(str)
-    head = f"{name}: {n} utterances, {speakers.nunique()} speakers, {labels.nunique()} labels"
+    n_spk, n_lab = speakers.nunique(), labels.nunique()
+    head = (
+        f"{name}: {n} utterance{'s' if n != 1 else ''}, {n_spk} speaker{'s' if n_spk != 1 else ''}, "
+        f"{n_lab} label{'s' if n_lab != 1 else ''}"
+    )
     if "duration" in manifest and manifest["duration"].notna().any():
         d = manifest["duration"].astype(float)
         head += (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         info = sf.info(str(p))
     except Exception as exc:  # libsndfile reports every unreadable file its own way
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        # libsndfile's "Error opening '/the/whole/path': Format not recognised." names the file again
+        reason = re.sub(r"^Error opening .*?: ", "", reason) or reason
         raise AudioError(
             f"{p}: not a readable audio file ({reason}); expected wav, flac, ogg or "
             "another format libsndfile reads"

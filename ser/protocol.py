@@ -175,7 +175,8 @@ def validation_split(
         is_val = np.isin(groups, val_groups)
         return rows[~is_val], rows[is_val], tuple(val_groups)
     warnings.warn(
-        f"only {len(unique)} training {group}s: validation uses {fraction:.0%} of their utterances "
+        f"only {len(unique)} training {group}{'s' if len(unique) != 1 else ''}: validation uses "
+        f"{fraction:.0%} of their utterances "
         f"instead of whole held-out {group}s",
         stacklevel=2,
     )
@@ -234,9 +235,11 @@ def describe_protocol(protocol: dict, n_folds: int) -> str:
         head = f"leave-one-{group}-out ({n_folds} folds)"
     else:
         head = f"{group}-grouped {n_folds}-fold cross-validation"
+    # validation is held out by speaker even where folds go by session (see validation_group)
+    held_out = "a validation split" if group == "speaker" else "validation speakers"
     return (
-        f"{head}; test {group}s never seen in training; best epoch and fusion weights chosen on a "
-        f"validation split drawn from the training {group}s only"
+        f"{head}; test {group}s never seen in training; best epoch and fusion weights chosen on "
+        f"{held_out} drawn from the training {group}s only"
     )
 
 

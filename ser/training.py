@@ -355,8 +355,11 @@ def _parse_folds(folds, n: int) -> list[int]:
     return chosen
 
 
-def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool):
+def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool, folds=None):
     """Load the corpus and its (normalised) features.
+
+    The recipe's folds (and ``folds``, the ones asked for) are checked against the corpus
+    before any feature is computed, so a corpus they cannot be made from fails at once.
 
     Returns ``(manifest, labels, features, y, seconds, functionals)``; ``functionals`` (one
     row of :mod:`ser.functionals` per file) is None unless ``model.functionals`` is on.
@@ -371,6 +374,11 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     unknown = sorted(set(manifest["label"]) - set(labels))
     if unknown:
         raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
+    from ser.protocol import fold_splits
+
+    n_folds = len(fold_splits(manifest, recipe["protocol"]))
+    if folds is not None:
+        _parse_folds(folds, n_folds)
     t0 = time.time()
     use_functionals = recipe["model"].functionals
     extracted = extract_all(
@@ -653,7 +661,7 @@ def run_recipe(
 
     _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
     manifest, labels, features, y, feature_seconds, functionals = _prepare(
-        recipe, data_root, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress
+        recipe, data_root, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress, folds=folds
     )
     with atomic_path(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False)

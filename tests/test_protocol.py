@@ -58,7 +58,7 @@ def test_validation_holds_out_whole_training_speakers():
 
 def test_validation_falls_back_to_utterances_with_few_speakers():
     m = _manifest(n_speakers=2)
-    with pytest.warns(UserWarning, match="only 1 training speakers"):
+    with pytest.warns(UserWarning, match="only 1 training speaker: "):
         folds = make_folds(m, {"kind": "leave_one_group_out", "group": "speaker"})
     f = folds[0]
     assert f.validation_groups == ()

@@ -710,3 +710,32 @@ def test_a_quieter_or_louder_recording_gets_the_same_prediction(tiny_run, tiny_c
     assert list(c.classify(0.1 * y, sample_rate=c.sample_rate).scores.values()) == pytest.approx(
         list(adapted.values()), abs=1e-4
     )
+
+
+def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
+    from ser.cli import main
+    from tests.corpora import fixtures as fx
+
+    root = fx.make_ravdess(tmp_path / "ravdess")  # 3 actors: too few for the recipe's 6 folds
+    out = tmp_path / "runs" / "r"
+    assert main(["train", "ravdess", "--data-root", str(root), "--out", str(out)]) == 2
+    assert "--set protocol.k=3" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "ravdess",
+                "--data-root",
+                str(root),
+                "--out",
+                str(out),
+                "--set",
+                "protocol.k=3",
+                "--folds",
+                "4",
+            ]
+        )
+        == 2
+    )
+    assert "--folds must be between 1 and 3" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("*.npy"))  # nothing was extracted
