@@ -353,11 +353,12 @@ def finalize(
             raise CorpusError(report.summary(FIX_HINT, notes))
         if not good:
             raise CorpusError(report.summary("skip_bad=True, but no usable utterance is left.", notes))
-        dropped = len(rows) - len(good)
+        # every file listed is left out: those whose names parsed (counted in rows) and those
+        # that never became an utterance (misnamed, unknown label)
         warn(
             report.summary(
-                f"skip_bad=True: skipped {dropped} utterance(s) and every file listed; "
-                f"using the remaining {len(good)}.",
+                f"skip_bad=True: skipped the {len(bad)} file(s) listed; using the remaining "
+                f"{len(good)} utterance(s).",
                 notes,
             ),
         )

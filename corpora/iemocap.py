@@ -147,11 +147,15 @@ def load(
                 continue
             seen.add(path.stem)
             if path.stem not in labels:
-                report.add(
-                    NO_LABEL,
-                    path,
-                    f"no line for {path.stem} in {session.name}/dialog/EmoEvaluation/*.txt",
+                evaluation = f"{session.name}/dialog/EmoEvaluation"
+                dialog_file = session / "dialog" / "EmoEvaluation" / f"{path.parent.name}.txt"
+                reason = (
+                    f"no line for {path.stem} in {evaluation}/*.txt"
+                    if dialog_file.is_file() or path.parent == wav_root
+                    else f"its dialog's label file {evaluation}/{dialog_file.name} is missing; expected "
+                    "the release's EmoEvaluation files"
                 )
+                report.add(NO_LABEL, path, reason)
                 continue
             if len(labels[path.stem]) > 1:
                 lines = ", ".join(f"{code!r} in {relative(txt, root)}" for code, txt in labels[path.stem])

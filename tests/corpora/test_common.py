@@ -109,10 +109,11 @@ def test_all_problems_reported_together(case, tmp_path):
 def test_skip_bad_returns_the_good_rows_and_warns(case, tmp_path):
     root, empty, text = _break(case, tmp_path)
     with pytest.warns(
-        CorpusWarning, match=r"3 problem\(s\) in 3 file\(s\)(.|\n)*using the remaining"
+        CorpusWarning, match=r"3 problem\(s\) in 3 file\(s\)(.|\n)*skipped the 3 file\(s\) listed"
     ) as record:
         manifest = load_corpus(case.name, root, skip_bad=True)
     assert len(manifest) == case.rows - 2
+    assert any(f"using the remaining {len(manifest)} utterance(s)" in str(w.message) for w in record)
     assert not {str(empty), str(text)} & set(manifest["path"])
     warning = next(str(w.message) for w in record if "problem(s)" in str(w.message))
     assert case.bad_name in warning

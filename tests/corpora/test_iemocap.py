@@ -122,3 +122,14 @@ def test_root_without_sessions(tmp_path):
     fx.write_wav(tmp_path / "Ses01F_impro01_F000.wav")
     with pytest.raises(CorpusError, match=r"no Session1 \.\.\. Session5 folders; expected Session1"):
         iemocap.load(tmp_path)
+
+
+def test_a_missing_label_file_is_named(tmp_path):
+    root = fx.make_iemocap(tmp_path)
+    (root / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt").unlink()
+    with pytest.raises(CorpusError) as caught:
+        iemocap.load(root)
+    assert (
+        "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav: its dialog's label file "
+        "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt is missing" in str(caught.value)
+    )
