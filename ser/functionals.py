@@ -450,8 +450,11 @@ class FunctionalsHead:
         With a ``reference`` (see :meth:`log_probabilities`) and a per-speaker regression, the
         per-speaker regression and :attr:`speaker_weight`; otherwise :attr:`weight`.
         """
-        weight = self.speaker_weight if reference is not None and self.speaker is not None else self.weight
-        return fuse(cnn_logits, self.log_probabilities(x, reference), weight)
+        return fuse(cnn_logits, self.log_probabilities(x, reference), self.weight_for(reference))
+
+    def weight_for(self, reference) -> float:
+        """The CNN's weight in :meth:`fuse` with this ``reference`` (or None)."""
+        return self.speaker_weight if reference is not None and self.speaker is not None else self.weight
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (lists of floats)."""

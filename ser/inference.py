@@ -570,11 +570,9 @@ class EmotionClassifier:
 
         With a speaker reference and a per-speaker regression, the adapted weight.
         """
-        head = self.functionals
-        if head is None:
+        if self.functionals is None:
             return 1.0
-        adapted = self.functionals_reference is not None and head.speaker is not None
-        return head.speaker_weight if adapted else head.weight
+        return self.functionals.weight_for(self.functionals_reference)
 
     def fused(self, logits: np.ndarray, waveforms: list[np.ndarray]) -> np.ndarray:
         """The model's probabilities: CNN ``logits`` fused with the functionals of ``waveforms``.
@@ -850,9 +848,10 @@ def band_limit_note(classifier: EmotionClassifier, path) -> str | None:
 def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
     """``--same-speaker``: adapt ``classifier`` to the usable ones of one speaker's files.
 
-    Files that cannot be classified (unreadable, too short, non-finite, silent) are skipped, with a line on stderr each if ``report_unreadable`` (else
-    the caller reports them with their own error). A line on stderr says what was done:
-    adapted to how many recordings, or too few to adapt to.
+    Files that cannot be classified (unreadable, too short, non-finite, silent) are skipped,
+    with a line on stderr each if ``report_unreadable`` (else the caller reports them with
+    their own error). A line on stderr says what was done: adapted to how many recordings
+    (and how many were left out), or too few to adapt to.
     """
     if not (
         classifier.normalization == "speaker" or classifier.adapt_blocks or classifier.functionals is not None
@@ -863,13 +862,13 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
 
     # Only files that could be classified take part: an unreadable, too short, non-finite or
     # silent file would otherwise spoil the statistics the other files are scored with.
-    readable, skipped = [], 0
+    usable, skipped = [], 0
     for path in dict.fromkeys(str(p) for p in audio_paths):
         try:
             y = load_audio(path, classifier.sample_rate, max_duration=None)
             if not np.any(np.abs(y) > SILENCE_PEAK):
                 raise _silent(path)
-            readable.append(y)
+            usable.append(y)
         except SerError as exc:
             skipped += 1
             if report_unreadable:
@@ -878,8 +877,8 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
                     file=sys.stderr,
                     flush=True,
                 )
-    if readable:
-        classifier.set_speaker_reference(readable, sample_rate=classifier.sample_rate)
+    if usable:
+        classifier.set_speaker_reference(usable, sample_rate=classifier.sample_rate)
     if classifier.adapt_blocks or classifier.functionals is not None:
         blocks = ", ".join(map(str, classifier.adapt_blocks))
         done = []
@@ -888,9 +887,9 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
         if classifier.functionals_reference is not None:
             done.append("functionals standardised")
         note = (
-            f"note: adapted to this speaker: {' and '.join(done)} from {len(readable)} recordings"
+            f"note: adapted to this speaker: {' and '.join(done)} from {len(usable)} recordings"
             if done
-            else f"note: --same-speaker: {len(readable)} usable recording(s) are too few to adapt "
+            else f"note: --same-speaker: {len(usable)} usable recording(s) are too few to adapt "
             f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); using the model without "
             "speaker adaptation"
         )
