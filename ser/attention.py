@@ -238,12 +238,7 @@ def compute_attention(
     y, name, t0, t1 = _read_input(classifier, audio, sample_rate, start, end)
     if not np.any(np.abs(y) > SILENCE_PEAK):
         # as classify does: no picture of a guess about silence
-        if start is None and end is None:
-            raise _silent(name)
-        raise AudioError(
-            f"{name or '<array>'}: silent from {t0:g} to {t1:g} s (no sample above "
-            f"{20 * math.log10(SILENCE_PEAK):.0f} dB full scale); expected a range holding speech"
-        )
+        raise _silent(name, None if start is None and end is None else (t0, t1))
     hop = classifier.frontend.hop_length
     sr = classifier.sample_rate
 

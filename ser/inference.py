@@ -739,10 +739,14 @@ class EmotionClassifier:
         return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
 
 
-def _silent(name: str | None) -> AudioError:
+def _silent(name: str | None, span: tuple[float, float] | None = None) -> AudioError:
+    """The error for silent audio (or a silent ``span`` of it, in seconds)."""
+    where, expected = ("silent", "a recording of speech")
+    if span is not None:
+        where, expected = f"silent from {span[0]:g} to {span[1]:g} s", "a range holding speech"
     return AudioError(
-        f"{name or '<array>'}: silent (no sample above {20 * math.log10(SILENCE_PEAK):.0f} dB full scale); "
-        "expected a recording of speech"
+        f"{name or '<array>'}: {where} (no sample above {20 * math.log10(SILENCE_PEAK):.0f} dB full "
+        f"scale); expected {expected}"
     )
 
 
