@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from corpora.base import (
+    DUPLICATE,
     Record,
     Report,
     check_root,
@@ -147,6 +148,7 @@ def _load_csv(csv: Path, skip_bad: bool) -> pd.DataFrame:
     has_speaker = "speaker" in table.columns
     report = Report(NAME, csv, base=base)
     records = []
+    first_line: dict[Path, int] = {}  # each file's first row, to name rows that list it again
     for i, row in enumerate(table.to_dict("records")):
         line = f"line {i + 2} of {csv.name}"
         given = row["path"].strip()
@@ -167,6 +169,14 @@ def _load_csv(csv: Path, skip_bad: bool) -> pd.DataFrame:
         if gender_value and gender is None:
             report.add(MISSING_VALUE, path, f"{line}: gender {gender_value!r}; expected F, M or empty")
             continue
+        if path in first_line:
+            report.add(
+                DUPLICATE,
+                path,
+                f"{line}: the file is listed again (first on line {first_line[path]}); expected each file once",
+            )
+            continue
+        first_line[path] = i + 2
         utt_id = row.get("utt_id", "").strip() or relative(path.with_suffix(""), base)
         session = row.get("session", "").strip() or None
         records.append(Record(str(path), utt_id, label, speaker or utt_id, session, gender))

@@ -106,7 +106,7 @@ def extract_all(
     n_jobs : int
         Worker processes (joblib; -1 = all cores).
     progress : bool
-        Show a progress bar.
+        Show a progress bar (on a terminal only).
     functionals : bool
         Also return each file's utterance functionals (:mod:`ser.functionals`).
 
@@ -125,7 +125,11 @@ def extract_all(
     chunk = 32
     pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     out: list = []
-    with tqdm(total=len(paths), desc="features", unit="file", disable=not progress, leave=False) as bar:
+    # disable=None: no bar where stderr is not a terminal (a log file would keep its \r lines)
+    bar = tqdm(
+        total=len(paths), desc="features", unit="file", disable=None if progress else True, leave=False
+    )
+    with bar:
         if len(pieces) <= 1 or n_jobs == 1:
             results = (_chunk(p, frontend, cache, functionals) for p in pieces)
         else:

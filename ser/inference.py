@@ -755,6 +755,12 @@ def _model_file(path: str | os.PathLike) -> str:
     p = Path(path)
     if p.is_dir():
         if not (p / MODEL_FILENAME).is_file():
+            if (p / "results.json").is_file() or (p / "folds").is_dir():
+                raise ModelError(
+                    f"{p}: run folder without a final {MODEL_FILENAME} (trained with --no-final, "
+                    "or not all folds done); expected a run folder holding one: rerun its "
+                    "`ser train` command without --no-final to train it"
+                )
             raise ModelError(
                 f"{p}: folder holds no {MODEL_FILENAME}; expected a model.keras file or a run folder"
             )

@@ -95,6 +95,8 @@ def bad_models(tmp_path_factory, model_dir):
     with zipfile.ZipFile(d / "nojson.keras", "w") as z:
         z.writestr("hello.txt", "hi")
     (d / "empty_run").mkdir()
+    (d / "no_final_run").mkdir()
+    (d / "no_final_run" / "results.json").write_text("{}")
     import keras
 
     inp = keras.Input((3,))
@@ -109,6 +111,7 @@ def bad_models(tmp_path_factory, model_dir):
     [
         ("missing.keras", r"missing\.keras: not found; expected a model\.keras file"),
         ("empty_run", r"empty_run: folder holds no model\.keras"),
+        ("no_final_run", r"no_final_run: run folder without a final model\.keras \(trained with --no-final"),
         ("text.keras", r"text\.keras: not a Keras model archive"),
         ("random.keras", r"random\.keras: not a Keras model archive"),
         ("truncated.keras", r"truncated\.keras: not a Keras model archive"),

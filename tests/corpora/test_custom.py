@@ -87,12 +87,16 @@ def test_csv_row_problems_reported_together(tmp_path):
     with pytest.raises(CorpusError) as caught:
         custom.load(csv)
     message = str(caught.value)
-    assert message.startswith(f"custom at {csv}: 6 problem(s) in 3 file(s)\n")
+    assert message.startswith(f"custom at {csv}: 5 problem(s) in 3 file(s)\n")
     assert "  2.wav: line 3 of manifest.csv: empty label" in message
     assert "  line 4 of manifest.csv: empty path" in message
     assert "  2.wav: line 7 of manifest.csv: gender 'x'; expected F, M or empty" in message
     assert "  missing.wav: file not found" in message
-    assert "  1.wav: utterance id '1' is also used by 1.wav" in message
+    # a file listed twice is named by the CSV line that repeats it
+    assert (
+        "  1.wav: line 6 of manifest.csv: the file is listed again (first on line 2); expected each file once"
+        in message
+    )
 
 
 def test_class_folders(tmp_path):
