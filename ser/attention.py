@@ -14,7 +14,7 @@ pooling; for the max head the logit uses the maximum of the map, not its mean).
 Audio up to :data:`ser.inference.WHOLE_MAX_DURATION` seconds goes through the model in one
 pass, as in classification; a longer range is cut into consecutive windows of about
 :data:`ser.inference.DEFAULT_WINDOW` seconds whose maps are stitched along time, so the
-model's memory stays bounded. One figure shows at most :data:`MAX_ATTENTION_DURATION`
+model's memory stays bounded (its label is still classify's, from overlapping windows). One figure shows at most :data:`MAX_ATTENTION_DURATION`
 seconds; choose a range (``start``, ``end``) within longer files.
 """
 
@@ -39,7 +39,6 @@ from ser.inference import (
     _silent,
     counted_windows,
     model_features,
-    window_vote,
 )
 
 #: Longest stretch of audio (seconds) one attention figure shows.
@@ -78,7 +77,8 @@ class AttentionMaps:
         ``product``, each repeated over the frames and bands its Conv5 cell covers.
     labels : list of str
     label : str
-        Predicted class (mean of the windows' probabilities for a stitched range).
+        Predicted class. For a stitched range, what :meth:`EmotionClassifier.classify`
+        gives the range: the mean over its overlapping windows, quiet ones left out.
     probability : float
         Probability of ``label``.
     explained_class : str
@@ -97,9 +97,9 @@ class AttentionMaps:
     window_starts : list of float
         Start (s) of each window stitched together (one entry for a single pass).
     window_counted : list of bool
-        Per window, whether it counts toward ``label`` (False: a quiet window, more than
-        :data:`ser.inference.QUIET_WINDOW_DB` below the loudest, drawn but left out as
-        ``ser classify`` leaves it out).
+        Per window, False for a quiet one (more than :data:`ser.inference.QUIET_WINDOW_DB`
+        below the loudest: a pause or noise), drawn greyed out; ``ser classify`` leaves such
+        stretches out of the label.
     members : int
         Models of the ensemble whose maps these are (1: a single model).
     functionals : bool
@@ -282,11 +282,18 @@ def compute_attention(
             spectra.append(s)
             grids_td.append(td[:cells])
             grids_bu.append(bu[:cells])
-        probs.append(classifier.fused(logits, [w for _, w in batch]))
+        if len(pieces) == 1:
+            probs.append(classifier.fused(logits, [w for _, w in batch]))
         levels.extend(speech_level(w, sr) for _, w in batch)
 
-    # as classify does: quiet stretches (pauses, noise) are drawn but do not vote
-    probs = window_vote(np.concatenate(probs), levels)
+    if len(pieces) == 1:
+        probs = np.concatenate(probs)[0]
+    else:
+        # The range's label and scores are what `ser classify` gives it: overlapping windows
+        # of DEFAULT_WINDOW s every DEFAULT_HOP s, quiet ones not voting. The maps above come
+        # from consecutive windows, so that every frame is drawn once.
+        prediction = classifier.classify(y, sr)
+        probs = np.array([prediction.scores[label] for label in labels])
     scores = {label: float(p) for label, p in zip(labels, probs, strict=True)}
     label = labels[int(np.argmax(probs))]
     explained = class_name or label
@@ -645,7 +652,7 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
             ax.axvline(t, color="white" if ax is axes[0] else "0.4", lw=0.6, ls="--", alpha=0.7)
     quiet = [i for i, c in enumerate(maps.window_counted) if not c]
     bounds = [*maps.window_starts, maps.end]
-    for i in quiet:  # windows left out of the label, as classify leaves them out
+    for i in quiet:  # pauses or noise, which classify leaves out of the label
         for ax in axes[1:]:
             ax.axvspan(bounds[i], bounds[i + 1], color="0.5", alpha=0.35, lw=0)
     axes[0].set_xlim(extent[0], extent[1])
@@ -665,7 +672,7 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
         if len(maps.window_starts) > 1:
             notes.append(
                 f"{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
-                + (f", {len(quiet)} quiet ones greyed out (not counted)" if quiet else "")
+                + (f", {len(quiet)} quiet ones greyed out (not voting)" if quiet else "")
             )
         elif maps.start > 0:
             notes.append(f"{maps.start:.1f}-{maps.end:.1f} s")
