@@ -246,7 +246,10 @@ def trim_bounds(features: np.ndarray, top_db: float | None, min_frames: int = 10
     n = features.shape[0]
     if top_db is None or n <= min_frames:
         return 0, n
-    energy_db = 10.0 * np.log10(np.exp(features.astype(np.float64)).sum(axis=1))
+    # frame energy without the log floor: otherwise every frame reads at least n_mels * 1e-6,
+    # about 40 dB below a level-normalised loudest frame, and nothing quieter is ever trimmed
+    power = np.maximum(np.exp(features.astype(np.float64)) - LOG_FLOOR, 0.0)
+    energy_db = 10.0 * np.log10(power.sum(axis=1) + 1e-20)
     loud = np.flatnonzero(energy_db >= energy_db.max() - float(top_db))
     start, end = int(loud[0]), int(loud[-1]) + 1
     if end - start < min_frames:

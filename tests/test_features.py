@@ -129,8 +129,10 @@ def test_logmel_rejects_non_mono_input(shape):
 
 
 def loud_and_quiet(pattern, n_mels=8):
-    """Log-mel rows: 'L' a loud frame (power 1 per band), 'q' a silent one (the log floor)."""
-    return np.array([[0.0 if c == "L" else np.log(LOG_FLOOR)] * n_mels for c in pattern], np.float32)
+    """Log-mel rows: 'L' a loud frame (power 1 per band), 'q' a quiet one (power 1e-6, 60 dB
+    below), 'z' digital silence (power 0: the log floor)."""
+    value = {"L": 0.0, "q": np.log(1e-6 + LOG_FLOOR), "z": np.log(LOG_FLOOR)}
+    return np.array([[value[c]] * n_mels for c in pattern], np.float32)
 
 
 def test_trim_silence_drops_leading_and_trailing_silence_only():
@@ -140,6 +142,14 @@ def test_trim_silence_drops_leading_and_trailing_silence_only():
     assert trim_silence(features, None) is features
     # The silent frames are 60 dB below the loud ones: a 70 dB threshold keeps everything.
     assert trim_silence(features, 70.0).shape == features.shape
+
+
+def test_digital_silence_is_trimmed_whatever_the_threshold():
+    # the log floor is not energy: frames of digital silence are trimmed even with a 100 dB
+    # threshold (before 2026-11-29 they read 60 dB below these loud frames and were kept)
+    features = loud_and_quiet("z" * 30 + "q" * 5 + "L" * 20 + "z" * 10 + "L" * 20 + "q" * 5 + "z" * 20)
+    np.testing.assert_array_equal(trim_silence(features, 100.0), features[30:90])
+    np.testing.assert_array_equal(trim_silence(features, 40.0), features[35:85])
 
 
 def test_trim_silence_keeps_min_frames_around_a_short_burst():
