@@ -19,7 +19,7 @@ from ser.features import FrontendConfig, crop_or_pad, model_input
 #: Part of every cache key: bump it whenever the feature code changes (``logmel``,
 #: ``trim_silence``, ``load_audio``), so stale cached features are never reused. Version 2:
 #: :func:`ser.features.speech_level` bounded by the 99th percentile (2026-11-28). Version 3:
-#: :func:`ser.features.trim_bounds` measures frame energy without the log floor (2026-11-29).
+#: :func:`ser.features.trim_bounds` trims digital silence whatever the threshold (2026-11-29).
 FEATURES_VERSION = 3
 
 

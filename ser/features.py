@@ -246,11 +246,17 @@ def trim_bounds(features: np.ndarray, top_db: float | None, min_frames: int = 10
     n = features.shape[0]
     if top_db is None or n <= min_frames:
         return 0, n
-    # frame energy without the log floor: otherwise every frame reads at least n_mels * 1e-6,
-    # about 40 dB below a level-normalised loudest frame, and nothing quieter is ever trimmed
-    power = np.maximum(np.exp(features.astype(np.float64)) - LOG_FLOOR, 0.0)
-    energy_db = 10.0 * np.log10(power.sum(axis=1) + 1e-20)
-    loud = np.flatnonzero(energy_db >= energy_db.max() - float(top_db))
+    power = np.exp(features.astype(np.float64))
+    energy_db = 10.0 * np.log10(power.sum(axis=1))
+    # Frames the log-mel cannot tell from digital silence (energy over the log floor 20 dB
+    # under the floor itself) are silence whatever the threshold: after level normalisation
+    # the floor sits only about 40 dB under the loudest frame, so a threshold measured with
+    # the floor included would keep zero padding around a steady signal.
+    floor = features.shape[1] * LOG_FLOOR
+    audible = np.maximum(power - LOG_FLOOR, 0.0).sum(axis=1) >= 0.01 * floor
+    loud = np.flatnonzero((energy_db >= energy_db.max() - float(top_db)) & audible)
+    if loud.size == 0:  # all of it digital silence
+        return 0, n
     start, end = int(loud[0]), int(loud[-1]) + 1
     if end - start < min_frames:
         centre = (start + end) // 2
@@ -262,8 +268,10 @@ def trim_bounds(features: np.ndarray, top_db: float | None, min_frames: int = 10
 def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 10) -> np.ndarray:
     """Drop leading and trailing frames quieter than ``top_db`` below the loudest frame.
 
-    Works on log-mel features, so training and inference trim identically. Silence in the
-    middle of an utterance is kept (pauses carry emotion). Training trims every utterance;
+    Works on log-mel features, so training and inference trim identically. Frame energy
+    includes the log floor (after level normalisation about 40 dB under the loudest frame),
+    so a 40 dB threshold trims little beyond it; frames at the floor itself (digital silence)
+    are always trimmed. Silence in the middle of an utterance is kept (pauses carry emotion). Training trims every utterance;
     inference trims utterances classified whole (sliding windows over long recordings are
     not trimmed, so their timeline stays exact).
 

@@ -145,8 +145,8 @@ def test_trim_silence_drops_leading_and_trailing_silence_only():
 
 
 def test_digital_silence_is_trimmed_whatever_the_threshold():
-    # the log floor is not energy: frames of digital silence are trimmed even with a 100 dB
-    # threshold (before 2026-11-29 they read 60 dB below these loud frames and were kept)
+    # frames at the log floor are digital silence: trimmed even with a 100 dB threshold
+    # (before 2026-11-29 they read 60 dB below these loud frames and were kept)
     features = loud_and_quiet("z" * 30 + "q" * 5 + "L" * 20 + "z" * 10 + "L" * 20 + "q" * 5 + "z" * 20)
     np.testing.assert_array_equal(trim_silence(features, 100.0), features[30:90])
     np.testing.assert_array_equal(trim_silence(features, 40.0), features[35:85])
