@@ -27,6 +27,20 @@ from ser.errors import AudioError
 MIN_INPUT_RATE = 4000
 MAX_INPUT_RATE = 192000
 
+#: Largest sample magnitude accepted (60 dB above full scale). Float files may exceed 1 a
+#: little; values far beyond are a corrupted file or unscaled data, and would overflow the
+#: spectrogram's float32 power.
+MAX_PEAK = 1000.0
+
+
+def _check_peak(y: np.ndarray, name: str) -> None:
+    peak = float(np.max(np.abs(y), initial=0.0))
+    if peak > MAX_PEAK:
+        raise AudioError(
+            f"{name}: samples reach {peak:.3g} ({20 * np.log10(peak):.0f} dB above full scale); "
+            "expected audio scaled to about -1..1 (a corrupted file or unscaled float data?)"
+        )
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -116,6 +130,7 @@ def prepare_waveform(
     *,
     name: str = "<array>",
     min_duration: float = MIN_DURATION,
+    frames_first: bool = False,
 ) -> np.ndarray:
     """Check a waveform array and convert it to mono float32 at ``target_rate``.
 
@@ -131,6 +146,9 @@ def prepare_waveform(
         What to call the input in error messages (usually its file name).
     min_duration : float
         Shortest accepted duration in seconds.
+    frames_first : bool
+        ``y`` is known to be ``(frames, channels)`` (as soundfile reads it); otherwise a 2-D
+        array with at most 32 rows and more columns is taken as ``(channels, frames)``.
 
     Returns
     -------
@@ -153,12 +171,13 @@ def prepare_waveform(
     if y.ndim == 2:
         # (frames, channels) as soundfile returns it; a (channels, frames) array with few
         # rows and many columns is transposed, as librosa users often pass it that way.
-        if y.shape[0] < y.shape[1] and y.shape[0] <= 32:
+        if not frames_first and y.shape[0] < y.shape[1] and y.shape[0] <= 32:
             y = y.T
         y = y.mean(axis=1)
     if not np.all(np.isfinite(y)):
         bad = int(np.size(y) - np.count_nonzero(np.isfinite(y)))
         raise AudioError(f"{name}: contains {bad} NaN or infinite samples; expected finite audio")
+    _check_peak(y, name)
     duration = y.size / float(sample_rate)
     if duration < min_duration:
         raise AudioError(
@@ -205,7 +224,8 @@ def load_audio(
     if max_duration is not None and info.duration > max_duration:
         raise AudioError(
             f"{info.path}: too long to load whole ({info.duration:.0f} s); expected at most "
-            f"{max_duration:.0f} s (long files are classified in windows)"
+            f"{max_duration:.0f} s (cut it into utterances to train on it; `ser classify` reads "
+            "long files in windows)"
         )
     try:
         y, sr = sf.read(info.path, dtype="float32", always_2d=True)
@@ -214,7 +234,9 @@ def load_audio(
         raise AudioError(
             f"{info.path}: cannot decode audio ({reason}); expected a complete audio file"
         ) from None
-    return prepare_waveform(y, int(sr), sample_rate, name=info.path, min_duration=min_duration)
+    return prepare_waveform(
+        y, int(sr), sample_rate, name=info.path, min_duration=min_duration, frames_first=True
+    )
 
 
 def iter_audio_blocks(
@@ -246,6 +268,7 @@ def iter_audio_blocks(
             if not np.all(np.isfinite(block)):
                 raise AudioError(f"{info.path}: contains NaN or infinite samples; expected finite audio")
             mono = block.mean(axis=1).astype(np.float32)
+            _check_peak(mono, info.path)
             total += mono.size
             if stream is None:
                 out = mono

@@ -10,5 +10,11 @@ MIN_DURATION = 0.1
 #: processed block by block (see :func:`ser.audio.iter_audio_blocks`).
 MAX_LOAD_DURATION = 600.0
 
+#: A recording (or array) classified whole with no sample above this magnitude (-80 dB
+#: full scale) is silent: an error, not a confident guess (and not a file to train on).
+#: Long audio classified in windows may hold silent stretches; their windows are
+#: classified as they are.
+SILENCE_PEAK = 1e-4
+
 #: File extensions treated as audio when scanning corpus folders.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.constants import SILENCE_PEAK
+from ser.errors import AudioError
 from ser.features import FrontendConfig, crop_or_pad, model_input
 
 #: Part of every cache key: bump it whenever the feature code changes (``logmel``,
@@ -44,6 +46,22 @@ def _load_cached(target: Path | None, check) -> np.ndarray | None:
     return None
 
 
+class UnusableAudio(AudioError):
+    """Files of :func:`extract_all` whose audio cannot be used, all of them at once.
+
+    ``failures`` maps each such file's index in ``paths`` to its :class:`AudioError`;
+    ``results`` is what :func:`extract_all` would have returned for the others, with ``None``
+    in the failed files' places.
+    """
+
+    def __init__(self, failures: dict, results):
+        self.failures = failures
+        self.results = results
+        first = str(next(iter(failures.values())))
+        more = f" (and {len(failures) - 1} more file(s))" if len(failures) > 1 else ""
+        super().__init__(first + more)
+
+
 def _store(target: Path | None, value: np.ndarray) -> None:
     if target is None:
         return
@@ -72,6 +90,10 @@ def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functio
         from ser.audio import load_audio
 
         y = load_audio(path, frontend.sample_rate)
+        if not np.any(np.abs(y) > SILENCE_PEAK):
+            raise AudioError(
+                f"{path}: silent (no sample above -80 dB full scale); expected speech to train on"
+            )
         if feats is None:
             feats = model_input(y, frontend)
             _store(target, feats)
@@ -84,7 +106,13 @@ def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functio
 
 
 def _chunk(paths, frontend, cache_dir, functionals=False):
-    return [_cached(p, frontend, cache_dir, functionals) for p in paths]
+    out = []
+    for p in paths:
+        try:
+            out.append(_cached(p, frontend, cache_dir, functionals))
+        except AudioError as exc:  # collected: every bad file is reported, not just the first
+            out.append(exc)
+    return out
 
 
 def extract_all(
@@ -115,6 +143,12 @@ def extract_all(
     -------
     list of np.ndarray [shape=(frames_i, n_mels)], in the order of ``paths``
         With ``functionals``: ``(that list, np.ndarray [shape=(len(paths), N_FUNCTIONALS)])``.
+
+    Raises
+    ------
+    UnusableAudio
+        After every file was tried, if any could not be read or is silent: it names them
+        all and holds the others' features.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -140,12 +174,22 @@ def extract_all(
         for part in results:
             out.extend(part)
             bar.update(len(part))
-    if not functionals:
-        return out
-    from ser.functionals import N_FUNCTIONALS
+    failures = {i: x for i, x in enumerate(out) if isinstance(x, AudioError)}
+    if failures:
+        out = [None if i in failures else x for i, x in enumerate(out)]
+    if functionals:
+        from ser.functionals import N_FUNCTIONALS
 
-    func = np.asarray([f for _, f in out], dtype=np.float32).reshape(len(out), N_FUNCTIONALS)
-    return [x for x, _ in out], func
+        func = np.full((len(out), N_FUNCTIONALS), np.nan, dtype=np.float32)
+        for i, x in enumerate(out):
+            if x is not None:
+                func[i] = x[1]
+        result = ([None if x is None else x[0] for x in out], func)
+    else:
+        result = out
+    if failures:
+        raise UnusableAudio(failures, result)
+    return result
 
 
 def spec_augment(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.constants import SILENCE_PEAK
 from ser.errors import AudioError, ConfigError, ModelError, SerError
 from ser.features import standardize, standardize_utterance
 
@@ -56,10 +57,6 @@ EAGER_CALLS = 2
 #: approximation: the recipe's evaluation used true speaker statistics).
 NORMALIZATIONS = ("global", "utterance", "speaker")
 
-#: A recording (or array) classified whole with no sample above this magnitude (-80 dB
-#: full scale) is silent: an error, not a confident guess. Long audio classified in
-#: windows may hold silent stretches; their windows are classified as they are.
-SILENCE_PEAK = 1e-4
 
 #: Windows of long audio whose speech level (:func:`ser.features.speech_level`) is more than
 #: this many dB below the loudest window of the same recording (pauses, background noise) are

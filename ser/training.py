@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.adaptation import MIN_ADAPTATION_FILES
-from ser.errors import ConfigError
+from ser.errors import ConfigError, CorpusError
 from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
 
 
@@ -365,7 +365,7 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     row of :mod:`ser.functionals` per file) is None unless ``model.functionals`` is on.
     """
     from corpora import load_corpus
-    from ser.data import extract_all
+    from ser.data import UnusableAudio, extract_all
 
     manifest = load_corpus(
         recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
@@ -381,13 +381,18 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
         _parse_folds(folds, n_folds)
     t0 = time.time()
     use_functionals = recipe["model"].functionals
-    extracted = extract_all(
-        manifest["path"].tolist(),
-        recipe["frontend"],
-        cache_dir=cache_dir,
-        progress=progress,
-        functionals=use_functionals,
-    )
+    try:
+        extracted = extract_all(
+            manifest["path"].tolist(),
+            recipe["frontend"],
+            cache_dir=cache_dir,
+            progress=progress,
+            functionals=use_functionals,
+        )
+    except UnusableAudio as exc:
+        # files whose headers were fine but whose audio is not (NaN, silent, cut short, ...):
+        # reported together like the corpus's other problems, and skipped with --skip-bad
+        manifest, extracted = _drop_unusable(manifest, exc, recipe, data_root, skip_bad, folds)
     features, functionals = extracted if use_functionals else (extracted, None)
     feature_seconds = time.time() - t0
     features = normalize_features(
@@ -395,6 +400,47 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     )
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
     return manifest, labels, features, y, feature_seconds, functionals
+
+
+def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds):
+    """The manifest and features without the files of ``exc`` (a :class:`ser.data.UnusableAudio`),
+    or, unless ``skip_bad``, a :class:`CorpusError` naming them all."""
+    from corpora.base import FIX_HINT, Report, warn
+    from ser.protocol import fold_splits
+
+    report = Report(recipe["corpus"]["name"], data_root)
+    paths = manifest["path"].tolist()
+    for i, error in exc.failures.items():
+        message, prefix = str(error), f"{paths[i]}: "
+        report.add(
+            "unusable audio", paths[i], message[len(prefix) :] if message.startswith(prefix) else message
+        )
+    if not skip_bad:
+        raise CorpusError(report.summary(FIX_HINT))
+    keep = np.array([i not in exc.failures for i in range(len(paths))])
+    if not keep.any():
+        raise CorpusError(report.summary("--skip-bad, but no usable utterance is left."))
+    warn(
+        report.summary(
+            f"--skip-bad: skipped the {len(exc.failures)} file(s) listed; using the remaining "
+            f"{int(keep.sum())} utterance(s)."
+        )
+    )
+    attrs = dict(manifest.attrs)
+    manifest = manifest[keep].reset_index(drop=True)
+    manifest.attrs.update(attrs)
+    lost = [c for c in attrs.get("classes") or () if c not in set(manifest["label"])]
+    if lost:
+        raise CorpusError(
+            f"{recipe['corpus']['name']} at {data_root}: skipping the unusable files leaves no "
+            f"utterance of {', '.join(lost)}; expected at least one per class"
+        )
+    n_folds = len(fold_splits(manifest, recipe["protocol"]))  # the folds must still be possible
+    if folds is not None:
+        _parse_folds(folds, n_folds)
+    features, func = exc.results if isinstance(exc.results, tuple) else (exc.results, None)
+    features = [f for f, k in zip(features, keep, strict=True) if k]
+    return manifest, (features, func[keep]) if func is not None else features
 
 
 def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = False) -> str:

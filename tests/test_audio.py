@@ -399,3 +399,25 @@ def test_prepare_waveform_rejects_non_finite_and_short_arrays():
         prepare_waveform(y, SAMPLE_RATE)
     with pytest.raises(AudioError, match=r"too short \(50 ms\); expected at least 100 ms"):
         prepare_waveform(np.zeros(800, np.float32), SAMPLE_RATE)
+
+
+def test_samples_far_beyond_full_scale_are_refused(tmp_path):
+    # a corrupted float file: the spectrogram's power would overflow to inf
+    path = tmp_path / "huge.wav"
+    sf.write(path, np.full(SAMPLE_RATE, 3e21, np.float32), SAMPLE_RATE, subtype="FLOAT")
+    match = r"huge\.wav: samples reach 3e\+21 \(430 dB above full scale\); expected audio scaled to about -1\.\.1"
+    with pytest.raises(AudioError, match=match):
+        load_audio(path)
+    with pytest.raises(AudioError, match=match):
+        list(iter_audio_blocks(path))
+    # a float file a little over full scale is fine
+    sf.write(path, np.full(SAMPLE_RATE, 4.0, np.float32), SAMPLE_RATE, subtype="FLOAT")
+    assert load_audio(path).max() == pytest.approx(4.0)
+
+
+def test_a_file_with_many_channels_and_few_frames_is_not_read_transposed(tmp_path):
+    # soundfile gives (frames, channels): 20 frames of 64 channels are 5 ms, not 64 frames
+    path = tmp_path / "wide.wav"
+    sf.write(path, np.zeros((20, 64), np.float32), 4000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"wide\.wav: too short \(5 ms\)"):
+        load_audio(path)

@@ -739,3 +739,35 @@ def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
     )
     assert "--folds must be between 1 and 3" in capsys.readouterr().err
     assert not list((tmp_path / "runs").rglob("*.npy"))  # nothing was extracted
+
+
+def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_request(
+    tiny_corpus, tmp_path, capsys
+):
+    # headers fine, audio not: found while extracting features, all of them named at once
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from ser.cli import main
+
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, root)
+    sf.write(root / "spk01" / "spk01_angry_01.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(root / "spk02" / "spk02_sad_02.wav", np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT")
+    args = ["train", "synthetic", "--data-root", str(root), "--folds", "1", "--no-final"]
+    args += [a for s in TINY for a in ("--set", s)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "2 problem(s) in 2 file(s)" in err
+    assert "spk01/spk01_angry_01.wav: silent (no sample above -80 dB full scale); expected speech" in err
+    assert "spk02/spk02_sad_02.wav: contains 8000 NaN or infinite samples; expected finite audio" in err
+    assert "Traceback" not in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
+    assert "--skip-bad: skipped the 2 file(s) listed; using the remaining 34 utterance(s)" in (
+        capsys.readouterr().err
+    )
+    manifest = pd.read_csv(tmp_path / "b" / "manifest.csv")
+    assert len(manifest) == 34 and not manifest["path"].str.contains("spk01_angry_01|spk02_sad_02").any()
