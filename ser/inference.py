@@ -38,6 +38,10 @@ DEFAULT_WINDOW = 4.0
 #: Hop between sliding windows in seconds (windows overlap by half).
 DEFAULT_HOP = 2.0
 
+#: A speaker-reference recording (``--same-speaker``) longer than this (seconds) takes part in
+#: the adaptation with its first this-many seconds, so memory stays bounded.
+REFERENCE_MAX_SECONDS = 60.0
+
 #: Windows run through the model together.
 BATCH_WINDOWS = 16
 
@@ -479,7 +483,7 @@ class EmotionClassifier:
         if audio_list is None:
             self.speaker_reference = None
             return
-        from ser.audio import load_audio, prepare_waveform
+        from ser.audio import prepare_waveform
         from ser.features import feature_stats, model_input
 
         feats, functionals = [], []
@@ -491,7 +495,7 @@ class EmotionClassifier:
                     raise ConfigError("sample_rate is required when reference audio is an array")
                 y = prepare_waveform(audio, sample_rate, self.sample_rate)
             else:
-                y = load_audio(audio, self.sample_rate, max_duration=None)
+                y, _ = reference_audio(audio, self.sample_rate)
             feats.append(model_input(y, self.frontend))
             if speaker_head:
                 functionals.append(self.functionals.functionals(y, self.sample_rate))
@@ -852,6 +856,18 @@ def band_limit_note(classifier: EmotionClassifier, path) -> str | None:
     )
 
 
+def reference_audio(path, sample_rate: int) -> tuple[np.ndarray, bool]:
+    """A speaker-reference recording at ``sample_rate``: the whole file, or its first
+    :data:`REFERENCE_MAX_SECONDS` (then the flag is True), so memory stays bounded whatever
+    the files' length."""
+    from ser.audio import audio_info, iter_audio_blocks, load_audio
+
+    if audio_info(path).duration <= REFERENCE_MAX_SECONDS:
+        return load_audio(path, sample_rate, max_duration=None), False
+    first = next(iter_audio_blocks(path, sample_rate, block_seconds=REFERENCE_MAX_SECONDS))
+    return first[: int(REFERENCE_MAX_SECONDS * sample_rate)], True
+
+
 def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
     """``--same-speaker``: adapt ``classifier`` to the usable ones of one speaker's files.
 
@@ -865,17 +881,17 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
     ):
         return
     from ser.adaptation import MIN_ADAPTATION_FILES
-    from ser.audio import load_audio
 
     # Only files that could be classified take part: an unreadable, too short, non-finite or
     # silent file would otherwise spoil the statistics the other files are scored with.
-    usable, skipped = [], 0
+    usable, skipped, cut = [], 0, 0
     for path in dict.fromkeys(str(p) for p in audio_paths):
         try:
-            y = load_audio(path, classifier.sample_rate, max_duration=None)
+            y, truncated = reference_audio(path, classifier.sample_rate)
             if not np.any(np.abs(y) > SILENCE_PEAK):
                 raise _silent(path)
             usable.append(y)
+            cut += truncated
         except SerError as exc:
             skipped += 1
             if report_unreadable:
@@ -902,6 +918,8 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
         )
         if skipped and not report_unreadable:
             note += f" ({skipped} file(s) that cannot be classified left out)"
+        if cut:
+            note += f" (the first {REFERENCE_MAX_SECONDS:.0f} s of {cut} longer file(s))"
         print(note, file=sys.stderr, flush=True)
 
 

@@ -405,7 +405,9 @@ def test_samples_far_beyond_full_scale_are_refused(tmp_path):
     # a corrupted float file: the spectrogram's power would overflow to inf
     path = tmp_path / "huge.wav"
     sf.write(path, np.full(SAMPLE_RATE, 3e21, np.float32), SAMPLE_RATE, subtype="FLOAT")
-    match = r"huge\.wav: samples reach 3e\+21 \(430 dB above full scale\); expected audio scaled to about -1\.\.1"
+    match = (
+        r"huge\.wav: samples reach 3e\+21 \(430 dB above full scale\); expected audio scaled to about -1\.\.1"
+    )
     with pytest.raises(AudioError, match=match):
         load_audio(path)
     with pytest.raises(AudioError, match=match):

@@ -505,6 +505,31 @@ def test_same_speaker_leaves_out_files_that_cannot_be_classified(tmp_path, capsy
         assert results[r["file"]]["scores"] == pytest.approx(r["scores"], abs=1e-5)
 
 
+def test_a_long_reference_recording_takes_part_with_its_first_seconds(tmp_path, capsys, monkeypatch):
+    # memory stays bounded whatever the reference files' length
+    import ser.inference
+    from ser.cli import main
+
+    monkeypatch.setattr(ser.inference, "REFERENCE_MAX_SECONDS", 1.0)
+    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
+    refs = [tone(1.0, 200 + 90 * i, seed=i) for i in range(5)] + [tone(3.0, 250, seed=9)]
+    names = []
+    for i, r in enumerate(refs):
+        sf.write(tmp_path / f"r{i}.wav", r, SR)
+        names.append(str(tmp_path / f"r{i}.wav"))
+    assert main(["classify", str(path), *names, "--same-speaker", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "from 6 recordings (the first 1 s of 1 longer file(s))" in err
+    clf = ser.inference.EmotionClassifier.load(path)
+    from ser.audio import load_audio
+
+    clf.set_speaker_reference(
+        [load_audio(n) for n in names[:5]] + [load_audio(names[5])[:SR]], sample_rate=SR
+    )
+    for r in json.loads(out)[:5]:
+        assert clf.classify(r["file"]).scores == pytest.approx(r["scores"], abs=1e-5)
+
+
 def test_models_without_adapt_blocks_are_not_adapted(classifier):
     assert classifier.adapt_blocks == ()
     classifier.set_speaker_reference([tone(1.0, 300 + 50 * i, seed=i) for i in range(6)], sample_rate=SR)
