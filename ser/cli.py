@@ -276,8 +276,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ser {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"ser {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        # train keeps its finished folds: rerunning resumes
+        hint = "; rerun the same command to resume" if args.command == "train" else ""
+        print(f"ser {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `ser classify ... | head -1`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 1
+    except OSError as exc:  # e.g. a full disk: one line, no traceback (--debug shows it)
+        if args.debug:
+            raise
+        where = exc.filename or "output"
+        print(f"ser {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -969,6 +969,20 @@ def classify_command(
         )
     results = []
     failed = 0
+    try:
+        failed = _classify_each(classifier, audio_paths, results, as_json, window, hop, top)
+    except KeyboardInterrupt:
+        if as_json:  # what was finished is not lost: valid JSON of the files done so far
+            print(json.dumps(results, indent=2), flush=True)
+        raise
+    if as_json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def _classify_each(classifier, audio_paths, results: list, as_json: bool, window, hop, top) -> int:
+    """Classify each file in turn (JSON objects appended to ``results``); the number failed."""
+    failed = 0
     for path in audio_paths:
         note = band_limit_note(classifier, path)
         if note is not None:
@@ -987,6 +1001,4 @@ def classify_command(
             results.append(prediction.to_dict())
         else:
             print(_format_line(prediction, top), flush=True)
-    if as_json:
-        print(json.dumps(results, indent=2))
-    return 1 if failed else 0
+    return failed

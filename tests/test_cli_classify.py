@@ -160,3 +160,42 @@ def test_bad_options_are_usage_errors(files, capsys, options, match):
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and err.startswith("ser classify: error: ")
     assert re.search(match, err)
+
+
+def test_interrupted_json_keeps_the_files_done(files, capsys, monkeypatch):
+    from ser.inference import EmotionClassifier
+
+    real, calls = EmotionClassifier.classify, []
+
+    def classify(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmotionClassifier, "classify", classify)
+    good = files / "good.wav"
+    code, out, err = run(capsys, files / "model.keras", good, files / "text.wav", good, good, "--json")
+    assert code == 130
+    assert err.strip() == "ser classify: interrupted"  # no resume hint: classify does not resume
+    done = json.loads(out)
+    assert [r["file"] for r in done] == [str(good), str(files / "text.wav")]
+    assert "error" in done[1] and done[0]["label"] in LABELS
+
+
+def test_an_output_that_cannot_be_written_is_one_line(files, capsys, monkeypatch):
+    import errno
+    import sys
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    code = main(["classify", str(files / "model.keras"), str(files / "good.wav")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip() == "ser classify: error: output: No space left on device"
