@@ -413,7 +413,14 @@ def _check_range(start, end, duration: float, name: str) -> tuple[float, float]:
     if end is not None and float(end) <= t0:
         raise ConfigError(f"end must be after start. Received: start={t0:g}, end={end:g}")
     if t1 - t0 < MIN_DURATION:
-        raise ConfigError(f"{name}: range {t0:g}-{t1:g} s is shorter than {MIN_DURATION} s")
+        if start is None and end is None:  # the whole input: as classify says it
+            raise AudioError(
+                f"{name}: too short ({duration * 1000:.0f} ms); expected at least {MIN_DURATION * 1000:.0f} ms"
+            )
+        raise ConfigError(
+            f"{name}: range {t0:g}-{t1:g} s is shorter than {MIN_DURATION} s; expected a range of at "
+            f"least {MIN_DURATION} s"
+        )
     if t1 - t0 > MAX_ATTENTION_DURATION:
         hint = "" if start is not None or end is not None else f" (the audio is {duration:.0f} s long)"
         raise ConfigError(

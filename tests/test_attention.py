@@ -221,6 +221,15 @@ def test_bad_ranges(classifier, folder, start, end, match):
         compute_attention(classifier, path, start=start, end=end)
 
 
+def test_a_too_short_file_is_named_as_classify_names_it(classifier, folder):
+    from ser.errors import AudioError
+
+    path = folder / "short.wav"
+    sf.write(path, noise(0.02, seed=1), SR)
+    with pytest.raises(AudioError, match=r"short\.wav: too short \(20 ms\); expected at least 100 ms"):
+        compute_attention(classifier, path)
+
+
 def test_very_long_file_needs_a_range(classifier, folder):
     path = folder / "hour.wav"
     with sf.SoundFile(path, "w", samplerate=4000, channels=1, subtype="PCM_16") as f:
