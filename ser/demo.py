@@ -11,6 +11,7 @@ The corpus is synthetic: the demo shows the pipeline working, not real-world acc
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 #: Corpus size of the full demo and of ``--quick`` (speakers, utterances per class).
 DEMO_SIZE = {"n_speakers": 6, "per_class": 12}
@@ -19,6 +20,27 @@ QUICK_SIZE = {"n_speakers": 6, "per_class": 10}
 
 def _say(msg: str = "") -> None:
     print(msg, flush=True)
+
+
+def _check_earlier_demo(out: Path, size: dict, seed: int) -> None:
+    """Refuse, before anything is rewritten, a folder holding a demo run of another size or seed."""
+    import json
+
+    from ser.errors import ConfigError
+
+    try:
+        earlier = json.loads((out / "corpus" / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not (out / "run" / "run.json").is_file():
+        return  # no run to keep: the corpus is simply made again
+    wanted = {**size, "seed": seed}
+    if any(earlier.get(k) != v for k, v in wanted.items()):
+        raise ConfigError(
+            f"{out}: holds a demo of another size or seed ({earlier.get('n_speakers')} speakers x "
+            f"{earlier.get('per_class')} per class, seed {earlier.get('seed')}); use a new --out "
+            "folder (or delete this one)"
+        )
 
 
 def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
@@ -40,6 +62,7 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
 
     out = ensure_folder(out_dir)
     size = QUICK_SIZE if quick else DEMO_SIZE
+    _check_earlier_demo(out, size, seed)
     _say(
         f"[1/4] synthetic corpus: {size['n_speakers']} speakers x {len(synthetic.CLASSES)} emotions x "
         f"{size['per_class']} utterances -> {out / 'corpus'}"

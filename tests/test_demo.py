@@ -22,3 +22,10 @@ def test_demo_quick_beats_chance_and_explains(tmp_path, capsys):
     adapted = results["speaker_adapted"]["ua_mean"]
     assert "adapted to each held-out speaker (label-free, from their own files): WA" in printed
     assert f"UA {adapted:.3f}" in printed
+    # the full demo into the same folder is refused before its corpus is touched
+    before = sorted(p.name for p in (out / "corpus").rglob("*.wav"))
+    assert main(["demo", "--out", str(out)]) == 2
+    assert "holds a demo of another size or seed (6 speakers x 10 per class, seed 0)" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in (out / "corpus").rglob("*.wav")) == before
