@@ -38,7 +38,7 @@ CANONICAL_LABELS = ("angry", "boredom", "calm", "disgust", "fear", "happy", "neu
 MAX_EXAMPLES = 10
 
 #: Last line of the error raised when a corpus has problems.
-FIX_HINT = "Fix or remove them, or pass skip_bad=True / --skip-bad to train on the remaining files."
+FIX_HINT = "Fix or remove them, or pass --skip-bad (skip_bad=True in Python) to train on the remaining files."
 
 # Kinds of problem finalize() finds itself (loaders add their own kinds as they need them).
 UNPARSEABLE = "file name does not parse"
@@ -138,7 +138,7 @@ def relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
 def check_bool(name: str, value: object) -> bool:
     """Return ``value`` if it is a bool, else raise :class:`ConfigError` naming ``name``."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be True or False. Received: {name}={value!r}")
+        raise ConfigError(f"{name} must be true or false. Received: {name}={value!r}")
     return value
 
 
@@ -352,12 +352,12 @@ def finalize(
         if not skip_bad:
             raise CorpusError(report.summary(FIX_HINT, notes))
         if not good:
-            raise CorpusError(report.summary("skip_bad=True, but no usable utterance is left.", notes))
+            raise CorpusError(report.summary("--skip-bad, but no usable utterance is left.", notes))
         # every file listed is left out: those whose names parsed (counted in rows) and those
         # that never became an utterance (misnamed, unknown label)
         warn(
             report.summary(
-                f"skip_bad=True: skipped the {len(bad)} file(s) listed; using the remaining "
+                f"--skip-bad: skipped the {len(bad)} file(s) listed; using the remaining "
                 f"{len(good)} utterance(s).",
                 notes,
             ),

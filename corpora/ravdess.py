@@ -81,11 +81,17 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = 
         wrong = [f"{field} {value}" for field, (value, valid) in fields.items() if value not in valid]
         if not "01" <= actor <= "24":
             wrong.append(f"actor {actor}")
-        folder = _ACTOR_DIR.match(path.parent.name)
-        if folder is not None and int(folder.group(1)) != int(actor):
-            wrong.append(f"actor {actor} in folder {path.parent.name}")
         if wrong:
             report.add(UNPARSEABLE, path, f"{', '.join(wrong)} out of range; {_EXPECTED}")
+            continue
+        folder = _ACTOR_DIR.match(path.parent.name)
+        if folder is not None and int(folder.group(1)) != int(actor):
+            report.add(
+                UNPARSEABLE,
+                path,
+                f"actor {actor} in the file name but folder {path.parent.name}; expected each file "
+                "in its actor's folder (misplaced, or renamed?)",
+            )
             continue
         gender = "M" if int(actor) % 2 else "F"
         records.append(Record(str(path), path.stem, emotion, f"Actor_{actor}", None, gender))

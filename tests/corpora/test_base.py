@@ -132,7 +132,7 @@ def test_too_short_file_is_a_problem(tmp_path):
 def test_skip_bad_with_nothing_left(tmp_path):
     records = _records(tmp_path, n=1)
     fx.write_empty(tmp_path / "0.wav")
-    with pytest.raises(CorpusError, match=r"skip_bad=True, but no usable utterance is left\.$"):
+    with pytest.raises(CorpusError, match=r"--skip-bad, but no usable utterance is left\.$"):
         finalize("demo", tmp_path, records, Report("demo", tmp_path), classes=(), skip_bad=True)
 
 

@@ -69,17 +69,19 @@ def test_bad_fields_and_unknown_emotion(tmp_path):
     fx.write_wav(root / "Actor_01" / fx.ravdess_name(3, 1, modality=4))
     fx.write_wav(root / "Actor_01" / fx.ravdess_name(3, 2, repetition=3))  # actor 02 in Actor_01
     fx.write_wav(root / "Actor_25" / fx.ravdess_name(3, 25))
+    fx.write_wav(root / "Actor_01" / fx.ravdess_name(4, 2))  # a valid name in another actor's folder
     with pytest.raises(CorpusError) as caught:
         ravdess.load(root)
     message = str(caught.value)
-    assert "4 problem(s) in 4 file(s)" in message
+    assert "5 problem(s) in 5 file(s)" in message
     assert (
         "  Actor_01/03-01-09-01-01-01-01.wav: label '09'; expected one of 01 (neutral), 02 (calm)" in message
     )
     assert "  Actor_01/04-01-03-01-01-01-01.wav: modality 04 out of range" in message
+    assert "  Actor_01/03-01-03-01-01-03-02.wav: repetition 03 out of range" in message
     assert (
-        "  Actor_01/03-01-03-01-01-03-02.wav: repetition 03, actor 02 in folder Actor_01 out of range"
-        in message
+        "  Actor_01/03-01-04-01-01-01-02.wav: actor 02 in the file name but folder Actor_01; expected "
+        "each file in its actor's folder" in message
     )
     assert "  Actor_25/03-01-03-01-01-01-25.wav: actor 25 out of range" in message
 

@@ -75,9 +75,9 @@ def test_unknown_option_names_it_and_the_accepted_ones(tmp_path):
 
 
 def test_option_values_are_checked(tmp_path):
-    with pytest.raises(ConfigError, match=r"merge_calm must be True or False\. Received: merge_calm='yes'"):
+    with pytest.raises(ConfigError, match=r"merge_calm must be true or false\. Received: merge_calm='yes'"):
         load_corpus("ravdess", tmp_path, merge_calm="yes")
-    with pytest.raises(ConfigError, match=r"skip_bad must be True or False"):
+    with pytest.raises(ConfigError, match=r"skip_bad must be true or false"):
         load_corpus("ravdess", tmp_path, skip_bad=1)
 
 

@@ -336,7 +336,7 @@ def test_load_lists_every_bad_file(broken):
 
 
 def test_load_skip_bad_warns_and_keeps_the_good_files(broken):
-    with pytest.warns(CorpusWarning, match=r"skip_bad=True: skipped"):
+    with pytest.warns(CorpusWarning, match=r"--skip-bad: skipped"):
         manifest = load(broken, skip_bad=True)
     assert len(manifest) == 16
 
@@ -353,7 +353,7 @@ def test_load_class_without_files(tmp_path):
     [
         (dict(improvised_only=True), r"unknown option\(s\) 'improvised_only' for corpus 'synthetic'"),
         (dict(classes=["calm"]), r"classes must be .*Received: classes=\['calm'\]"),
-        (dict(skip_bad="yes"), r"skip_bad must be True or False"),
+        (dict(skip_bad="yes"), r"skip_bad must be true or false"),
     ],
 )
 def test_load_rejects_bad_options(corpus, options, message):
