@@ -402,6 +402,15 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     return manifest, labels, features, y, feature_seconds, functionals
 
 
+def _groups_text(groups, most: int = 8) -> str:
+    """A fold's test speakers for a log line or table cell: all of them, or the first
+    ``most`` and a count (one file per group, as without speakers, makes dozens)."""
+    groups = list(groups)
+    if len(groups) <= most:
+        return ", ".join(groups)
+    return f"{', '.join(groups[:most])} and {len(groups) - most} more"
+
+
 def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds):
     """The manifest and features without the files of ``exc`` (a :class:`ser.data.UnusableAudio`),
     or, unless ``skip_bad``, a :class:`CorpusError` naming them all."""
@@ -461,7 +470,7 @@ def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = 
         raise ConfigError(f"the recipe's folds cannot be made from this corpus: {exc}") from None
     lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
     for i, (groups, rows) in enumerate(splits, start=1):
-        lines.append(f"  fold {i}: test {', '.join(groups)} ({len(rows)} files)")
+        lines.append(f"  fold {i}: test {_groups_text(groups)} ({len(rows)} files)")
     return "\n".join(lines)
 
 
@@ -540,7 +549,7 @@ def _results_markdown(results: dict) -> str:
     else:
         lines += ["| fold | test speakers | n | WA | UA | macro-F1 |", "|---:|---|---:|---:|---:|---:|"]
     for f in results["folds"]:
-        row = f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['n']} | {f['wa']:.3f} | {f['ua']:.3f} | {f['macro_f1']:.3f} |"
+        row = f"| {f['fold']} | {_groups_text(f['test_speakers'])} | {f['n']} | {f['wa']:.3f} | {f['ua']:.3f} | {f['macro_f1']:.3f} |"
         if sa:
             row += f" {f['adapted']['wa']:.3f} | {f['adapted']['ua']:.3f} |"
         lines.append(row)
@@ -731,12 +740,16 @@ def run_recipe(
 
     for fold in all_folds:
         fold_dir = out / "folds" / f"fold_{fold.number:02d}"
-        if fold.number not in chosen or _fold_result(fold_dir, fold, y) is not None:
+        if fold.number not in chosen:
+            continue
+        prefix = f"fold {fold.number}/{len(all_folds)} "
+        done = _fold_result(fold_dir, fold, y)
+        if done is not None:
+            _log(f"{prefix}done in an earlier run (UA {done['ua']:.3f}): kept")
             continue
         t0 = time.time()
-        prefix = f"fold {fold.number}/{len(all_folds)} "
         _log(
-            f"{prefix}test {', '.join(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
+            f"{prefix}test {_groups_text(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
             f"validation {len(fold.validation)} files"
         )
         # curves of an interrupted attempt at this fold would overlap the new ones

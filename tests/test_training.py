@@ -131,7 +131,7 @@ def test_final_model_carries_labels_and_frontend(tiny_run):
     assert meta.info["adapt_blocks"] == [4, 5]
 
 
-def test_rerun_skips_finished_work(tiny_run, tiny_corpus):
+def test_rerun_skips_finished_work(tiny_run, tiny_corpus, capsys):
     out, results = tiny_run
     from ser.training import run_recipe
 
@@ -141,6 +141,9 @@ def test_rerun_skips_finished_work(tiny_run, tiny_corpus):
     assert {p: p.stat().st_mtime_ns for p in (out / "folds").rglob("result.json")} == before
     assert (out / "model.keras").stat().st_mtime_ns == model_mtime
     assert again["ua_mean"] == results["ua_mean"]
+    log = capsys.readouterr()
+    ua = results["folds"][0]["ua"]
+    assert f"fold 1/3 done in an earlier run (UA {ua:.3f}): kept" in log.out + log.err
 
 
 def test_rerun_with_other_settings_is_refused(tiny_run, tiny_corpus):
