@@ -42,6 +42,10 @@ DEFAULT_HOP = 2.0
 #: the adaptation with its first this-many seconds, so memory stays bounded.
 REFERENCE_MAX_SECONDS = 60.0
 
+#: ``--same-speaker`` notes when the unadapted model hears at least this share of the
+#: speaker's recordings as one class (see :func:`adapt_to_speaker`).
+ONE_EMOTION_SHARE = 0.6
+
 #: Windows run through the model together.
 BATCH_WINDOWS = 16
 
@@ -868,6 +872,25 @@ def reference_audio(path, sample_rate: int) -> tuple[np.ndarray, bool]:
     return first[: int(REFERENCE_MAX_SECONDS * sample_rate)], True
 
 
+def _warn_if_one_emotion(classifier: EmotionClassifier, recordings: list) -> None:
+    """A note when the unadapted model hears most of a speaker's recordings as one class.
+
+    Adaptation takes what a speaker's recordings share as their voice; recordings of one
+    emotion would have that emotion taken for the voice and erased. Labels are unknown, so
+    the unadapted predictions stand in for them.
+    """
+    heard = [classifier.classify(y, classifier.sample_rate).label for y in recordings]
+    label, count = max(((c, heard.count(c)) for c in set(heard)), key=lambda lc: lc[1])
+    if count >= ONE_EMOTION_SHARE * len(heard):
+        print(
+            f"note: --same-speaker: without adaptation the model hears {count} of {len(heard)} "
+            f"recordings as {label}; adaptation assumes several emotions and erases one they all "
+            "share: if they are mostly one emotion, classify without --same-speaker",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
     """``--same-speaker``: adapt ``classifier`` to the usable ones of one speaker's files.
 
@@ -900,6 +923,8 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
                     file=sys.stderr,
                     flush=True,
                 )
+    if len(usable) >= MIN_ADAPTATION_FILES:
+        _warn_if_one_emotion(classifier, usable)
     if usable:
         classifier.set_speaker_reference(usable, sample_rate=classifier.sample_rate)
     if classifier.adapt_blocks or classifier.functionals is not None:

@@ -505,6 +505,28 @@ def test_same_speaker_leaves_out_files_that_cannot_be_classified(tmp_path, capsy
         assert results[r["file"]]["scores"] == pytest.approx(r["scores"], abs=1e-5)
 
 
+def test_same_speaker_notes_recordings_heard_as_one_class(tmp_path, capsys, monkeypatch):
+    import ser.inference
+    from ser.cli import main
+
+    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
+    names = []
+    for i in range(5):
+        sf.write(tmp_path / f"r{i}.wav", tone(1.0, 200 + 90 * i, seed=i), SR)
+        names.append(str(tmp_path / f"r{i}.wav"))
+    clf = ser.inference.EmotionClassifier.load(path)
+    heard = [clf.classify(n).label for n in names]
+    top = max(heard, key=heard.count)
+    share = heard.count(top) / len(heard)
+    monkeypatch.setattr(ser.inference, "ONE_EMOTION_SHARE", share)
+    assert main(["classify", str(path), *names, "--same-speaker"]) == 0
+    err = capsys.readouterr().err
+    assert f"without adaptation the model hears {heard.count(top)} of 5 recordings as {top}" in err
+    monkeypatch.setattr(ser.inference, "ONE_EMOTION_SHARE", share + 0.01)
+    assert main(["classify", str(path), *names, "--same-speaker"]) == 0
+    assert "without adaptation the model hears" not in capsys.readouterr().err
+
+
 def test_a_long_reference_recording_takes_part_with_its_first_seconds(tmp_path, capsys, monkeypatch):
     # memory stays bounded whatever the reference files' length
     import ser.inference
