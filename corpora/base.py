@@ -305,6 +305,7 @@ def finalize(
                 )
 
     durations: dict[str, float] = {}
+    cut_short: list[str] = []
     for row in rows:
         if row.path in durations:
             continue
@@ -325,6 +326,8 @@ def finalize(
             )
             continue
         durations[row.path] = info.duration
+        if info.promised_frames is not None:
+            cut_short.append(row.path)
 
     listed = {row.label for row in rows}
     for cls in classes:
@@ -379,6 +382,13 @@ def finalize(
     present = tuple(c for c in classes if c in found) if classes else tuple(sorted(found))
     frame.attrs.update({"corpus": corpus, "root": str(root), "classes": present})
 
+    kept = set(frame["path"])
+    cut_short = [relative(p, report.base) for p in cut_short if p in kept]
+    if cut_short:
+        warn(
+            f"{corpus} at {root}: {len(cut_short)} file(s) hold less audio than their headers say "
+            f"(cut short, e.g. by an interrupted copy; used as they are): {_some(cut_short)}"
+        )
     if warn_single_file_speakers:
         counts = Counter(frame["speaker"])
         single = sorted(speaker for speaker, n in counts.items() if n == 1)

@@ -717,15 +717,14 @@ def attention_command(
     """
     import sys
 
-    from ser.inference import adapt_to_speaker, band_limit_note
+    from ser.inference import adapt_to_speaker, audio_notes
 
     figure_format(out)  # a bad picture name fails before the work, not after
     classifier = EmotionClassifier.load(model_path)
     if same_speaker:
         adapt_to_speaker(classifier, [audio_path, *same_speaker], report_unreadable=True)
     maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
-    note = band_limit_note(classifier, audio_path)
-    if note is not None:
+    for note in audio_notes(classifier, audio_path):
         print(note, file=sys.stderr, flush=True)
     if (start is not None or end is not None) and len(maps.window_starts) == 1:
         from ser.audio import audio_info

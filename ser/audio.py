@@ -52,11 +52,35 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    #: Frames the header promises where the file holds fewer (cut short, e.g. by an
+    #: interrupted copy); None otherwise. ``frames`` is what the file holds.
+    promised_frames: int | None = None
 
     @property
     def duration(self) -> float:
-        """Length in seconds."""
+        """Length in seconds (of the audio the file holds)."""
         return self.frames / float(self.sample_rate)
+
+    def truncation_note(self) -> str | None:
+        """A one-line note for a file cut short, else None."""
+        if self.promised_frames is None:
+            return None
+        return (
+            f"note: {self.path}: cut short: its header promises {self.promised_frames / self.sample_rate:.2f} s, "
+            f"the file holds {self.duration:.2f} s (an interrupted copy?); using what is there"
+        )
+
+
+def _promised_frames(info) -> int | None:
+    """Frames a WAV header promises beyond what the file holds (libsndfile's "should be")."""
+    found = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", getattr(info, "extra_info", ""), re.M)
+    if found is None:
+        return None
+    header, actual = int(found.group(1)), int(found.group(2))
+    # 0 and 0xFFFFFFFF-like sizes are streaming writers' placeholders, not a cut
+    if not 0 < actual < header < 0xFFFFFF00:
+        return None
+    return int(round(info.frames * header / actual))
 
 
 def _check_path(path: str | os.PathLike) -> Path:
@@ -120,6 +144,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         frames=int(info.frames),
         format=str(info.format),
         subtype=str(info.subtype),
+        promised_frames=_promised_frames(info),
     )
 
 

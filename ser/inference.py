@@ -838,19 +838,33 @@ def _format_line(prediction: Prediction, top: int) -> str:
     return line
 
 
-def band_limit_note(classifier: EmotionClassifier, path) -> str | None:
+def audio_notes(classifier: EmotionClassifier, path) -> list[str]:
+    """Notes about a file that is classified all the same: cut short (see
+    :meth:`ser.audio.AudioInfo.truncation_note`) or band-limited (:func:`band_limit_note`)."""
+    from ser.audio import audio_info
+
+    try:
+        info = audio_info(path)
+    except SerError:
+        return []  # the caller reports the file's own error
+    notes = [info.truncation_note(), band_limit_note(classifier, path, info.sample_rate)]
+    return [n for n in notes if n is not None]
+
+
+def band_limit_note(classifier: EmotionClassifier, path, rate: int | None = None) -> str | None:
     """A note for a file recorded at a rate too low for the model's mel bands, else None.
 
     A file at 8 kHz holds nothing above 4 kHz, where a model of the default frontend has
     mel bands up to 8 kHz: it is classified all the same (resampled), but those bands are
-    empty, as they never were in training.
+    empty, as they never were in training. ``rate``: the file's, where the caller has it.
     """
     from ser.audio import audio_info
 
-    try:
-        rate = audio_info(path).sample_rate
-    except SerError:
-        return None  # the caller reports the file's own error
+    if rate is None:
+        try:
+            rate = audio_info(path).sample_rate
+        except SerError:
+            return None  # the caller reports the file's own error
     fmax = float(classifier.frontend.fmax)
     if rate / 2 >= 0.95 * fmax:
         return None
@@ -1009,8 +1023,7 @@ def _classify_each(classifier, audio_paths, results: list, as_json: bool, window
     """Classify each file in turn (JSON objects appended to ``results``); the number failed."""
     failed = 0
     for path in audio_paths:
-        note = band_limit_note(classifier, path)
-        if note is not None:
+        for note in audio_notes(classifier, path):
             print(note, file=sys.stderr, flush=True)
         try:
             prediction = classifier.classify(path, window=window, hop=hop)

@@ -423,3 +423,21 @@ def test_a_file_with_many_channels_and_few_frames_is_not_read_transposed(tmp_pat
     sf.write(path, np.zeros((20, 64), np.float32), 4000, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"wide\.wav: too short \(5 ms\)"):
         load_audio(path)
+
+
+def test_a_wav_cut_short_is_read_and_noted(tmp_path):
+    # e.g. an interrupted copy: the header promises more than the file holds
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.zeros(3 * SAMPLE_RATE, np.int16), SAMPLE_RATE, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + 2 * SAMPLE_RATE])  # the first second
+    info = audio_info(path)
+    assert info.frames == SAMPLE_RATE and info.promised_frames == 3 * SAMPLE_RATE
+    assert info.truncation_note() == (
+        f"note: {path}: cut short: its header promises 3.00 s, the file holds 1.00 s (an interrupted "
+        "copy?); using what is there"
+    )
+    assert load_audio(path).size == SAMPLE_RATE
+    whole = tmp_path / "whole.wav"
+    whole.write_bytes(data)
+    assert audio_info(whole).promised_frames is None and audio_info(whole).truncation_note() is None

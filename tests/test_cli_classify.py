@@ -199,3 +199,14 @@ def test_an_output_that_cannot_be_written_is_one_line(files, capsys, monkeypatch
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip() == "ser classify: error: output: No space left on device"
+
+
+def test_a_file_cut_short_is_classified_with_a_note(files, capsys, tmp_path):
+    cut = tmp_path / "cut.wav"
+    sf.write(cut, np.random.default_rng(1).normal(0, 0.1, 3 * SR).astype(np.float32), SR, subtype="PCM_16")
+    cut.write_bytes(cut.read_bytes()[: 44 + 2 * SR])
+    code, out, err = run(capsys, files / "model.keras", cut)
+    assert code == 0 and out.startswith(f"{cut}: ")
+    assert err.strip() == f"note: {cut}: cut short: its header promises 3.00 s, the file holds 1.00 s " + (
+        "(an interrupted copy?); using what is there"
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from corpora import load_corpus, ravdess
+from corpora import CorpusWarning, load_corpus, ravdess
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 
@@ -119,3 +119,15 @@ def test_real_corpus():
     }
     assert manifest["gender"].value_counts().to_dict() == {"M": 720, "F": 720}
     assert manifest["duration"].sum() / 60 == pytest.approx(88.8, abs=0.05)
+
+
+def test_a_file_cut_short_is_used_with_a_warning(tmp_path):
+    root = fx.make_ravdess(tmp_path)
+    victim = sorted((root / "Actor_01").glob("*.wav"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.warns(
+        CorpusWarning, match=r"1 file\(s\) hold less audio than their headers say .*: Actor_01/"
+    ):
+        manifest = ravdess.load(root)
+    assert str(victim) in set(manifest["path"])
