@@ -371,6 +371,7 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
         recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
     )
     labels = list(manifest.attrs.get("classes") or sorted(manifest["label"].unique()))
+    _require_two_classes(manifest, recipe, data_root)
     unknown = sorted(set(manifest["label"]) - set(labels))
     if unknown:
         raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
@@ -400,6 +401,15 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     )
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
     return manifest, labels, features, y, feature_seconds, functionals
+
+
+def _require_two_classes(manifest, recipe: dict, data_root) -> None:
+    labels = sorted(set(manifest["label"]))
+    if len(labels) < 2:
+        raise CorpusError(
+            f"{recipe['corpus']['name']} at {data_root}: every usable utterance is labelled "
+            f"{labels[0]!r}; expected at least 2 classes to train on"
+        )
 
 
 def _groups_text(groups, most: int = 8) -> str:
@@ -463,10 +473,13 @@ def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = 
     )
     description = describe_manifest(manifest)
     try:
+        _require_two_classes(manifest, recipe, data_root)
         splits = fold_splits(manifest, recipe["protocol"])
-    except ConfigError as exc:
+    except (ConfigError, CorpusError) as exc:
         # the table is what shows why the folds cannot be made: print it before the error
         print(description, end="\n\n", flush=True)
+        if isinstance(exc, CorpusError):
+            raise
         raise ConfigError(f"the recipe's folds cannot be made from this corpus: {exc}") from None
     lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
     for i, (groups, rows) in enumerate(splits, start=1):

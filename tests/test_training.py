@@ -774,3 +774,21 @@ def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_requ
     )
     manifest = pd.read_csv(tmp_path / "b" / "manifest.csv")
     assert len(manifest) == 34 and not manifest["path"].str.contains("spk01_angry_01|spk02_sad_02").any()
+
+
+def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
+    from ser.cli import main
+    from tests.corpora import fixtures as fx
+
+    rows = ["path,label,speaker"]
+    for i in range(6):
+        fx.write_wav(tmp_path / "data" / f"{i}.wav")
+        rows.append(f"{i}.wav,angry,s{i % 3}")
+    csv = tmp_path / "data" / "m.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    expected = f"custom at {csv}: every usable utterance is labelled 'angry'; expected at least 2 classes"
+    assert main(["check", "custom", "--data-root", str(csv)]) == 2
+    assert expected in capsys.readouterr().err
+    assert main(["train", "custom", "--data-root", str(csv), "--out", str(tmp_path / "runs" / "r")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("*.npy"))
