@@ -485,20 +485,31 @@ def _read_frames(path: str, a: int, b: int, block: int = 1 << 18) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+def _check_output(path) -> Path:
+    """``path`` as a Path, checked to name a file that can be made: not a folder, not below a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected the name of a file to write")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"{path}: {above} is a file; expected a path inside a folder")
+    return path
+
+
 def _write_atomically(path: str | os.PathLike, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
     import tempfile
 
     from ser.io import default_file_mode
 
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder; expected the name of a file to write")
+    path = _check_output(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise ConfigError(
+            f"{path}: cannot write here ({exc.strerror or exc}); expected a folder you can write to"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; the file gets the usual mode
@@ -720,6 +731,9 @@ def attention_command(
     from ser.inference import adapt_to_speaker, audio_notes
 
     figure_format(out)  # a bad picture name fails before the work, not after
+    for path in (out, npz):
+        if path is not None:
+            _check_output(path)
     classifier = EmotionClassifier.load(model_path)
     if same_speaker:
         adapt_to_speaker(classifier, [audio_path, *same_speaker], report_unreadable=True)

@@ -306,6 +306,12 @@ def test_command_errors_are_one_line(classifier, folder, capsys):
     assert main(["attention", model, clip, "--out", str(folder)]) == 2
     _, err = capsys.readouterr()
     assert err == f"ser attention: error: {folder}: is a folder; expected the name of a file to write\n"
+    # an --npz below a file fails before the picture is written
+    npz = os.path.join(clip, "maps.npz")
+    assert main(["attention", model, clip, "--out", out_png, "--npz", npz]) == 2
+    _, err = capsys.readouterr()
+    assert err == f"ser attention: error: {npz}: {clip} is a file; expected a path inside a folder\n"
+    assert not os.path.exists(out_png)
     # a suffix of a format not written fails before any work; .jpg writes a JPEG
     assert main(["attention", model, clip, "--out", str(folder / "x.gif")]) == 2
     _, err = capsys.readouterr()
