@@ -232,6 +232,7 @@ def finalize(
     expected_count: int | None = None,
     skip_bad: bool = False,
     warn_single_file_speakers: bool = True,
+    shortfall=None,
 ) -> pd.DataFrame:
     """Check what a loader found and build the manifest.
 
@@ -258,6 +259,9 @@ def finalize(
         Drop files with problems (with a warning) instead of raising.
     warn_single_file_speakers : bool
         Warn about speakers with a single file (off when speakers are unknown).
+    shortfall : callable, optional
+        ``shortfall(manifest) -> str or None``: what a copy with fewer than
+        ``expected_count`` utterances lacks (e.g. which speakers), added to that warning.
 
     Returns
     -------
@@ -403,8 +407,10 @@ def finalize(
             if len(frame) < expected_count
             else "is another corpus, or a second copy, under the root?"
         )
+        lacking = shortfall(frame) if shortfall is not None and len(frame) < expected_count else None
         warn(
-            f"{corpus} at {root}: {len(frame)} utterances, but the full release has {expected_count} ({why})",
+            f"{corpus} at {root}: {len(frame)} utterances, but the full release has {expected_count} ({why})"
+            + (f"; {lacking}" if lacking else ""),
         )
     return frame
 

@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio, warn
+from corpora.base import (
+    UNPARSEABLE,
+    Record,
+    Report,
+    _some,
+    check_bool,
+    check_root,
+    finalize,
+    scan_audio,
+    warn,
+)
 
 NAME = "ravdess"
 CLASSES = ("angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -109,4 +119,17 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = 
         label_map=emotions,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        shortfall=_missing_actors,
     )
+
+
+def _missing_actors(manifest) -> str | None:
+    """Which actors a partial copy lacks, or holds fewer files of than the release's 60."""
+    counts = manifest["speaker"].value_counts()
+    per_actor = EXPECTED_COUNT // 24
+    missing = [f"Actor_{a:02d}" for a in range(1, 25) if f"Actor_{a:02d}" not in counts]
+    short = [f"{s} ({n})" for s, n in sorted(counts.items()) if n < per_actor]
+    parts = ([f"actors missing: {_some(missing)}"] if missing else []) + (
+        [f"actors with fewer than {per_actor} files: {_some(short)}"] if short else []
+    )
+    return "; ".join(parts) or None

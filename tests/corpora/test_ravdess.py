@@ -131,3 +131,12 @@ def test_a_file_cut_short_is_used_with_a_warning(tmp_path):
     ):
         manifest = ravdess.load(root)
     assert str(victim) in set(manifest["path"])
+
+
+def test_a_partial_copy_names_the_actors_it_lacks(tmp_path):
+    root = fx.make_ravdess(tmp_path)  # 3 actors of 16 files each
+    with pytest.warns(CorpusWarning, match=r"48 utterances, but the full release has 1440") as caught:
+        ravdess.load(root)
+    (text,) = [str(w.message) for w in caught if "the full release has" in str(w.message)]
+    assert "; actors missing: Actor_04, Actor_05, " in text and "... and 11 more" in text
+    assert "; actors with fewer than 60 files: Actor_01 (16), Actor_02 (16), Actor_03 (16)" in text
