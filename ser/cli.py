@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_printer(args.command)
 
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe or full disk shows here, not at exit
+        return code
     except SerError as exc:
         if args.debug:
             raise
@@ -280,15 +282,28 @@ def main(argv: list[str] | None = None) -> int:
         hint = "; rerun the same command to resume" if args.command == "train" else ""
         print(f"ser {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `ser classify ... | head -1`: the reader has gone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    except OSError as exc:
+        if args.debug or not _stdout_failed():
+            raise  # not our output: a bug, or a file error that deserves its traceback
+        if isinstance(exc, BrokenPipeError):  # e.g. `ser classify ... | head -1`: the reader has gone
+            return 1
+        # e.g. a full disk: one line, no traceback (--debug shows it)
+        print(f"ser {args.command}: error: standard output: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # e.g. a full disk: one line, no traceback (--debug shows it)
-        if args.debug:
-            raise
-        where = exc.filename or "output"
-        print(f"ser {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+
+
+def _stdout_failed() -> bool:
+    """Whether standard output cannot be written (a closed pipe, a full disk); if so, it is
+    pointed at /dev/null so that Python's own flush at exit does not fail again."""
+    try:
+        sys.stdout.flush()
+        return False
+    except OSError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return True
 
 
 if __name__ == "__main__":

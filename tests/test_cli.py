@@ -104,3 +104,15 @@ def test_tensorflow_start_up_lines_stay_off_the_terminal():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "True"
     assert proc.stderr == "after\n"
+
+
+def test_a_reader_that_has_gone_ends_the_command_quietly(tiny_corpus):
+    # `ser check ... | head -1`: the pipe closes before the output is written; with Python's
+    # usual buffering the write fails at the final flush, which must not print a traceback
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    cmd = [sys.executable, "-m", "ser", "check", "synthetic", "--data-root", str(tiny_corpus)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader has gone before anything was written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "Exception ignored" not in err

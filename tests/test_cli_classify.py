@@ -187,18 +187,18 @@ def test_an_output_that_cannot_be_written_is_one_line(files, capsys, monkeypatch
     import errno
     import sys
 
-    class Full:
+    class Full:  # a full disk: what was written cannot be flushed
         def write(self, text):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         def flush(self):
-            pass
+            raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(sys, "stdout", Full())
     code = main(["classify", str(files / "model.keras"), str(files / "good.wav")])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.strip() == "ser classify: error: output: No space left on device"
+    assert err.strip() == "ser classify: error: standard output: No space left on device"
 
 
 def test_a_file_cut_short_is_classified_with_a_note(files, capsys, tmp_path):
