@@ -756,7 +756,7 @@ def run_recipe(
         if fold.number not in chosen:
             continue
         prefix = f"fold {fold.number}/{len(all_folds)} "
-        done = _fold_result(fold_dir, fold, y)
+        done = _fold_result(fold_dir, fold, y, _training_files(manifest, fold))
         if done is not None:
             _log(f"{prefix}done in an earlier run (UA {done['ua']:.3f}): kept")
             continue
@@ -895,6 +895,7 @@ def run_recipe(
                 "fold": fold.number,
                 "test_speakers": list(fold.test_groups),
                 "validation_speakers": list(fold.validation_groups),
+                "training_files": _training_files(manifest, fold),
                 "n": s["n"],
                 "wa": s["wa"],
                 "ua": s["ua"],
@@ -910,7 +911,10 @@ def run_recipe(
             | parts,
         )
 
-    done = [_fold_result(out / "folds" / f"fold_{f.number:02d}", f, y) for f in all_folds]
+    done = [
+        _fold_result(out / "folds" / f"fold_{f.number:02d}", f, y, _training_files(manifest, f))
+        for f in all_folds
+    ]
     done = [r for r in done if r is not None]
     results = None
     if done:
@@ -1178,12 +1182,24 @@ def _has_results(out: Path) -> bool:
     return (out / "model.keras").exists() or any((out / "folds").glob("fold_*/result.json"))
 
 
-def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
+def _training_files(manifest, fold) -> str:
+    """A digest of the utterances a fold trains and validates on: a saved fold result is
+    reused only by a run whose fold would train on the same files (e.g. not after a file
+    left out by --skip-bad was fixed)."""
+    import hashlib
+
+    ids = manifest["utt_id"].astype(str).to_numpy()
+    text = "\n".join(ids[np.concatenate([fold.train, fold.validation])])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _fold_result(fold_dir: Path, fold, y: np.ndarray, training_files: str | None = None) -> dict | None:
     """A fold's saved result if it belongs to this fold of this manifest, else None.
 
-    A result that cannot be read, lacks a key, or was computed on other test files or labels
-    (the corpus changed between runs, e.g. files fixed or ``--skip-bad`` toggled) is not
-    trusted: the fold is run again and its result replaced.
+    A result that cannot be read, lacks a key, was computed on other test files or labels, or
+    (``training_files``, see :func:`_training_files`; results written before 2026-11-29 lack
+    it) trained on other files (the corpus changed between runs, e.g. files fixed or
+    ``--skip-bad`` toggled) is not trusted: the fold is run again and its result replaced.
     """
     path = fold_dir / "result.json"
     r = read_json(path)
@@ -1202,6 +1218,7 @@ def _fold_result(fold_dir: Path, fold, y: np.ndarray) -> dict | None:
         and len(r["y_pred"]) == len(expected)
         and isinstance(r["history"], dict)
         and "best_epoch" in r["history"]
+        and (training_files is None or r.get("training_files", training_files) == training_files)
     )
     if not ok:
         _log(f"{path}: does not match fold {fold.number} of this corpus; the fold will be run again")

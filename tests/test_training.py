@@ -303,6 +303,12 @@ def test_a_fold_result_is_reused_only_if_it_matches_the_fold(tmp_path):
         assert _fold_result(tmp_path, fold, y) is None, change
     write_json(tmp_path / "result.json", {k: v for k, v in good.items() if k != "history"})
     assert _fold_result(tmp_path, fold, y) is None
+    # trained on other files (e.g. one left out by --skip-bad, since fixed): run again
+    write_json(tmp_path / "result.json", {**good, "training_files": "abc"})
+    assert _fold_result(tmp_path, fold, y, "abc") is not None
+    assert _fold_result(tmp_path, fold, y, "abd") is None
+    write_json(tmp_path / "result.json", good)  # written before the digest existed: kept
+    assert _fold_result(tmp_path, fold, y, "abd") == good
 
 
 def test_a_damaged_feature_cache_file_is_recomputed(tmp_path):
@@ -774,6 +780,13 @@ def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_requ
     )
     manifest = pd.read_csv(tmp_path / "b" / "manifest.csv")
     assert len(manifest) == 34 and not manifest["path"].str.contains("spk01_angry_01|spk02_sad_02").any()
+    # the files fixed, a rerun does not keep a fold trained or tested without them
+    for name in ("spk01/spk01_angry_01.wav", "spk02/spk02_sad_02.wav"):
+        shutil.copy(tiny_corpus / name, root / name)
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "done in an earlier run" not in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "done in an earlier run" in capsys.readouterr().err
 
 
 def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
