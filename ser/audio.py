@@ -80,7 +80,8 @@ def _promised_frames(info) -> int | None:
     # 0 and 0xFFFFFFFF-like sizes are streaming writers' placeholders, not a cut
     if not 0 < actual < header < 0xFFFFFF00:
         return None
-    return int(round(info.frames * header / actual))
+    promised = int(round(info.frames * header / actual))
+    return promised if promised > info.frames else None
 
 
 def _check_path(path: str | os.PathLike) -> Path:

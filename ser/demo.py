@@ -32,8 +32,10 @@ def _check_earlier_demo(out: Path, size: dict, seed: int) -> None:
         earlier = json.loads((out / "corpus" / "synthetic.json").read_text())
     except (OSError, ValueError):
         return
-    if not (out / "run" / "run.json").is_file():
-        return  # no run to keep: the corpus is simply made again
+    from ser.training import _has_results
+
+    if not _has_results(out / "run"):
+        return  # no finished work to keep: the corpus is simply made again
     wanted = {**size, "seed": seed}
     if any(earlier.get(k) != v for k, v in wanted.items()):
         raise ConfigError(

@@ -39,7 +39,7 @@ DEFAULT_WINDOW = 4.0
 DEFAULT_HOP = 2.0
 
 #: A speaker-reference recording (``--same-speaker``) longer than this (seconds) takes part in
-#: the adaptation with its first this-many seconds, so memory stays bounded.
+#: the adaptation with its first this-many seconds that are not silent, so memory stays bounded.
 REFERENCE_MAX_SECONDS = 60.0
 
 #: ``--same-speaker`` notes when the unadapted model hears at least this share of the
@@ -876,14 +876,19 @@ def band_limit_note(classifier: EmotionClassifier, path, rate: int | None = None
 
 def reference_audio(path, sample_rate: int) -> tuple[np.ndarray, bool]:
     """A speaker-reference recording at ``sample_rate``: the whole file, or its first
-    :data:`REFERENCE_MAX_SECONDS` (then the flag is True), so memory stays bounded whatever
-    the files' length."""
+    :data:`REFERENCE_MAX_SECONDS` that are not silent (then the flag is True), so memory
+    stays bounded whatever the files' length."""
     from ser.audio import audio_info, iter_audio_blocks, load_audio
 
     if audio_info(path).duration <= REFERENCE_MAX_SECONDS:
         return load_audio(path, sample_rate, max_duration=None), False
-    first = next(iter_audio_blocks(path, sample_rate, block_seconds=REFERENCE_MAX_SECONDS))
-    return first[: int(REFERENCE_MAX_SECONDS * sample_rate)], True
+    cap, first = int(REFERENCE_MAX_SECONDS * sample_rate), None
+    for block in iter_audio_blocks(path, sample_rate, block_seconds=REFERENCE_MAX_SECONDS):
+        block = block[:cap]
+        first = block if first is None else first
+        if np.any(np.abs(block) > SILENCE_PEAK):
+            return block, True
+    return first, True
 
 
 def _warn_if_one_emotion(classifier: EmotionClassifier, recordings: list) -> None:
@@ -958,7 +963,7 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
         if skipped and not report_unreadable:
             note += f" ({skipped} file(s) that cannot be classified left out)"
         if cut:
-            note += f" (the first {REFERENCE_MAX_SECONDS:.0f} s of {cut} longer file(s))"
+            note += f" ({REFERENCE_MAX_SECONDS:.0f} s of each of {cut} longer file(s))"
         print(note, file=sys.stderr, flush=True)
 
 

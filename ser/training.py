@@ -391,7 +391,7 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
             functionals=use_functionals,
         )
     except UnusableAudio as exc:
-        # files whose headers were fine but whose audio is not (NaN, silent, cut short, ...):
+        # files whose headers were fine but whose audio is not (NaN, silent, too loud, ...):
         # reported together like the corpus's other problems, and skipped with --skip-bad
         manifest, extracted = _drop_unusable(manifest, exc, recipe, data_root, skip_bad, folds)
     features, functionals = extracted if use_functionals else (extracted, None)
@@ -427,7 +427,8 @@ def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds
     from corpora.base import FIX_HINT, Report, warn
     from ser.protocol import fold_splits
 
-    report = Report(recipe["corpus"]["name"], data_root)
+    root = Path(data_root)  # a CSV (custom): paths are shown relative to its folder, as the loader does
+    report = Report(recipe["corpus"]["name"], root, base=root.parent if root.is_file() else root)
     paths = manifest["path"].tolist()
     for i, error in exc.failures.items():
         message, prefix = str(error), f"{paths[i]}: "

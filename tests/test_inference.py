@@ -541,7 +541,7 @@ def test_a_long_reference_recording_takes_part_with_its_first_seconds(tmp_path, 
         names.append(str(tmp_path / f"r{i}.wav"))
     assert main(["classify", str(path), *names, "--same-speaker", "--json"]) == 0
     out, err = capsys.readouterr()
-    assert "from 6 recordings (the first 1 s of 1 longer file(s))" in err
+    assert "from 6 recordings (1 s of each of 1 longer file(s))" in err
     clf = ser.inference.EmotionClassifier.load(path)
     from ser.audio import load_audio
 
