@@ -14,8 +14,9 @@ pooling; for the max head the logit uses the maximum of the map, not its mean).
 Audio up to :data:`ser.inference.WHOLE_MAX_DURATION` seconds goes through the model in one
 pass, as in classification; a longer range is cut into consecutive windows of about
 :data:`ser.inference.DEFAULT_WINDOW` seconds whose maps are stitched along time, so the
-model's memory stays bounded (its label is still classify's, from overlapping windows). One figure shows at most :data:`MAX_ATTENTION_DURATION`
-seconds; choose a range (``start``, ``end``) within longer files.
+model's memory stays bounded (its label is still classify's, from overlapping windows).
+One figure shows at most :data:`MAX_ATTENTION_DURATION` seconds; choose a range
+(``start``, ``end``) within longer files.
 """
 
 from __future__ import annotations

@@ -271,9 +271,9 @@ def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 1
     Works on log-mel features, so training and inference trim identically. Frame energy
     includes the log floor (after level normalisation about 40 dB under the loudest frame),
     so a 40 dB threshold trims little beyond it; frames at the floor itself (digital silence)
-    are always trimmed. Silence in the middle of an utterance is kept (pauses carry emotion). Training trims every utterance;
-    inference trims utterances classified whole (sliding windows over long recordings are
-    not trimmed, so their timeline stays exact).
+    are always trimmed. Silence in the middle of an utterance is kept (pauses carry
+    emotion). Training trims every utterance; inference trims utterances classified whole
+    (sliding windows over long recordings are not trimmed, so their timeline stays exact).
 
     Parameters
     ----------
