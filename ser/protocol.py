@@ -217,13 +217,20 @@ def split_validation(manifest: pd.DataFrame, rows: np.ndarray, protocol: dict, *
     return train, val, groups
 
 
-def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0) -> list[Fold]:
-    """All folds of ``protocol`` with their validation splits (see :func:`fold_splits`)."""
+def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0, warn_for=None) -> list[Fold]:
+    """All folds of ``protocol`` with their validation splits (see :func:`fold_splits`).
+
+    ``warn_for``: fold numbers whose validation warnings are shown (None: all); the folds
+    a run does not train still exist, but warnings about them would only confuse.
+    """
     all_rows = np.arange(len(manifest))
     folds = []
     for number, (test_groups, test) in enumerate(fold_splits(manifest, protocol), start=1):
         rest = np.setdiff1d(all_rows, test)
-        train, val, val_groups = split_validation(manifest, rest, protocol, seed=seed + number)
+        with warnings.catch_warnings():
+            if warn_for is not None and number not in warn_for:
+                warnings.simplefilter("ignore")
+            train, val, val_groups = split_validation(manifest, rest, protocol, seed=seed + number)
         folds.append(Fold(number, train, val, test, test_groups, val_groups))
     return folds
 

@@ -657,7 +657,7 @@ def run_recipe(
         Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
     """
     from ser.evaluation import plot_confusion, scores
-    from ser.protocol import describe_protocol, make_folds, member_splits
+    from ser.protocol import describe_protocol, fold_splits, make_folds, member_splits
     from ser.recipe import recipe_to_dict
 
     t_start = time.time()
@@ -735,12 +735,12 @@ def run_recipe(
     with atomic_path(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False)
     tcfg = recipe["training"]
-    all_folds = make_folds(manifest, recipe["protocol"], seed=tcfg.seed)
+    chosen = _parse_folds(folds, len(fold_splits(manifest, recipe["protocol"])))
+    all_folds = make_folds(manifest, recipe["protocol"], seed=tcfg.seed, warn_for=chosen)
     protocol_text = describe_protocol(recipe["protocol"], len(all_folds))
     _log(
         f"{len(manifest)} files, {manifest['speaker'].nunique()} speakers, classes {labels}; {protocol_text}"
     )
-    chosen = _parse_folds(folds, len(all_folds))
     info = {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": _version()}
     speakers = manifest["speaker"].astype(str).to_numpy()
 

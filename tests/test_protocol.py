@@ -113,3 +113,23 @@ def test_check_protocol():
         check_protocol({**ok, "group": 3})
     with pytest.raises(ConfigError, match=r"kind must be one of .* Received: kind=None"):
         check_protocol({"group": "speaker"})
+
+
+def test_validation_warnings_only_for_the_folds_asked_for():
+    import warnings
+
+    m = pd.DataFrame(
+        {
+            "speaker": [f"s{i // 4}" for i in range(24)],
+            "label": ["a", "b"] * 12,
+        }
+    )
+    protocol = {"kind": "leave_one_group_out", "group": "speaker"}  # 5 training speakers: warns
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_folds(m, protocol, warn_for=[2])
+    assert len(caught) == 1 and "only 5 training speakers" in str(caught[0].message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_folds(m, protocol)
+    assert len(caught) == 6
