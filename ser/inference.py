@@ -851,20 +851,13 @@ def audio_notes(classifier: EmotionClassifier, path) -> list[str]:
     return [n for n in notes if n is not None]
 
 
-def band_limit_note(classifier: EmotionClassifier, path, rate: int | None = None) -> str | None:
+def band_limit_note(classifier: EmotionClassifier, path, rate: int) -> str | None:
     """A note for a file recorded at a rate too low for the model's mel bands, else None.
 
     A file at 8 kHz holds nothing above 4 kHz, where a model of the default frontend has
     mel bands up to 8 kHz: it is classified all the same (resampled), but those bands are
-    empty, as they never were in training. ``rate``: the file's, where the caller has it.
+    empty, as they never were in training. ``rate``: the file's sample rate.
     """
-    from ser.audio import audio_info
-
-    if rate is None:
-        try:
-            rate = audio_info(path).sample_rate
-        except SerError:
-            return None  # the caller reports the file's own error
     fmax = float(classifier.frontend.fmax)
     if rate / 2 >= 0.95 * fmax:
         return None

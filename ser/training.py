@@ -355,6 +355,14 @@ def _parse_folds(folds, n: int) -> list[int]:
     return chosen
 
 
+def _chosen_folds(manifest, recipe: dict, folds) -> list[int]:
+    """The folds asked for (``--folds``; None or "all": every one), checked against the folds
+    the recipe's protocol makes of ``manifest`` (which must be possible)."""
+    from ser.protocol import fold_splits
+
+    return _parse_folds(folds, len(fold_splits(manifest, recipe["protocol"])))
+
+
 def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool, folds=None):
     """Load the corpus and its (normalised) features.
 
@@ -375,11 +383,7 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     unknown = sorted(set(manifest["label"]) - set(labels))
     if unknown:
         raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
-    from ser.protocol import fold_splits
-
-    n_folds = len(fold_splits(manifest, recipe["protocol"]))
-    if folds is not None:
-        _parse_folds(folds, n_folds)
+    _chosen_folds(manifest, recipe, folds)
     t0 = time.time()
     use_functionals = recipe["model"].functionals
     try:
@@ -425,7 +429,6 @@ def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds
     """The manifest and features without the files of ``exc`` (a :class:`ser.data.UnusableAudio`),
     or, unless ``skip_bad``, a :class:`CorpusError` naming them all."""
     from corpora.base import FIX_HINT, Report, warn
-    from ser.protocol import fold_splits
 
     root = Path(data_root)  # a CSV (custom): paths are shown relative to its folder, as the loader does
     report = Report(recipe["corpus"]["name"], root, base=root.parent if root.is_file() else root)
@@ -455,9 +458,7 @@ def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds
             f"{recipe['corpus']['name']} at {data_root}: skipping the unusable files leaves no "
             f"utterance of {', '.join(lost)}; expected at least one per class"
         )
-    n_folds = len(fold_splits(manifest, recipe["protocol"]))  # the folds must still be possible
-    if folds is not None:
-        _parse_folds(folds, n_folds)
+    _chosen_folds(manifest, recipe, folds)  # the folds must still be possible
     features, func = exc.results if isinstance(exc.results, tuple) else (exc.results, None)
     features = [f for f, k in zip(features, keep, strict=True) if k]
     return manifest, (features, func[keep]) if func is not None else features
@@ -657,7 +658,7 @@ def run_recipe(
         Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
     """
     from ser.evaluation import plot_confusion, scores
-    from ser.protocol import describe_protocol, fold_splits, make_folds, member_splits
+    from ser.protocol import describe_protocol, make_folds, member_splits
     from ser.recipe import recipe_to_dict
 
     t_start = time.time()
@@ -735,7 +736,7 @@ def run_recipe(
     with atomic_path(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False)
     tcfg = recipe["training"]
-    chosen = _parse_folds(folds, len(fold_splits(manifest, recipe["protocol"])))
+    chosen = _chosen_folds(manifest, recipe, folds)
     all_folds = make_folds(manifest, recipe["protocol"], seed=tcfg.seed, warn_for=chosen)
     protocol_text = describe_protocol(recipe["protocol"], len(all_folds))
     _log(
