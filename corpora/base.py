@@ -415,6 +415,22 @@ def finalize(
     return frame
 
 
+def lacking(
+    groups: pd.Series, expected: Sequence[str], what: str, per_group: int | None = None
+) -> str | None:
+    """What a partial copy lacks, for :func:`finalize`'s ``shortfall``: the ``expected`` groups
+    (speakers, sessions, folders: ``what``) with no file in ``groups`` (one name per utterance),
+    and, with ``per_group`` (the release's files per group), those with fewer files."""
+    counts = groups.value_counts()
+    missing = [g for g in expected if g not in counts]
+    parts = [f"{what} missing: {_some(missing)}"] if missing else []
+    if per_group is not None:
+        short = [f"{g} ({counts[g]})" for g in expected if 0 < counts.get(g, 0) < per_group]
+        if short:
+            parts.append(f"{what} with fewer than {per_group} files: {_some(short)}")
+    return "; ".join(parts) or None
+
+
 def _some(names: Sequence[str], limit: int = MAX_EXAMPLES) -> str:
     """``names`` joined with commas, at most ``limit`` of them, then "... and K more"."""
     shown = ", ".join(str(n) for n in names[:limit])

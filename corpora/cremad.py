@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, scan_audio
+from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "cremad"
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad")
@@ -61,4 +61,10 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        shortfall=_missing_actors,
     )
+
+
+def _missing_actors(manifest) -> str | None:
+    """Which of the release's actors (1001-1091) a partial copy lacks."""
+    return lacking(manifest["speaker"], [str(a) for a in range(1001, 1092)], "actors")

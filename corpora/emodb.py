@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, scan_audio
+from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "emodb"
 CLASSES = ("angry", "boredom", "disgust", "fear", "happy", "neutral", "sad")
@@ -77,4 +77,10 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        shortfall=_missing_speakers,
     )
+
+
+def _missing_speakers(manifest) -> str | None:
+    """Which of the release's 10 speakers a partial copy lacks."""
+    return lacking(manifest["speaker"], list(SPEAKERS), "speakers")

@@ -27,6 +27,7 @@ from corpora.base import (
     check_root,
     finalize,
     find_audio,
+    lacking,
     no_audio_error,
     relative,
 )
@@ -188,4 +189,10 @@ def load(
         label_map=categories,
         expected_count=EXPECTED_COUNTS.get((improvised_only, merge_excited)),
         skip_bad=skip_bad,
+        shortfall=_missing_sessions,
     )
+
+
+def _missing_sessions(manifest) -> str | None:
+    """Which of the release's 5 sessions a partial copy lacks."""
+    return lacking(manifest["session"], [f"Ses{n:02d}" for n in range(1, 6)], "sessions")

@@ -18,10 +18,10 @@ from corpora.base import (
     UNPARSEABLE,
     Record,
     Report,
-    _some,
     check_bool,
     check_root,
     finalize,
+    lacking,
     scan_audio,
     warn,
 )
@@ -125,11 +125,5 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = 
 
 def _missing_actors(manifest) -> str | None:
     """Which actors a partial copy lacks, or holds fewer files of than the release's 60."""
-    counts = manifest["speaker"].value_counts()
-    per_actor = EXPECTED_COUNT // 24
-    missing = [f"Actor_{a:02d}" for a in range(1, 25) if f"Actor_{a:02d}" not in counts]
-    short = [f"{s} ({n})" for s, n in sorted(counts.items()) if n < per_actor]
-    parts = ([f"actors missing: {_some(missing)}"] if missing else []) + (
-        [f"actors with fewer than {per_actor} files: {_some(short)}"] if short else []
-    )
-    return "; ".join(parts) or None
+    actors = [f"Actor_{a:02d}" for a in range(1, 25)]
+    return lacking(manifest["speaker"], actors, "actors", per_group=EXPECTED_COUNT // 24)

@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, scan_audio
+from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "savee"
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -76,4 +76,10 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        shortfall=_missing_speakers,
     )
+
+
+def _missing_speakers(manifest) -> str | None:
+    """Which speakers a partial copy lacks, or holds fewer files of than the release's 120."""
+    return lacking(manifest["speaker"], SPEAKERS, "speakers", per_group=EXPECTED_COUNT // len(SPEAKERS))

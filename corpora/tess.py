@@ -14,7 +14,7 @@ import re
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, scan_audio
+from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "tess"
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -86,4 +86,13 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        shortfall=_missing_sets,
     )
+
+
+def _missing_sets(manifest) -> str | None:
+    """Which speaker and emotion sets (the release's folders) a partial copy lacks, or holds
+    fewer files of than the release's 200."""
+    sets = manifest["speaker"] + " " + manifest["label"]
+    expected = [f"{speaker} {label}" for speaker in SPEAKERS for label in CLASSES]
+    return lacking(sets, expected, "speaker and emotion sets", per_group=EXPECTED_COUNT // len(expected))

@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, scan_audio
+from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "urdu"
 CLASSES = ("angry", "happy", "neutral", "sad")
@@ -64,4 +64,10 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        shortfall=_missing_classes,
     )
+
+
+def _missing_classes(manifest) -> str | None:
+    """Which emotions (the release's folders) a partial copy holds fewer than 100 files of."""
+    return lacking(manifest["label"], CLASSES, "classes", per_group=EXPECTED_COUNT // len(CLASSES))

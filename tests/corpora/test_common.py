@@ -130,3 +130,23 @@ def test_clean_fixture_loads_without_other_warnings(case, tmp_path):
         assert len(messages) == 1 and "no speaker information" in messages[0]
     else:
         assert messages == []
+
+
+LACKS = {
+    "iemocap": "; sessions missing: Ses03, Ses04, Ses05",
+    "emodb": "; speakers missing: 09, 11, 12, 13, 14, 15, 16",
+    "ravdess": "; actors missing: Actor_04, Actor_05, ",
+    "cremad": "; actors missing: 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, ... and 78 more",
+    "tess": "; speaker and emotion sets with fewer than 200 files: OAF angry (3), OAF disgust (3), ",
+    "savee": "; speakers missing: KL; speakers with fewer than 120 files: DC (14), JE (14), JK (14)",
+    "urdu": "; classes with fewer than 100 files: angry (6), happy (6), neutral (6), sad (6)",
+}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in LACKS], ids=sorted(LACKS, key=IDS.index))
+def test_a_partial_copy_names_what_it_lacks(case, tmp_path):
+    root = case.make(tmp_path / case.name)
+    with pytest.warns(CorpusWarning, match=rf"{case.rows} utterances, but the full release has") as caught:
+        load_corpus(case.name, root)
+    (text,) = [str(w.message) for w in caught if "the full release has" in str(w.message)]
+    assert LACKS[case.name] in text
