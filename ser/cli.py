@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check",
         help="check a corpus folder and show its speaker x label table",
-        description="Load a corpus with a recipe's settings, report problems and the speaker x label table.",
+        description="Load a corpus with a recipe's settings, decode every file, report problems and "
+        "the speaker x label table.",
     )
     p.add_argument("recipe", help="recipe name or path to a recipe folder")
     p.add_argument("--data-root", required=True, help="folder holding the corpus")

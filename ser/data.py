@@ -70,6 +70,18 @@ def _store(target: Path | None, value: np.ndarray) -> None:
     os.replace(tmp, target)
 
 
+def usable_audio(path: str, sample_rate: int) -> np.ndarray:
+    """A corpus file's audio at ``sample_rate`` (:func:`ser.audio.load_audio`), as training
+    decodes it; :class:`AudioError` where it cannot train a model (unreadable, too short or
+    long, non-finite, far beyond full scale, silent)."""
+    from ser.audio import load_audio
+
+    y = load_audio(path, sample_rate)
+    if not np.any(np.abs(y) > SILENCE_PEAK):
+        raise AudioError(f"{path}: silent (no sample above -80 dB full scale); expected speech to train on")
+    return y
+
+
 def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functionals: bool = False):
     """Log-mel features of one file (and its functionals), from the cache where present.
 
@@ -87,13 +99,7 @@ def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functio
     if functionals:
         func = _load_cached(f_target, lambda a: a.shape == (N_FUNCTIONALS,) and a.dtype == np.float32)
     if feats is None or (functionals and func is None):
-        from ser.audio import load_audio
-
-        y = load_audio(path, frontend.sample_rate)
-        if not np.any(np.abs(y) > SILENCE_PEAK):
-            raise AudioError(
-                f"{path}: silent (no sample above -80 dB full scale); expected speech to train on"
-            )
+        y = usable_audio(path, frontend.sample_rate)
         if feats is None:
             feats = model_input(y, frontend)
             _store(target, feats)
@@ -105,14 +111,51 @@ def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functio
     return (feats, func) if functionals else feats
 
 
-def _chunk(paths, frontend, cache_dir, functionals=False):
+def _chunk(work, paths, *args):
     out = []
     for p in paths:
         try:
-            out.append(_cached(p, frontend, cache_dir, functionals))
+            out.append(work(p, *args))
         except AudioError as exc:  # collected: every bad file is reported, not just the first
             out.append(exc)
     return out
+
+
+def _each_file(work, paths: list[str], args: tuple, *, n_jobs: int, progress: bool, desc: str) -> list:
+    """``work(path, *args)`` for every path, in order, in parallel chunks (joblib), with a
+    progress bar on a terminal; an :class:`AudioError` is returned in its file's place."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    chunk = 32
+    pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    out: list = []
+    # disable=None: no bar where stderr is not a terminal (a log file would keep its \r lines)
+    bar = tqdm(total=len(paths), desc=desc, unit="file", disable=None if progress else True, leave=False)
+    with bar:
+        if len(pieces) <= 1 or n_jobs == 1:
+            results = (_chunk(work, p, *args) for p in pieces)
+        else:
+            results = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_chunk)(work, p, *args) for p in pieces
+            )
+        for part in results:
+            out.extend(part)
+            bar.update(len(part))
+    return out
+
+
+def _decodes(path: str, sample_rate: int) -> None:
+    usable_audio(path, sample_rate)
+
+
+def find_unusable(
+    paths: list[str], sample_rate: int, *, n_jobs: int = -1, progress: bool = True
+) -> dict[int, AudioError]:
+    """The files whose audio training could not use (see :func:`usable_audio`), by index in
+    ``paths``: every file decoded, in parallel, nothing computed or cached."""
+    out = _each_file(_decodes, paths, (sample_rate,), n_jobs=n_jobs, progress=progress, desc="decoding")
+    return {i: x for i, x in enumerate(out) if isinstance(x, AudioError)}
 
 
 def extract_all(
@@ -150,30 +193,13 @@ def extract_all(
         After every file was tried, if any could not be read or is silent: it names them
         all and holds the others' features.
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
-    chunk = 32
-    pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    out: list = []
-    # disable=None: no bar where stderr is not a terminal (a log file would keep its \r lines)
-    bar = tqdm(
-        total=len(paths), desc="features", unit="file", disable=None if progress else True, leave=False
+    out = _each_file(
+        _cached, paths, (frontend, cache, functionals), n_jobs=n_jobs, progress=progress, desc="features"
     )
-    with bar:
-        if len(pieces) <= 1 or n_jobs == 1:
-            results = (_chunk(p, frontend, cache, functionals) for p in pieces)
-        else:
-            results = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_chunk)(p, frontend, cache, functionals) for p in pieces
-            )
-        for part in results:
-            out.extend(part)
-            bar.update(len(part))
     failures = {i: x for i, x in enumerate(out) if isinstance(x, AudioError)}
     if failures:
         out = [None if i in failures else x for i, x in enumerate(out)]

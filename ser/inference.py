@@ -374,6 +374,8 @@ class EmotionClassifier:
         self.speaker_reference = None
         #: Recordings the batch-norm statistics are adapted to (0: the training statistics).
         self.adapted_files = 0
+        #: The labels the model gave the speaker reference's recordings before adapting to them.
+        self.reference_labels: list[str] = []
         self._training_batchnorm = None
 
     @classmethod
@@ -484,15 +486,14 @@ class EmotionClassifier:
             self._training_batchnorm = None
             self.adapted_files = 0
         self.functionals_reference = None
+        self.speaker_reference = None
+        self.reference_labels = []
         if audio_list is None:
-            self.speaker_reference = None
             return
         from ser.audio import prepare_waveform
         from ser.features import feature_stats, model_input
 
-        feats, functionals = [], []
-        # only a head with a per-speaker regression uses the reference's functionals
-        speaker_head = self.functionals is not None and self.functionals.speaker is not None
+        feats, functionals, heard = [], [], []
         for audio in audio_list:
             if isinstance(audio, np.ndarray):
                 if sample_rate is None:
@@ -501,10 +502,15 @@ class EmotionClassifier:
             else:
                 y, _ = reference_audio(audio, self.sample_rate)
             feats.append(model_input(y, self.frontend))
-            if speaker_head:
+            # what the model hears without the reference: the whole recording, unadapted
+            logits = self.logits([_normalize_input(self, feats[-1])]).astype(np.float64)
+            if self.functionals is not None and np.any(np.abs(y) > SILENCE_PEAK):
                 functionals.append(self.functionals.functionals(y, self.sample_rate))
+                logits = self.functionals.fuse(logits, functionals[-1][None], None)
+            heard.append(self.labels[int(np.argmax(logits[0]))])
         if not feats:
             raise ConfigError("the speaker reference needs at least one recording")
+        self.reference_labels = heard
         mean, var = feature_stats(feats)
         self.speaker_reference = (mean, np.sqrt(var))
         if self.adapt_blocks and len(feats) >= MIN_ADAPTATION_FILES:
@@ -512,6 +518,7 @@ class EmotionClassifier:
             self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
             adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
+        speaker_head = self.functionals is not None and self.functionals.speaker is not None
         if speaker_head and len(functionals) >= MIN_ADAPTATION_FILES:
             from ser.functionals import standardization
 
@@ -884,14 +891,14 @@ def reference_audio(path, sample_rate: int) -> tuple[np.ndarray, bool]:
     return first, True
 
 
-def _warn_if_one_emotion(classifier: EmotionClassifier, recordings: list) -> None:
-    """A note when the unadapted model hears most of a speaker's recordings as one class.
+def _warn_if_one_emotion(heard: list[str]) -> None:
+    """A note when the unadapted model heard most of a speaker's recordings as one class
+    (``heard``: :attr:`EmotionClassifier.reference_labels`).
 
     Adaptation takes what a speaker's recordings share as their voice; recordings of one
     emotion would have that emotion taken for the voice and erased. Labels are unknown, so
     the unadapted predictions stand in for them.
     """
-    heard = [classifier.classify(y, classifier.sample_rate).label for y in recordings]
     label, count = max(((c, heard.count(c)) for c in set(heard)), key=lambda lc: lc[1])
     if count >= ONE_EMOTION_SHARE * len(heard):
         print(
@@ -935,10 +942,10 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
                     file=sys.stderr,
                     flush=True,
                 )
-    if len(usable) >= MIN_ADAPTATION_FILES:
-        _warn_if_one_emotion(classifier, usable)
     if usable:
         classifier.set_speaker_reference(usable, sample_rate=classifier.sample_rate)
+    if len(usable) >= MIN_ADAPTATION_FILES:
+        _warn_if_one_emotion(classifier.reference_labels)
     if classifier.adapt_blocks or classifier.functionals is not None:
         blocks = ", ".join(map(str, classifier.adapt_blocks))
         done = []

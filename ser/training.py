@@ -9,8 +9,8 @@
   ``logits.npz``: the CNN's own test logits (``cnn``, and ``cnn_adapted`` when adapted), with
   the test files' manifest rows (``rows``), before any fusion, and, when the model fuses a
   functionals head, the same for the (first) model's validation speakers
-  (``validation_rows``, ``validation_cnn``, ``validation_cnn_adapted``: they chose the fusion
-  weights), for analyses of a finished run;
+  (``validation_rows``, ``validation_cnn``, ``validation_cnn_adapted``: they chose its fusion
+  weights; an ensemble's are the mean of its members' choices), for analyses of a finished run;
 - ``results.json``, ``results.md``, ``confusion.png``: the report, pooled over folds;
 - ``model.keras``: a final model trained on all speakers, ready for ``ser classify``;
 - ``tensorboard/``: training curves per fold.
@@ -397,7 +397,10 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     except UnusableAudio as exc:
         # files whose headers were fine but whose audio is not (NaN, silent, too loud, ...):
         # reported together like the corpus's other problems, and skipped with --skip-bad
-        manifest, extracted = _drop_unusable(manifest, exc, recipe, data_root, skip_bad, folds)
+        manifest, keep = _drop_unusable(manifest, exc.failures, recipe, data_root, skip_bad, folds)
+        features, func = exc.results if use_functionals else (exc.results, None)
+        features = [f for f, k in zip(features, keep, strict=True) if k]
+        extracted = (features, func[keep]) if use_functionals else features
     features, functionals = extracted if use_functionals else (extracted, None)
     feature_seconds = time.time() - t0
     features = normalize_features(
@@ -425,27 +428,28 @@ def _groups_text(groups, most: int = 8) -> str:
     return f"{', '.join(groups[:most])} and {len(groups) - most} more"
 
 
-def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds):
-    """The manifest and features without the files of ``exc`` (a :class:`ser.data.UnusableAudio`),
-    or, unless ``skip_bad``, a :class:`CorpusError` naming them all."""
+def _drop_unusable(manifest, failures: dict, recipe: dict, data_root, skip_bad: bool, folds):
+    """``(manifest, keep)``: the manifest without the files of ``failures`` (manifest row ->
+    :class:`AudioError`, as :class:`ser.data.UnusableAudio` holds them) and the mask of the
+    rows kept; or, unless ``skip_bad``, a :class:`CorpusError` naming them all."""
     from corpora.base import FIX_HINT, Report, warn
 
     root = Path(data_root)  # a CSV (custom): paths are shown relative to its folder, as the loader does
     report = Report(recipe["corpus"]["name"], root, base=root.parent if root.is_file() else root)
     paths = manifest["path"].tolist()
-    for i, error in exc.failures.items():
+    for i, error in failures.items():
         message, prefix = str(error), f"{paths[i]}: "
         report.add(
             "unusable audio", paths[i], message[len(prefix) :] if message.startswith(prefix) else message
         )
     if not skip_bad:
         raise CorpusError(report.summary(FIX_HINT))
-    keep = np.array([i not in exc.failures for i in range(len(paths))])
+    keep = np.array([i not in failures for i in range(len(paths))])
     if not keep.any():
         raise CorpusError(report.summary("--skip-bad, but no usable utterance is left."))
     warn(
         report.summary(
-            f"--skip-bad: skipped the {len(exc.failures)} file(s) listed; using the remaining "
+            f"--skip-bad: skipped the {len(failures)} file(s) listed; using the remaining "
             f"{int(keep.sum())} utterance(s)."
         )
     )
@@ -459,13 +463,25 @@ def _drop_unusable(manifest, exc, recipe: dict, data_root, skip_bad: bool, folds
             f"utterance of {', '.join(lost)}; expected at least one per class"
         )
     _chosen_folds(manifest, recipe, folds)  # the folds must still be possible
-    features, func = exc.results if isinstance(exc.results, tuple) else (exc.results, None)
-    features = [f for f, k in zip(features, keep, strict=True) if k]
-    return manifest, (features, func[keep]) if func is not None else features
+    return manifest, keep
 
 
-def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = False) -> str:
-    """Load a corpus with a recipe's settings and describe it (counts, speaker x label table, folds)."""
+def check_corpus(
+    recipe_name: str,
+    *,
+    data_root,
+    overrides=(),
+    skip_bad: bool = False,
+    decode: bool = True,
+    progress: bool = True,
+) -> str:
+    """Load a corpus with a recipe's settings and describe it (counts, speaker x label table, folds).
+
+    The loader reads every file's header; with ``decode`` (the default), every file's audio
+    is also decoded as training will decode it (:func:`ser.data.find_unusable`; about a
+    millisecond per file), and the files it could not use are reported (or, with
+    ``skip_bad``, left out) as ``ser train`` would report them.
+    """
     from corpora import describe_manifest, load_corpus
     from ser.protocol import describe_protocol, fold_splits
 
@@ -473,6 +489,12 @@ def check_corpus(recipe_name: str, *, data_root, overrides=(), skip_bad: bool = 
     manifest = load_corpus(
         recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
     )
+    if decode:
+        from ser.data import find_unusable
+
+        failures = find_unusable(manifest["path"].tolist(), recipe["frontend"].sample_rate, progress=progress)
+        if failures:
+            manifest, _ = _drop_unusable(manifest, failures, recipe, data_root, skip_bad, None)
     description = describe_manifest(manifest)
     try:
         _require_two_classes(manifest, recipe, data_root)
@@ -782,7 +804,7 @@ def run_recipe(
         head_adapts = functionals is not None and per_train_speaker.max() >= MIN_ADAPTATION_FILES
         adapt = (bool(adapt_blocks) or head_adapts) and per_speaker.max() >= MIN_ADAPTATION_FILES
         member_logits, member_adapted, members, validation_logits = [], [], [], {}
-        first_split = None
+        member_weights = []
         for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
             model, history = _train_split(
                 split,
@@ -796,10 +818,12 @@ def run_recipe(
                 trainer=get_trainer(),
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
-            if first_split is None:  # the first member's logits on its own validation speakers
-                first_split = split
-                if functionals is not None:  # (they choose the fusion weights)
-                    validation_logits = _validation_logits(model, split, features, speakers, recipe)
+            if functionals is not None:  # each member's logits on its own validation speakers
+                val = _validation_logits(model, split, features, speakers, recipe)
+                member_weights.append(
+                    _fusion_weights(functionals, y, speakers, split.train, val, len(labels))
+                )
+                validation_logits = validation_logits or val  # the first member's are saved
             if adapt and adapt_blocks:
                 from ser.adaptation import speaker_adapted_logits
 
@@ -823,6 +847,11 @@ def run_recipe(
                     "ua": scores(y[fold.test], member_logits[-1].argmax(1), len(labels))["ua"],
                 }
                 | (
+                    {"fusion_weights": dict(zip(("single", "adapted"), member_weights[-1], strict=True))}
+                    if member_weights
+                    else {}
+                )
+                | (
                     {"adapted_ua": scores(y[fold.test], member_adapted[-1].argmax(1), len(labels))["ua"]}
                     if adapt
                     else {}
@@ -843,9 +872,7 @@ def run_recipe(
         parts = {}
         if functionals is not None:
             # The functionals head sees the fold's training speakers only (train + validation).
-            weights = _fusion_weights(
-                functionals, y, speakers, first_split.train, validation_logits, len(labels)
-            )
+            weights = _ensemble_weights(member_weights)
             logits, adapted_logits, parts = _fuse_fold(
                 logits, adapted_logits, functionals, y, speakers, fold, len(labels), weights
             )
@@ -977,7 +1004,7 @@ def run_recipe(
                 "ua_mean": results["ua_mean"],
                 "wa_mean": results["wa_mean"],
             }
-        trained, validation_logits = [], {}
+        trained, member_weights = [], []
         for split in splits:
             tag = f" member {split.member}/{tcfg.members}" if tcfg.members > 1 else ""
             _log(
@@ -995,8 +1022,11 @@ def run_recipe(
                 prefix="final ",
                 trainer=get_trainer(),
             )
-            if functionals is not None and split is splits[0]:
-                validation_logits = _validation_logits(model, split, features, speakers, recipe)
+            if functionals is not None:
+                val = _validation_logits(model, split, features, speakers, recipe)
+                member_weights.append(
+                    _fusion_weights(functionals, y, speakers, split.train, val, len(labels))
+                )
             trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
         if len(trained) > 1:
             model = _ensemble_of(trained, labels, recipe)
@@ -1004,9 +1034,7 @@ def run_recipe(
             from ser.functionals import FunctionalsHead
 
             head = FunctionalsHead.fit(functionals, y, speakers, len(labels))
-            head.weight, head.speaker_weight = _fusion_weights(
-                functionals, y, speakers, splits[0].train, validation_logits, len(labels)
-            )
+            head.weight, head.speaker_weight = _ensemble_weights(member_weights)
             _log(
                 f"final model: fusion weights of the CNN chosen on the validation speakers: "
                 f"{head.weight:.2f} for a single file, {head.speaker_weight:.2f} speaker-adapted"
@@ -1051,6 +1079,14 @@ def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_cl
         cnn = validation.get("validation_cnn_adapted", validation["validation_cnn"])
         adapted = choose_fusion_weight(cnn, own, y[rows])
     return single, adapted
+
+
+def _ensemble_weights(member_weights: list) -> tuple:
+    """The fusion weights of an ensemble: the mean of those its members chose, each on its
+    own validation speakers, so every member's split counts and no member's choice looks at
+    speakers it trained on."""
+    single, adapted = np.mean(np.asarray(member_weights, dtype=np.float64), axis=0)
+    return float(single), float(adapted)
 
 
 def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes, weights):

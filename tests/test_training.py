@@ -496,6 +496,12 @@ def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_cor
     r1 = json.loads((out / "folds" / "fold_01" / "result.json").read_text())
     # members' scores are the CNN's alone (the fold's "ua" fuses the functionals head)
     assert r1["members"][1]["ua"] == pytest.approx(single["folds"][0]["cnn"]["ua"])
+    # each member chose its fusion weights on its own validation speakers, as the run of its
+    # seed did; the ensemble fuses with their mean
+    assert r1["members"][1]["fusion_weights"] == pytest.approx(single["folds"][0]["fusion_weights"])
+    for kind in ("single", "adapted"):
+        chosen = [m["fusion_weights"][kind] for m in r1["members"]]
+        assert r1["fusion_weights"][kind] == pytest.approx(np.mean(chosen))
     c = EmotionClassifier.load(out / "model.keras")
     assert len(c.members) == 2 and c.info["members"] == 2 and c.info["member_seeds"] == [0, 1]
     assert c.head == "attention" and c.adapt_blocks == (4, 5) and c.time_stride == 16
@@ -753,7 +759,8 @@ def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
 def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_request(
     tiny_corpus, tmp_path, capsys
 ):
-    # headers fine, audio not: found while extracting features, all of them named at once
+    # headers fine, audio not: found by check's decoding and while extracting features, all
+    # of them named at once
     import shutil
 
     import numpy as np
@@ -766,14 +773,20 @@ def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_requ
     shutil.copytree(tiny_corpus, root)
     sf.write(root / "spk01" / "spk01_angry_01.wav", np.zeros(16000, np.float32), 16000)
     sf.write(root / "spk02" / "spk02_sad_02.wav", np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT")
-    args = ["train", "synthetic", "--data-root", str(root), "--folds", "1", "--no-final"]
-    args += [a for s in TINY for a in ("--set", s)]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 2
-    err = capsys.readouterr().err
-    assert "2 problem(s) in 2 file(s)" in err
-    assert "spk01/spk01_angry_01.wav: silent (no sample above -80 dB full scale); expected speech" in err
-    assert "spk02/spk02_sad_02.wav: contains 8000 NaN or infinite samples; expected finite audio" in err
-    assert "Traceback" not in err
+    settings = [a for s in TINY for a in ("--set", s)]
+    args = ["train", "synthetic", "--data-root", str(root), "--folds", "1", "--no-final", *settings]
+    check = ["check", "synthetic", "--data-root", str(root), *settings]
+    for command in ([*args, "--out", str(tmp_path / "a")], check):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "2 problem(s) in 2 file(s)" in err
+        assert "spk01/spk01_angry_01.wav: silent (no sample above -80 dB full scale); expected speech" in err
+        assert "spk02/spk02_sad_02.wav: contains 8000 NaN or infinite samples; expected finite audio" in err
+        assert "Traceback" not in err
+    assert main([*check, "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    assert "--skip-bad: skipped the 2 file(s) listed; using the remaining 34 utterance(s)" in err
+    assert "34 utterances" in out
     assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
     assert "--skip-bad: skipped the 2 file(s) listed; using the remaining 34 utterance(s)" in (
         capsys.readouterr().err
