@@ -407,10 +407,10 @@ def finalize(
             if len(frame) < expected_count
             else "is another corpus, or a second copy, under the root?"
         )
-        lacking = shortfall(frame) if shortfall is not None and len(frame) < expected_count else None
+        detail = shortfall(frame) if shortfall is not None and len(frame) < expected_count else None
         warn(
             f"{corpus} at {root}: {len(frame)} utterances, but the full release has {expected_count} ({why})"
-            + (f"; {lacking}" if lacking else ""),
+            + (f"; {detail}" if detail else ""),
         )
     return frame
 

@@ -471,6 +471,10 @@ class EmotionClassifier:
           the statistics of these recordings and uses its per-speaker regression (again with
           at least that many recordings).
 
+        Silent recordings (no sample above :data:`SILENCE_PEAK`) take no part.
+        :attr:`reference_labels` records what the model, before adapting, heard in each
+        recording that took part (each classified whole, up to
+        :data:`REFERENCE_MAX_SECONDS`; one forward pass each).
         ``None`` clears the reference and puts back the training statistics.
 
         Parameters
@@ -501,15 +505,17 @@ class EmotionClassifier:
                 y = prepare_waveform(audio, sample_rate, self.sample_rate)
             else:
                 y, _ = reference_audio(audio, self.sample_rate)
+            if not np.any(np.abs(y) > SILENCE_PEAK):
+                continue  # no voice to learn from
             feats.append(model_input(y, self.frontend))
             # what the model hears without the reference: the whole recording, unadapted
             logits = self.logits([_normalize_input(self, feats[-1])]).astype(np.float64)
-            if self.functionals is not None and np.any(np.abs(y) > SILENCE_PEAK):
+            if self.functionals is not None:
                 functionals.append(self.functionals.functionals(y, self.sample_rate))
                 logits = self.functionals.fuse(logits, functionals[-1][None], None)
             heard.append(self.labels[int(np.argmax(logits[0]))])
         if not feats:
-            raise ConfigError("the speaker reference needs at least one recording")
+            raise ConfigError("the speaker reference needs at least one recording that is not silent")
         self.reference_labels = heard
         mean, var = feature_stats(feats)
         self.speaker_reference = (mean, np.sqrt(var))

@@ -431,7 +431,9 @@ def _groups_text(groups, most: int = 8) -> str:
 def _drop_unusable(manifest, failures: dict, recipe: dict, data_root, skip_bad: bool, folds):
     """``(manifest, keep)``: the manifest without the files of ``failures`` (manifest row ->
     :class:`AudioError`, as :class:`ser.data.UnusableAudio` holds them) and the mask of the
-    rows kept; or, unless ``skip_bad``, a :class:`CorpusError` naming them all."""
+    rows kept; or, unless ``skip_bad``, a :class:`CorpusError` naming them all. The folds
+    asked for (``folds``, as :func:`_chosen_folds` takes them) must still be possible; ``False``
+    leaves that check to the caller."""
     from corpora.base import FIX_HINT, Report, warn
 
     root = Path(data_root)  # a CSV (custom): paths are shown relative to its folder, as the loader does
@@ -462,7 +464,8 @@ def _drop_unusable(manifest, failures: dict, recipe: dict, data_root, skip_bad: 
             f"{recipe['corpus']['name']} at {data_root}: skipping the unusable files leaves no "
             f"utterance of {', '.join(lost)}; expected at least one per class"
         )
-    _chosen_folds(manifest, recipe, folds)  # the folds must still be possible
+    if folds is not False:  # (check_corpus checks the folds itself, after its table)
+        _chosen_folds(manifest, recipe, folds)  # the folds must still be possible
     return manifest, keep
 
 
@@ -494,7 +497,7 @@ def check_corpus(
 
         failures = find_unusable(manifest["path"].tolist(), recipe["frontend"].sample_rate, progress=progress)
         if failures:
-            manifest, _ = _drop_unusable(manifest, failures, recipe, data_root, skip_bad, None)
+            manifest, _ = _drop_unusable(manifest, failures, recipe, data_root, skip_bad, False)
     description = describe_manifest(manifest)
     try:
         _require_two_classes(manifest, recipe, data_root)

@@ -449,6 +449,8 @@ def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
     plain = clf.probabilities([model_features(clf, r) for r in refs])
     clf.set_speaker_reference(refs, sample_rate=SR)
     assert clf.adapted_files == 6
+    # what the model heard in each recording before adapting is kept
+    assert clf.reference_labels == [clf.labels[i] for i in plain.argmax(1)]
     feats = [model_features(clf, r) for r in refs]
     got = clf.probabilities(feats)
     clf.set_speaker_reference(None)  # back to the training statistics
@@ -460,6 +462,12 @@ def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
     with adapted(clf.model, feats, [4, 5]):
         np.testing.assert_allclose(got, clf.probabilities(feats), rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, plain, atol=1e-4)
+    # silent recordings take no part; only silent ones are no reference at all
+    silent = np.zeros(SR, np.float32)
+    clf.set_speaker_reference([silent, *refs[:5]], sample_rate=SR)
+    assert clf.adapted_files == 5 and len(clf.reference_labels) == 5
+    with pytest.raises(ConfigError, match="at least one recording that is not silent"):
+        clf.set_speaker_reference([silent, silent], sample_rate=SR)
     # too few recordings: not adapted
     clf.set_speaker_reference(refs[:2], sample_rate=SR)
     assert clf.adapted_files == 0

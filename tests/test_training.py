@@ -802,6 +802,27 @@ def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_requ
     assert "done in an earlier run" in capsys.readouterr().err
 
 
+def test_check_shows_the_table_when_skipping_unusable_files_leaves_too_few_speakers(
+    tiny_corpus, tmp_path, capsys
+):
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    from ser.cli import main
+
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, root)
+    for path in (root / "spk03").glob("*.wav"):
+        sf.write(path, np.zeros(16000, np.float32), 16000)
+    assert main(["check", "synthetic", "--data-root", str(root), "--skip-bad"]) == 2
+    out, err = capsys.readouterr()
+    assert "utterances per speaker and label:" in out and "spk03" not in out
+    assert "--skip-bad: skipped the 12 file(s) listed" in err
+    assert "error: the recipe's folds cannot be made from this corpus:" in err
+
+
 def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
     from ser.cli import main
     from tests.corpora import fixtures as fx
