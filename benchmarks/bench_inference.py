@@ -35,6 +35,21 @@ REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
+def write_references(folder: Path, n: int) -> list[str]:
+    """``n`` 3-second recordings of one "speaker" (the tone at different pitches)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * SR) / SR
+    paths = []
+    for i in range(n):
+        y = 0.05 * rng.standard_normal(t.size) + 0.2 * np.sin(2 * np.pi * (120 + 5 * i) * t)
+        path = folder / f"reference_{i:02d}.wav"
+        sf.write(path, y.astype(np.float32), SR, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
+
+
 def write_audio(folder: Path) -> tuple[Path, Path]:
     """A 3-second and a 60-second wav file (noise with a gliding tone)."""
     import soundfile as sf
@@ -113,6 +128,17 @@ def main(argv=None) -> int:
         classifier.classify(long)
         warm_long = median_time(lambda: classifier.classify(long), max(3, args.runs // 2))
         n_windows = len(classifier.classify(long).segments)
+        # --same-speaker: adapting to 20 recordings, against classifying them unadapted
+        import contextlib
+        import io
+
+        from ser.inference import adapt_to_speaker
+
+        references = write_references(tmp, 20)
+        with contextlib.redirect_stderr(io.StringIO()):  # its notes
+            adapt_s = median_time(lambda: adapt_to_speaker(classifier, references), 3)
+        classifier.set_speaker_reference(None)
+        classify_refs = median_time(lambda: [classifier.classify(r) for r in references], 3)
 
         python = sys.executable
         cold_tf = cold_time([python, "-c", "import tensorflow"], args.cold_runs)
@@ -131,6 +157,12 @@ def main(argv=None) -> int:
     print(f"  3 s utterance, file                    {warm_file:8.4f}   {3 / warm_file:8.0f}")
     print(f"  3 s utterance, array                   {warm_array:8.4f}   {3 / warm_array:8.0f}")
     print(f"  60 s file ({n_windows} windows of 4 s, hop 2 s)  {warm_long:8.4f}   {60 / warm_long:8.0f}")
+    print()
+    print("speaker adaptation (--same-speaker), 20 recordings of 3 s      seconds   / classifying them")
+    print(
+        f"  adapt_to_speaker (features, unadapted labels, batch norm)  {adapt_s:8.3f}   {adapt_s / classify_refs:8.2f}"
+    )
+    print(f"  classifying the 20 recordings, unadapted                   {classify_refs:8.3f}   {1.0:8.2f}")
     print()
     print("cold, fresh process (median)              seconds   / import tensorflow")
     print(f"  python -c 'import tensorflow'          {cold_tf:8.2f}   {1.0:8.2f}")
