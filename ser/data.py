@@ -82,33 +82,53 @@ def usable_audio(path: str, sample_rate: int) -> np.ndarray:
     return y
 
 
-def _cached(path: str, frontend: FrontendConfig, cache_dir: Path | None, functionals: bool = False):
+def _cached(
+    path: str, frontend: FrontendConfig, cache_dir: Path | None, functionals: bool = False, speeds: tuple = ()
+):
     """Log-mel features of one file (and its functionals), from the cache where present.
 
-    The audio is loaded once for both when neither is cached.
+    With ``speeds``, the functionals are ``(1 + len(speeds), N)``: the file's, then those of
+    the file played at each speed (:func:`ser.functionals.speed_perturbed`). The audio is
+    loaded once for everything that is not cached.
     """
     from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS
 
     key = _cache_key(path, frontend) if cache_dir is not None else None
     target = cache_dir / f"{key}.npy" if key else None
     f_target = cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.npy" if key else None
+    tag = "_".join(f"{v:g}" for v in speeds)
+    s_target = (
+        cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.speeds{tag}.npy" if key and speeds else None
+    )
     feats = _load_cached(
         target, lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32
     )
-    func = None
+    func = perturbed = None
     if functionals:
         func = _load_cached(f_target, lambda a: a.shape == (N_FUNCTIONALS,) and a.dtype == np.float32)
-    if feats is None or (functionals and func is None):
+        if speeds:
+            perturbed = _load_cached(
+                s_target, lambda a: a.shape == (len(speeds), N_FUNCTIONALS) and a.dtype == np.float32
+            )
+    missing = functionals and (func is None or (speeds and perturbed is None))
+    if feats is None or missing:
         y = usable_audio(path, frontend.sample_rate)
         if feats is None:
             feats = model_input(y, frontend)
             _store(target, feats)
-        if functionals and func is None:
-            from ser.functionals import utterance_functionals
+        if functionals:
+            from ser.functionals import speed_perturbed, utterance_functionals
 
-            func = utterance_functionals(y, frontend.sample_rate)
-            _store(f_target, func)
-    return (feats, func) if functionals else feats
+            sr = frontend.sample_rate
+            if func is None:
+                func = utterance_functionals(y, sr)
+                _store(f_target, func)
+            if speeds and perturbed is None:
+                perturbed = np.stack([utterance_functionals(speed_perturbed(y, sr, v), sr) for v in speeds])
+                _store(s_target, perturbed)
+    if not functionals:
+        return feats
+    return feats, (np.vstack([func[None], perturbed]) if speeds else func)
 
 
 def _chunk(work, paths, *args):
@@ -166,6 +186,7 @@ def extract_all(
     n_jobs: int = -1,
     progress: bool = True,
     functionals: bool = False,
+    speeds: tuple = (),
 ):
     """Features of every file, from the cache where present, computed in parallel otherwise.
 
@@ -181,6 +202,10 @@ def extract_all(
         Show a progress bar (on a terminal only).
     functionals : bool
         Also return each file's utterance functionals (:mod:`ser.functionals`).
+    speeds : tuple of float
+        With ``functionals``, also those of each file played at these speeds
+        (``model.functionals_speeds``): the functionals are then
+        ``(len(paths), 1 + len(speeds), N_FUNCTIONALS)``, the file's own first.
 
     Returns
     -------
@@ -198,7 +223,12 @@ def extract_all(
         cache = Path(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
     out = _each_file(
-        _cached, paths, (frontend, cache, functionals), n_jobs=n_jobs, progress=progress, desc="features"
+        _cached,
+        paths,
+        (frontend, cache, functionals, tuple(speeds)),
+        n_jobs=n_jobs,
+        progress=progress,
+        desc="features",
     )
     failures = {i: x for i, x in enumerate(out) if isinstance(x, AudioError)}
     if failures:
@@ -206,7 +236,8 @@ def extract_all(
     if functionals:
         from ser.functionals import N_FUNCTIONALS
 
-        func = np.full((len(out), N_FUNCTIONALS), np.nan, dtype=np.float32)
+        shape = (len(out), 1 + len(speeds), N_FUNCTIONALS) if speeds else (len(out), N_FUNCTIONALS)
+        func = np.full(shape, np.nan, dtype=np.float32)
         for i, x in enumerate(out):
             if x is not None:
                 func[i] = x[1]

@@ -283,6 +283,18 @@ def _envelope_and_rhythm(y, sample_rate, power, loudness, active, freqs, rate, w
     return out
 
 
+def speed_perturbed(y: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """``y`` played ``factor`` times faster (Ko et al., 2015): resampled to
+    ``sample_rate / factor`` and read at ``sample_rate``, so pitch, formants and tempo all
+    move by ``factor``, much as they differ between speakers."""
+    import librosa
+
+    target = int(round(sample_rate / factor))
+    return librosa.resample(np.asarray(y, dtype=np.float32), orig_sr=sample_rate, target_sr=target).astype(
+        np.float32
+    )
+
+
 def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, std)`` over the rows of ``x``; constant columns get std 1."""
     x = np.asarray(x, dtype=np.float64)
@@ -385,10 +397,14 @@ class FunctionalsHead:
 
         Parameters
         ----------
-        x : np.ndarray [shape=(n, N_FUNCTIONALS)]
+        x : np.ndarray [shape=(n, N_FUNCTIONALS) or (n, 1 + m, N_FUNCTIONALS)]
+            The recordings' functionals; in the 3-d form, ``x[:, 0]`` are the recordings'
+            and ``x[:, j]`` those of a perturbed copy of each (``model.functionals_speeds``):
+            every copy is a training row with its recording's label, and for the
+            per-speaker regression copy ``j`` of a speaker is a speaker of its own.
         y : np.ndarray [shape=(n,)] of int
         speakers : sequence of str
-            One per row. The per-speaker regression uses the speakers with at least
+            One per recording. The per-speaker regression uses the speakers with at least
             ``min_files`` recordings (default :data:`ser.adaptation.MIN_ADAPTATION_FILES`);
             with none, the head has no per-speaker variant.
         n_classes : int
@@ -397,6 +413,14 @@ class FunctionalsHead:
 
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y)
+        if x.ndim == 3 and x.shape[0] == y.shape[0]:
+            copies = x.shape[1]
+            speakers = np.asarray(speakers).astype(str)
+            speakers = np.concatenate(
+                [speakers] + [np.char.add(speakers, f"\x1fcopy{j}") for j in range(1, copies)]
+            )
+            x = np.concatenate([x[:, j] for j in range(copies)])
+            y = np.tile(y, copies)
         if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise ConfigError(
                 f"functionals must be (n, d) with one label per row. Received: {x.shape} and {y.shape}"

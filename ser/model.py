@@ -83,6 +83,13 @@ class ModelConfig:
         Per-speaker standardised functionals are used wherever the speaker adaptation is
         (the recipe's adapted scores, ``--same-speaker``). The recipe also reports the CNN
         alone. On RAVDESS (seed 0): UA 0.549 -> 0.625, adapted 0.557 -> 0.717.
+    functionals_speeds : tuple of float
+        Speed perturbation of the functionals head's training data (Ko et al., 2015): each
+        training recording also takes part played this many times faster (resampled, so
+        pitch, formants and tempo move together, as between speakers), with its label; for
+        the per-speaker regression each speed of a speaker counts as another speaker. ``()``
+        fits the head on the recordings alone. Only training changes: a model classifies a
+        recording as it is.
     """
 
     widths: tuple = (8, 16, 32, 64, 128)
@@ -96,6 +103,7 @@ class ModelConfig:
     strided_blocks: int = 2
     adapt_blocks: tuple = (4, 5)
     functionals: bool = True
+    functionals_speeds: tuple = (0.9, 1.1)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -159,6 +167,17 @@ class ModelConfig:
             raise ConfigError(
                 f"functionals must be true or false. Received: functionals={self.functionals!r}"
             )
+        speeds = self.functionals_speeds
+        if (
+            not _sequence(speeds)
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in speeds)
+            or not all(0.5 <= v <= 2.0 and v != 1.0 for v in speeds)
+        ):
+            raise ConfigError(
+                "functionals_speeds must be a list of speed factors from 0.5 to 2, other than 1 "
+                f"(e.g. [0.9, 1.1], or [] for none). Received: functionals_speeds={speeds!r}"
+            )
+        object.__setattr__(self, "functionals_speeds", tuple(float(v) for v in speeds))
 
     @property
     def time_stride(self) -> int:
@@ -176,6 +195,7 @@ class ModelConfig:
         d["widths"] = list(self.widths)
         d["pools"] = [list(p) for p in self.pools]
         d["adapt_blocks"] = list(self.adapt_blocks)
+        d["functionals_speeds"] = list(self.functionals_speeds)
         return d
 
     @classmethod

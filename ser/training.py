@@ -369,8 +369,9 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     The recipe's folds (and ``folds``, the ones asked for) are checked against the corpus
     before any feature is computed, so a corpus they cannot be made from fails at once.
 
-    Returns ``(manifest, labels, features, y, seconds, functionals)``; ``functionals`` (one
-    row of :mod:`ser.functionals` per file) is None unless ``model.functionals`` is on.
+    Returns ``(manifest, labels, features, y, seconds, functionals)``; ``functionals``
+    (``(files, 1 + speeds, N)``: the functionals of :mod:`ser.functionals` of each file, then
+    of its copies at ``model.functionals_speeds``) is None unless ``model.functionals`` is on.
     """
     from corpora import load_corpus
     from ser.data import UnusableAudio, extract_all
@@ -393,6 +394,7 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
             cache_dir=cache_dir,
             progress=progress,
             functionals=use_functionals,
+            speeds=recipe["model"].functionals_speeds,
         )
     except UnusableAudio as exc:
         # files whose headers were fine but whose audio is not (NaN, silent, too loud, ...):
@@ -402,6 +404,8 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
         features = [f for f, k in zip(features, keep, strict=True) if k]
         extracted = (features, func[keep]) if use_functionals else features
     features, functionals = extracted if use_functionals else (extracted, None)
+    if functionals is not None and functionals.ndim == 2:
+        functionals = functionals[:, None]  # (files, 1 + speeds, N): each file's own first
     feature_seconds = time.time() - t0
     features = normalize_features(
         features, manifest["speaker"].astype(str).tolist(), recipe["features"]["normalization"]
@@ -734,6 +738,7 @@ def run_recipe(
             for section, key, setting in (
                 ("model", "functionals", "model.functionals=false"),
                 ("frontend", "level_db", "frontend.level_db=none"),
+                ("model", "functionals_speeds", "model.functionals_speeds=[]"),
             )
             if isinstance(old.get(section), dict) and key not in old[section]
         ]
@@ -1074,11 +1079,11 @@ def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_cl
     train_rows = np.asarray(train_rows)
     head = FunctionalsHead.fit(functionals[train_rows], y[train_rows], speakers[train_rows], n_classes)
     single = choose_fusion_weight(
-        validation["validation_cnn"], head.log_probabilities(functionals[rows]), y[rows]
+        validation["validation_cnn"], head.log_probabilities(functionals[rows, 0]), y[rows]
     )
     adapted = single
     if head.speaker is not None:
-        own = speaker_log_probabilities(head, functionals[rows], speakers[rows])
+        own = speaker_log_probabilities(head, functionals[rows, 0], speakers[rows])
         cnn = validation.get("validation_cnn_adapted", validation["validation_cnn"])
         adapted = choose_fusion_weight(cnn, own, y[rows])
     return single, adapted
@@ -1111,7 +1116,7 @@ def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes
     head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], n_classes)
     head.weight, head.speaker_weight = weights
     y_test = y[fold.test]
-    plain = head.log_probabilities(functionals[fold.test])
+    plain = head.log_probabilities(functionals[fold.test, 0])
     cnn = scores(y_test, logits.argmax(1), n_classes)
     parts = {
         "cnn": {"wa": cnn["wa"], "ua": cnn["ua"], "macro_f1": cnn["macro_f1"]},
@@ -1120,7 +1125,7 @@ def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes
     }
     fused_adapted = None
     if adapted_logits is not None:
-        own = speaker_log_probabilities(head, functionals[fold.test], speakers[fold.test])
+        own = speaker_log_probabilities(head, functionals[fold.test, 0], speakers[fold.test])
         cnn_adapted = scores(y_test, adapted_logits.argmax(1), n_classes)
         parts["cnn"] |= {"adapted_wa": cnn_adapted["wa"], "adapted_ua": cnn_adapted["ua"]}
         parts["functionals"]["adapted_ua"] = scores(y_test, own.argmax(1), n_classes)["ua"]
@@ -1282,6 +1287,9 @@ def _comparable(settings):
     if isinstance(out.get("model"), dict) and "functionals" not in out["model"]:
         # runs written before the functionals head existed did not fuse it
         out["model"] = {**out["model"], "functionals": False}
+    if isinstance(out.get("model"), dict) and "functionals_speeds" not in out["model"]:
+        # nor fit the functionals head on speed-perturbed copies
+        out["model"] = {**out["model"], "functionals_speeds": []}
     if isinstance(out.get("frontend"), dict) and "level_db" not in out["frontend"]:
         # nor normalise the recording level
         out["frontend"] = {**out["frontend"], "level_db": None}

@@ -16,6 +16,7 @@ from ser.functionals import (
     choose_fusion_weight,
     fuse,
     speaker_log_probabilities,
+    speed_perturbed,
     standardization,
     utterance_functionals,
 )
@@ -110,6 +111,36 @@ def test_speakers_with_too_few_files_get_the_global_head():
     np.testing.assert_allclose(lone.log_probabilities(x[:5], ref), lone.log_probabilities(x[:5]))
 
 
+def test_perturbed_copies_train_as_more_rows_and_more_speakers():
+    # fit on (files, 1 + copies, N): each copy a row with its file's label, and for the
+    # per-speaker regression each copy of a speaker a speaker of its own
+    x, y, spk = _toy()
+    rng = np.random.default_rng(1)
+    copies = np.stack([x, x + rng.normal(0, 0.3, x.shape), x * 1.1], axis=1)
+    head = FunctionalsHead.fit(copies, y, spk, 3)
+    stacked = FunctionalsHead.fit(
+        np.concatenate([copies[:, j] for j in range(3)]),
+        np.tile(y, 3),
+        np.concatenate([spk, [s + "/1" for s in spk], [s + "/2" for s in spk]]),
+        3,
+    )
+    np.testing.assert_allclose(head.log_probabilities(x), stacked.log_probabilities(x), atol=1e-8)
+    own = speaker_log_probabilities(head, x[:30], spk[:30])
+    np.testing.assert_allclose(own, speaker_log_probabilities(stacked, x[:30], spk[:30]), atol=1e-8)
+    # one copy (the file's own) is the 2-d fit
+    one = FunctionalsHead.fit(x[:, None], y, spk, 3)
+    np.testing.assert_allclose(one.log_probabilities(x), FunctionalsHead.fit(x, y, spk, 3).log_probabilities(x))
+
+
+def test_speed_perturbation_moves_pitch_and_duration_by_the_factor():
+    y = _voice(150.0, seconds=1.0)
+    fast = speed_perturbed(y, SR, 1.1)
+    assert fast.dtype == np.float32 and len(fast) == pytest.approx(len(y) / 1.1, abs=2)
+    f0 = _value(utterance_functionals(y, SR), "f0_st_p50")
+    fast_f0 = _value(utterance_functionals(fast, SR), "f0_st_p50")
+    assert fast_f0 - f0 == pytest.approx(12 * np.log2(1.1), abs=0.3)  # semitones
+
+
 def test_a_class_missing_from_training_gets_no_probability():
     x, y, spk = _toy(n_classes=3)
     keep = y != 1
@@ -178,6 +209,20 @@ def test_functionals_are_cached_with_the_features(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, func)
     plain = extract_all(paths, FrontendConfig(), cache_dir=cache, progress=False, n_jobs=1)
     assert isinstance(plain, list) and len(plain) == 3
+    # with speeds: the file's own functionals (cached) and each speed's, cached too
+    monkeypatch.undo()
+    _, sped = extract_all(
+        paths, FrontendConfig(), cache_dir=cache, progress=False, functionals=True, speeds=(0.9, 1.1)
+    )
+    assert sped.shape == (3, 3, N_FUNCTIONALS)
+    np.testing.assert_array_equal(sped[:, 0], func)
+    y = load_audio(paths[2], SR)
+    np.testing.assert_allclose(sped[2, 2], utterance_functionals(speed_perturbed(y, SR, 1.1), SR), rtol=1e-6)
+    monkeypatch.setattr(ser.functionals, "utterance_functionals", fail)
+    _, again = extract_all(
+        paths, FrontendConfig(), cache_dir=cache, progress=False, functionals=True, speeds=(0.9, 1.1), n_jobs=1
+    )
+    np.testing.assert_array_equal(again, sped)
 
 
 def test_a_long_recording_is_described_by_its_first_part():

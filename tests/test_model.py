@@ -273,6 +273,10 @@ def test_model_config_strides_and_defaults():
         ({"adapt_blocks": (5, 5)}, r"Received: adapt_blocks=\(5, 5\)"),
         ({"adapt_blocks": 5}, r"adapt_blocks must be distinct block numbers"),
         ({"adapt_blocks": ("4",)}, r"adapt_blocks must be distinct block numbers"),
+        ({"functionals_speeds": (1.0,)}, r"functionals_speeds must be a list of speed factors from 0.5 to 2"),
+        ({"functionals_speeds": 0.9}, r"Received: functionals_speeds=0.9"),
+        ({"functionals_speeds": ("0.9",)}, r"functionals_speeds must be a list"),
+        ({"functionals_speeds": (3.0,)}, r"other than 1 \(e.g. \[0.9, 1.1\], or \[\] for none\)"),
     ],
 )
 def test_model_config_validation(kwargs, match):
@@ -290,5 +294,7 @@ def test_model_config_round_trip():
     assert ModelConfig().adapt_blocks == (4, 5) and d["adapt_blocks"] == [4, 5]
     assert ModelConfig(adapt_blocks=[5, 3]).adapt_blocks == (3, 5)
     assert ModelConfig.from_dict({"adapt_blocks": []}).adapt_blocks == ()
+    assert ModelConfig().functionals_speeds == (0.9, 1.1) and d["functionals_speeds"] == [0.9, 1.1]
+    assert ModelConfig.from_dict({"functionals_speeds": []}).functionals_speeds == ()
     with pytest.raises(ConfigError, match=r"unknown model setting\(s\) \['depth'\]; expected some of"):
         ModelConfig.from_dict({**d, "depth": 5})

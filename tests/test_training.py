@@ -635,6 +635,16 @@ def test_a_run_from_before_level_normalisation_kept_the_recorded_level():
     assert _comparable(old) == _comparable({"frontend": FrontendConfig(level_db="none").to_dict()})
 
 
+def test_a_run_from_before_speed_perturbation_fitted_the_head_on_the_files_alone():
+    from ser.model import ModelConfig
+    from ser.training import _comparable
+
+    new = {"model": ModelConfig().to_dict()}
+    old = {"model": {k: v for k, v in new["model"].items() if k != "functionals_speeds"}}
+    assert _comparable(old) != _comparable(new)
+    assert _comparable(old) == _comparable({"model": ModelConfig(functionals_speeds=()).to_dict()})
+
+
 def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus, tmp_path):
     import shutil
 
@@ -645,10 +655,12 @@ def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus
     run = json.loads((out / "run.json").read_text())
     del run["settings"]["model"]["functionals"]
     del run["settings"]["frontend"]["level_db"]
+    del run["settings"]["model"]["functionals_speeds"]
     (out / "run.json").write_text(json.dumps(run))
     with pytest.raises(
         ConfigError,
-        match=r"add --set model\.functionals=false --set frontend\.level_db=none to resume it",
+        match=r"add --set model\.functionals=false --set frontend\.level_db=none "
+        r"--set model\.functionals_speeds=\[\] to resume it",
     ):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
 
