@@ -129,7 +129,9 @@ def test_perturbed_copies_train_as_more_rows_and_more_speakers():
     np.testing.assert_allclose(own, speaker_log_probabilities(stacked, x[:30], spk[:30]), atol=1e-8)
     # one copy (the file's own) is the 2-d fit
     one = FunctionalsHead.fit(x[:, None], y, spk, 3)
-    np.testing.assert_allclose(one.log_probabilities(x), FunctionalsHead.fit(x, y, spk, 3).log_probabilities(x))
+    np.testing.assert_allclose(
+        one.log_probabilities(x), FunctionalsHead.fit(x, y, spk, 3).log_probabilities(x)
+    )
 
 
 def test_speed_perturbation_moves_pitch_and_duration_by_the_factor():
@@ -220,7 +222,13 @@ def test_functionals_are_cached_with_the_features(tmp_path, monkeypatch):
     np.testing.assert_allclose(sped[2, 2], utterance_functionals(speed_perturbed(y, SR, 1.1), SR), rtol=1e-6)
     monkeypatch.setattr(ser.functionals, "utterance_functionals", fail)
     _, again = extract_all(
-        paths, FrontendConfig(), cache_dir=cache, progress=False, functionals=True, speeds=(0.9, 1.1), n_jobs=1
+        paths,
+        FrontendConfig(),
+        cache_dir=cache,
+        progress=False,
+        functionals=True,
+        speeds=(0.9, 1.1),
+        n_jobs=1,
     )
     np.testing.assert_array_equal(again, sped)
 
