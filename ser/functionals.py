@@ -33,8 +33,12 @@ disagree in useful ways, so the model of ``ser`` adds one to the other:
   (:func:`choose_fusion_weight`; heads saved before that use 0.5). The attention maps explain
   the CNN's part of it.
 
+The regressions are fitted on the training recordings and on copies of them at other speeds
+(:func:`speed_perturbed`, ``model.functionals_speeds``), so they see each emotion at more voices.
+
 On RAVDESS (actor-independent 6-fold, level-normalised input, seed 0) this lifts UA from 0.549
-to 0.625 for single recordings and from 0.557 to 0.717 with the speaker's other recordings; see
+to 0.639 for single recordings and from 0.557 to 0.729 with the speaker's other recordings (0.625
+and 0.717 with the regressions fitted on the recordings alone); see
 ``recipes/ravdess/README.md``. ``model.functionals = false`` in a recipe turns it off.
 """
 
