@@ -210,7 +210,8 @@ def extract_all(
     Returns
     -------
     list of np.ndarray [shape=(frames_i, n_mels)], in the order of ``paths``
-        With ``functionals``: ``(that list, np.ndarray [shape=(len(paths), N_FUNCTIONALS)])``.
+        With ``functionals``: ``(that list, np.ndarray [shape=(len(paths), N_FUNCTIONALS)])``,
+        or ``(len(paths), 1 + len(speeds), N_FUNCTIONALS)`` with ``speeds``.
 
     Raises
     ------
