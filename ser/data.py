@@ -91,14 +91,16 @@ def _cached(
     the file played at each speed (:func:`ser.functionals.speed_perturbed`). The audio is
     loaded once for everything that is not cached.
     """
-    from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS
+    from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS, SPEED_RESAMPLER
 
     key = _cache_key(path, frontend) if cache_dir is not None else None
     target = cache_dir / f"{key}.npy" if key else None
     f_target = cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.npy" if key else None
     tag = "_".join(f"{v:g}" for v in speeds)
     s_target = (
-        cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.speeds{tag}.npy" if key and speeds else None
+        cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.speeds{tag}.{SPEED_RESAMPLER}.npy"
+        if key and speeds
+        else None
     )
     feats = _load_cached(
         target, lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32

@@ -287,6 +287,11 @@ def _envelope_and_rhythm(y, sample_rate, power, loudness, active, freqs, rate, w
     return out
 
 
+#: The resampler of :func:`speed_perturbed` (librosa's ``res_type``); part of the name of the
+#: cached functionals of perturbed copies, so a change of it is never read from a stale cache.
+SPEED_RESAMPLER = "soxr_hq"
+
+
 def speed_perturbed(y: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
     """``y`` played ``factor`` times faster (Ko et al., 2015): resampled to
     ``sample_rate / factor`` and read at ``sample_rate``, so pitch, formants and tempo all
@@ -294,7 +299,8 @@ def speed_perturbed(y: np.ndarray, sample_rate: int, factor: float) -> np.ndarra
     import librosa
 
     target = int(round(sample_rate / factor))
-    return librosa.resample(np.asarray(y, dtype=np.float32), orig_sr=sample_rate, target_sr=target).astype(
+    y = np.asarray(y, dtype=np.float32)
+    return librosa.resample(y, orig_sr=sample_rate, target_sr=target, res_type=SPEED_RESAMPLER).astype(
         np.float32
     )
 

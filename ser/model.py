@@ -172,9 +172,10 @@ class ModelConfig:
             not _sequence(speeds)
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in speeds)
             or not all(0.5 <= v <= 2.0 and v != 1.0 for v in speeds)
+            or len(set(speeds)) != len(speeds)
         ):
             raise ConfigError(
-                "functionals_speeds must be a list of speed factors from 0.5 to 2, other than 1 "
+                "functionals_speeds must be a list of distinct speed factors from 0.5 to 2, other than 1 "
                 f"(e.g. [0.9, 1.1], or [] for none). Received: functionals_speeds={speeds!r}"
             )
         object.__setattr__(self, "functionals_speeds", tuple(float(v) for v in speeds))

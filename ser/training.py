@@ -1299,6 +1299,8 @@ def _comparable(settings):
     ):
         if isinstance(out.get(section), dict):
             out[section] = {**defaults, **out[section]}
+    if isinstance(out.get("model"), dict) and out["model"].get("functionals") is False:
+        out["model"]["functionals_speeds"] = []  # without the head its training data changes nothing
     return out
 
 
