@@ -827,10 +827,10 @@ def run_recipe(
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
             if functionals is not None:  # each member's logits on its own validation speakers
-                val = _validation_logits(model, split, features, speakers, recipe)
-                member_weights.append(
-                    _fusion_weights(functionals, y, speakers, split.train, val, len(labels))
+                weights, val = _member_fusion_weights(
+                    model, split, features, functionals, y, speakers, recipe, len(labels)
                 )
+                member_weights.append(weights)
                 validation_logits = validation_logits or val  # the first member's are saved
             if adapt and adapt_blocks:
                 from ser.adaptation import speaker_adapted_logits
@@ -1031,9 +1031,10 @@ def run_recipe(
                 trainer=get_trainer(),
             )
             if functionals is not None:
-                val = _validation_logits(model, split, features, speakers, recipe)
                 member_weights.append(
-                    _fusion_weights(functionals, y, speakers, split.train, val, len(labels))
+                    _member_fusion_weights(
+                        model, split, features, functionals, y, speakers, recipe, len(labels)
+                    )[0]
                 )
             trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
         if len(trained) > 1:
@@ -1087,6 +1088,13 @@ def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_cl
         cnn = validation.get("validation_cnn_adapted", validation["validation_cnn"])
         adapted = choose_fusion_weight(cnn, own, y[rows])
     return single, adapted
+
+
+def _member_fusion_weights(model, split, features, functionals, y, speakers, recipe, n_classes) -> tuple:
+    """``(weights, validation logits)`` of one trained member: the fusion weights it chooses
+    on its own validation speakers (:func:`_fusion_weights`), and the logits they came from."""
+    val = _validation_logits(model, split, features, speakers, recipe)
+    return _fusion_weights(functionals, y, speakers, split.train, val, n_classes), val
 
 
 def _ensemble_weights(member_weights: list) -> tuple:
