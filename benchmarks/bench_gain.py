@@ -57,7 +57,7 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     )
 
     recipe = _load_recipe("ravdess", overrides)
-    manifest, labels, features, y, _, functionals = _prepare(
+    manifest, labels, features, y, _, functionals, copies = _prepare(
         recipe, data_root, skip_bad=False, cache_dir=Path(cache), progress=False
     )
     folds = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)
@@ -74,6 +74,7 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
         board=Path(cache) / "bench_gain_tb",
         prefix="",
         trainer=None,
+        copies=copies,
     )
     speakers = manifest["speaker"].astype(str).to_numpy()
     train = np.concatenate([fold.train, fold.validation])

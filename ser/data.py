@@ -167,6 +167,67 @@ def _each_file(work, paths: list[str], args: tuple, *, n_jobs: int, progress: bo
     return out
 
 
+def _cached_copies(path: str, frontend: FrontendConfig, cache_dir: Path | None, speeds: tuple) -> tuple:
+    """Model input of ``path`` played at each of ``speeds``, from the cache where present."""
+    from ser.functionals import SPEED_RESAMPLER, speed_perturbed
+
+    key = _cache_key(path, frontend) if cache_dir is not None else None
+    out, y = [], None
+    for v in speeds:
+        target = cache_dir / f"{key}.speed{v:g}.{SPEED_RESAMPLER}.npy" if key else None
+        feats = _load_cached(
+            target, lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32
+        )
+        if feats is None:
+            if y is None:
+                y = usable_audio(path, frontend.sample_rate)
+            feats = model_input(speed_perturbed(y, frontend.sample_rate, v), frontend)
+            _store(target, feats)
+        out.append(feats)
+    return tuple(out)
+
+
+def speed_copies(
+    paths: list[str],
+    frontend: FrontendConfig,
+    speeds: tuple,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    n_jobs: int = -1,
+    progress: bool = True,
+) -> list[tuple]:
+    """Model input (:func:`ser.features.model_input`) of every file played at each of
+    ``speeds`` (:func:`ser.functionals.speed_perturbed`; ``training.speeds``), cached beside
+    the file's own features.
+
+    Returns
+    -------
+    list of tuple of np.ndarray
+        One tuple per file, in the order of ``paths``: its copies in the order of ``speeds``.
+
+    Raises
+    ------
+    UnusableAudio
+        If any file could not be read (see :func:`extract_all`).
+    """
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+    out = _each_file(
+        _cached_copies,
+        paths,
+        (frontend, cache, tuple(speeds)),
+        n_jobs=n_jobs,
+        progress=progress,
+        desc="speed copies",
+    )
+    failures = {i: x for i, x in enumerate(out) if isinstance(x, AudioError)}
+    if failures:
+        raise UnusableAudio(failures, [None if i in failures else x for i, x in enumerate(out)])
+    return out
+
+
 def _decodes(path: str, sample_rate: int) -> None:
     usable_audio(path, sample_rate)
 
@@ -291,10 +352,29 @@ class CropBatches:
     mask_widths : (int, int) or None
         Largest SpecAugment mask widths: mel bands, frames (``None``: those of
         :func:`spec_augment`).
+    copies : list of tuple of np.ndarray, or None
+        Speed perturbation (``training.speeds``): each utterance's copies played at other
+        speeds (:func:`speed_copies`). Each crop is then cut from the utterance or from one
+        of its copies, each as likely. ``None``: from the utterance only (and the same
+        crops as before copies existed).
     """
 
-    def __init__(self, features, labels, crop_frames, batch_size, *, augment=True, seed=0, mask_widths=None):
+    def __init__(
+        self,
+        features,
+        labels,
+        crop_frames,
+        batch_size,
+        *,
+        augment=True,
+        seed=0,
+        mask_widths=None,
+        copies=None,
+    ):
+        if copies is not None and len(copies) != len(features):
+            raise ValueError(f"copies: {len(copies)} entries for {len(features)} utterances")
         self.features = features
+        self.copies = copies
         self.labels = np.asarray(labels, dtype=np.int32)
         self.crop_frames = int(crop_frames)
         self.batch_size = int(batch_size)
@@ -321,6 +401,9 @@ class CropBatches:
             xs, ms = [], []
             for i in idx:
                 f = self.features[i]
+                if self.copies is not None and len(self.copies[i]):
+                    version = int(self.rng.integers(0, 1 + len(self.copies[i])))
+                    f = f if version == 0 else self.copies[i][version - 1]
                 start = int(self.rng.integers(0, max(f.shape[0] - self.crop_frames, 0) + 1))
                 x, m = crop_or_pad(f, self.crop_frames, start)
                 x = x.copy()

@@ -24,6 +24,22 @@ from ser.errors import ConfigError
 HEADS = ("attention", "average", "max")
 
 
+def speed_factors(name: str, speeds) -> tuple:
+    """``speeds`` checked as a setting of speed-perturbation factors (``model.functionals_speeds``,
+    ``training.speeds``): distinct numbers from 0.5 to 2 other than 1, as a tuple of floats."""
+    if (
+        not _sequence(speeds)
+        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in speeds)
+        or not all(0.5 <= v <= 2.0 and v != 1.0 for v in speeds)
+        or len(set(speeds)) != len(speeds)
+    ):
+        raise ConfigError(
+            f"{name} must be a list of distinct speed factors from 0.5 to 2, other than 1 "
+            f"(e.g. [0.9, 1.1], or [] for none). Received: {name}={speeds!r}"
+        )
+    return tuple(float(v) for v in speeds)
+
+
 def _sequence(value) -> bool:
     """A list, tuple or array (not a string, not a number)."""
     return isinstance(value, (list, tuple, np.ndarray))
@@ -167,18 +183,9 @@ class ModelConfig:
             raise ConfigError(
                 f"functionals must be true or false. Received: functionals={self.functionals!r}"
             )
-        speeds = self.functionals_speeds
-        if (
-            not _sequence(speeds)
-            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in speeds)
-            or not all(0.5 <= v <= 2.0 and v != 1.0 for v in speeds)
-            or len(set(speeds)) != len(speeds)
-        ):
-            raise ConfigError(
-                "functionals_speeds must be a list of distinct speed factors from 0.5 to 2, other than 1 "
-                f"(e.g. [0.9, 1.1], or [] for none). Received: functionals_speeds={speeds!r}"
-            )
-        object.__setattr__(self, "functionals_speeds", tuple(float(v) for v in speeds))
+        object.__setattr__(
+            self, "functionals_speeds", speed_factors("functionals_speeds", self.functionals_speeds)
+        )
 
     @property
     def time_stride(self) -> int:

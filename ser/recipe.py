@@ -76,6 +76,13 @@ class TrainingConfig:
         6 folds UA 0.624 against 0.625, speaker-adapted 0.719 against 0.717; the EmoDB-sized
         stand-in 0.566 against 0.580, adapted 0.688 against 0.693, in the same time. No gain,
         so the default stays.
+    speeds : tuple of float
+        Speed perturbation of the CNN's training crops (Ko et al., 2015): each training
+        recording also exists played this many times faster (resampled, so pitch, formants
+        and tempo move together, as they differ between speakers), and each crop is cut from
+        the recording or one of its copies, each as likely; an epoch is as long as without.
+        Validation and test recordings are never perturbed. ``()`` turns it off. On RAVDESS
+        (seed 0, 2026-11-29) the CNN alone rose from UA 0.549 to 0.582.
     """
 
     epochs: int = 35
@@ -93,8 +100,12 @@ class TrainingConfig:
     seed: int = 0
     members: int = 1
     keep: str = "best"
+    speeds: tuple = (0.9, 1.1)
 
     def __post_init__(self):
+        from ser.model import speed_factors
+
+        object.__setattr__(self, "speeds", speed_factors("training.speeds", self.speeds))
         for name in (
             "epochs",
             "batch_size",
@@ -146,6 +157,11 @@ class TrainingConfig:
             raise ConfigError(f"training.members must be from 1 to 16. Received: members={self.members}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["speeds"] = list(self.speeds)
+        return d
 
 
 def _dataclass_from(cls, section: str, values: dict):

@@ -218,11 +218,15 @@ def train_model(
     prefix: str = "",
     trainer: Trainer | None = None,
     seed: int | None = None,
+    train_copies: list | None = None,
 ):
     """Train one model; early stopping and best-epoch choice use the validation set only.
 
     Parameters
     ----------
+    train_copies : list of tuple of np.ndarray, or None
+        Each training utterance's copies at ``training.speeds`` (:func:`ser.data.speed_copies`),
+        which its crops are also cut from; ``None``: the utterances alone.
     seed : int or None
         Seed of the initial weights, crops, augmentation and dropout (default the recipe's
         ``training.seed``).
@@ -259,6 +263,7 @@ def train_model(
         augment=tcfg.spec_augment,
         seed=seed,
         mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
+        copies=train_copies,
     )
     model = trainer.start(
         mean,
@@ -369,12 +374,14 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     The recipe's folds (and ``folds``, the ones asked for) are checked against the corpus
     before any feature is computed, so a corpus they cannot be made from fails at once.
 
-    Returns ``(manifest, labels, features, y, seconds, functionals)``; ``functionals``
+    Returns ``(manifest, labels, features, y, seconds, functionals, copies)``; ``functionals``
     (``(files, 1 + speeds, N)``: the functionals of :mod:`ser.functionals` of each file, then
-    of its copies at ``model.functionals_speeds``) is None unless ``model.functionals`` is on.
+    of its copies at ``model.functionals_speeds``) is None unless ``model.functionals`` is on;
+    ``copies`` (each file's features played at ``training.speeds``, normalised as the file's
+    own) is None unless ``training.speeds`` has any.
     """
     from corpora import load_corpus
-    from ser.data import UnusableAudio, extract_all
+    from ser.data import UnusableAudio, extract_all, speed_copies
 
     manifest = load_corpus(
         recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
@@ -406,12 +413,25 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     features, functionals = extracted if use_functionals else (extracted, None)
     if functionals is not None and functionals.ndim == 2:
         functionals = functionals[:, None]  # (files, 1 + speeds, N): each file's own first
+    speakers = manifest["speaker"].astype(str).tolist()
+    normalization = recipe["features"]["normalization"]
+    copies = None
+    speeds = recipe["training"].speeds
+    if speeds:
+        # the training files' copies are cut into crops (speed perturbation); each speed of a
+        # speaker is normalised as another speaker, as the functionals head counts it
+        raw = speed_copies(
+            manifest["path"].tolist(), recipe["frontend"], speeds, cache_dir=cache_dir, progress=progress
+        )
+        per_speed = [
+            normalize_features([c[j] for c in raw], [f"{s}\x1fspeed{v:g}" for s in speakers], normalization)
+            for j, v in enumerate(speeds)
+        ]
+        copies = list(zip(*per_speed, strict=True))
     feature_seconds = time.time() - t0
-    features = normalize_features(
-        features, manifest["speaker"].astype(str).tolist(), recipe["features"]["normalization"]
-    )
+    features = normalize_features(features, speakers, normalization)
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
-    return manifest, labels, features, y, feature_seconds, functionals
+    return manifest, labels, features, y, feature_seconds, functionals, copies
 
 
 def _require_two_classes(manifest, recipe: dict, data_root) -> None:
@@ -739,6 +759,7 @@ def run_recipe(
                 ("model", "functionals", "model.functionals=false"),
                 ("frontend", "level_db", "frontend.level_db=none"),
                 ("model", "functionals_speeds", "model.functionals_speeds=[]"),
+                ("training", "speeds", "training.speeds=[]"),
             )
             if isinstance(old.get(section), dict) and key not in old[section]
         ]
@@ -760,7 +781,7 @@ def run_recipe(
             cache_dir = out / ".ser-cache"  # the parent is not writable: keep the cache in the run
 
     _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
-    manifest, labels, features, y, feature_seconds, functionals = _prepare(
+    manifest, labels, features, y, feature_seconds, functionals, copies = _prepare(
         recipe, data_root, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress, folds=folds
     )
     with atomic_path(out / "manifest.csv") as tmp:
@@ -824,6 +845,7 @@ def run_recipe(
                 board=out / "tensorboard" / f"fold_{fold.number:02d}",
                 prefix=prefix,
                 trainer=get_trainer(),
+                copies=copies,
             )
             member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
             if functionals is not None:  # each member's logits on its own validation speakers
@@ -1029,6 +1051,7 @@ def run_recipe(
                 board=out / "tensorboard" / "final",
                 prefix="final ",
                 trainer=get_trainer(),
+                copies=copies,
             )
             if functionals is not None:
                 member_weights.append(
@@ -1175,8 +1198,10 @@ def _parts_summary(done: list[dict]) -> dict:
     return {"parts": out}
 
 
-def _train_split(split, features, y, labels, recipe, *, info, board: Path, prefix: str, trainer):
-    """:func:`train_model` on one member's split (TensorBoard in ``board``/member_J for ensembles)."""
+def _train_split(split, features, y, labels, recipe, *, info, board: Path, prefix: str, trainer, copies=None):
+    """:func:`train_model` on one member's split (TensorBoard in ``board``/member_J for ensembles);
+    ``copies``: every file's speed-perturbed copies (:func:`_prepare`), of which the training
+    files' own are used."""
     members = recipe["training"].members
     return train_model(
         [features[i] for i in split.train],
@@ -1190,6 +1215,7 @@ def _train_split(split, features, y, labels, recipe, *, info, board: Path, prefi
         prefix=prefix + (f"member {split.member}/{members} " if members > 1 else ""),
         trainer=trainer,
         seed=split.seed,
+        train_copies=None if copies is None else [copies[i] for i in split.train],
     )
 
 
@@ -1286,8 +1312,6 @@ def _comparable(settings):
     A training or model setting added after a run was written (e.g. ``training.members``)
     counts as its default, which is what that run did, so the run resumes under this version.
     """
-    import dataclasses
-
     from ser.model import ModelConfig
     from ser.recipe import TrainingConfig
 
@@ -1298,11 +1322,14 @@ def _comparable(settings):
     if isinstance(out.get("model"), dict) and "functionals_speeds" not in out["model"]:
         # nor fit the functionals head on speed-perturbed copies
         out["model"] = {**out["model"], "functionals_speeds": []}
+    if isinstance(out.get("training"), dict) and "speeds" not in out["training"]:
+        # nor cut the CNN's training crops from speed-perturbed copies
+        out["training"] = {**out["training"], "speeds": []}
     if isinstance(out.get("frontend"), dict) and "level_db" not in out["frontend"]:
         # nor normalise the recording level
         out["frontend"] = {**out["frontend"], "level_db": None}
     for section, defaults in (
-        ("training", dataclasses.asdict(TrainingConfig())),
+        ("training", TrainingConfig().to_dict()),
         ("model", ModelConfig().to_dict()),
     ):
         if isinstance(out.get(section), dict):

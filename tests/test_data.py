@@ -109,3 +109,66 @@ def test_spec_augment_mask_widths_are_configurable():
 
     assert changed((0, 0)) == 0
     assert changed((16, 20)) > changed((4, 5)) > 0
+
+
+def test_crops_come_from_the_utterance_or_its_speed_copies_each_as_likely():
+    n = 40
+    feats = utterances([30] * n)
+    copies = []
+    for i, f in enumerate(feats):
+        f[:] = i  # the utterance itself
+        copies.append(tuple(np.full((27 + 6 * j, 4), 1000 * (j + 1) + i, np.float32) for j in range(2)))
+    batches = CropBatches(feats, np.arange(n) % 3, 20, 8, augment=False, seed=1, copies=copies)
+    versions = []
+    for _ in range(30):
+        for (x, _mask), y in batches.epoch():
+            values = x[:, 0, 0].astype(int)
+            np.testing.assert_array_equal(y, (values % 1000) % 3)  # a copy keeps its label
+            versions.extend(values // 1000)
+    counts = np.bincount(versions, minlength=3)
+    assert counts.sum() == 30 * n and counts.min() > 0.28 * counts.sum()
+    # without copies the crops are those of before copies existed
+    plain = CropBatches(feats, np.arange(n) % 3, 20, 8, augment=False, seed=1)
+    again = CropBatches(feats, np.arange(n) % 3, 20, 8, augment=False, seed=1, copies=None)
+    for (a, _), (b, _) in zip(plain.epoch(), again.epoch(), strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+    with pytest.raises(ValueError, match="copies: 39 entries for 40 utterances"):
+        CropBatches(feats, np.arange(n) % 3, 20, 8, copies=copies[1:])
+
+
+def test_speed_copies_are_cached_and_as_long_as_their_speed(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    import ser.data
+    from ser.data import UnusableAudio, speed_copies
+    from ser.features import FrontendConfig, model_input
+    from ser.functionals import speed_perturbed
+
+    sr = 16000
+    t = np.arange(int(1.5 * sr)) / sr
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        tone = 0.3 * np.sin(2 * np.pi * (150 + 50 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+        sf.write(paths[-1], tone.astype(np.float32), sr)
+    cache = tmp_path / "cache"
+    out = speed_copies(paths, FrontendConfig(), (0.9, 1.1), cache_dir=cache, progress=False, n_jobs=1)
+    own = model_input(ser.data.usable_audio(paths[1], sr), FrontendConfig())
+    slow, fast = out[1]
+    assert slow.shape[0] > own.shape[0] > fast.shape[0]
+    assert abs(slow.shape[0] * 0.9 - own.shape[0]) <= 3 and abs(fast.shape[0] * 1.1 - own.shape[0]) <= 3
+    y = ser.data.usable_audio(paths[1], sr)
+    np.testing.assert_array_equal(fast, model_input(speed_perturbed(y, sr, 1.1), FrontendConfig()))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(ser.data, "model_input", fail)
+    again = speed_copies(paths, FrontendConfig(), (0.9, 1.1), cache_dir=cache, progress=False, n_jobs=1)
+    for a, b in zip(again, out, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    monkeypatch.undo()
+    sf.write(paths[0], np.zeros(sr, np.float32), sr)  # now silent
+    with pytest.raises(UnusableAudio, match=r"0\.wav: silent"):
+        speed_copies(paths, FrontendConfig(), (0.9,), cache_dir=cache, progress=False, n_jobs=1)

@@ -652,6 +652,83 @@ def test_a_run_from_before_speed_perturbation_fitted_the_head_on_the_files_alone
     assert _comparable(cnn_only) == _comparable({"model": ModelConfig(functionals=False).to_dict()})
 
 
+def test_a_run_from_before_speed_perturbed_crops_trained_on_the_files_alone():
+    from ser.recipe import TrainingConfig
+    from ser.training import _comparable
+
+    new = {"training": TrainingConfig().to_dict()}
+    assert new["training"]["speeds"] == [0.9, 1.1]
+    old = {"training": {k: v for k, v in new["training"].items() if k != "speeds"}}
+    assert _comparable(old) != _comparable(new)
+    assert _comparable(old) == _comparable({"training": TrainingConfig(speeds=()).to_dict()})
+
+
+@pytest.mark.parametrize(
+    ("speeds", "message"),
+    [
+        ([1.0], r"training\.speeds must be a list of distinct speed factors from 0\.5 to 2, other than 1"),
+        (0.9, r"Received: training\.speeds=0\.9"),
+        ([0.9, 0.9], r"Received: training\.speeds=\[0\.9, 0\.9\]"),
+        (["fast"], r"training\.speeds must be a list"),
+    ],
+)
+def test_bad_training_speeds_are_refused(speeds, message):
+    from ser.recipe import TrainingConfig
+
+    with pytest.raises(ConfigError, match=message):
+        TrainingConfig(speeds=speeds)
+
+
+def test_only_the_training_files_speed_copies_are_cut_into_crops(monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import ser.training
+    from ser.protocol import make_folds, member_splits
+    from ser.recipe import TrainingConfig
+
+    manifest = pd.DataFrame(
+        {
+            "path": [f"{i}.wav" for i in range(60)],
+            "label": np.arange(60) % 3,
+            "speaker": [f"s{i % 6}" for i in range(60)],
+        }
+    )
+    protocol = {"kind": "group_kfold", "group": "speaker", "k": 3, "seed": 0}
+    fold = make_folds(manifest, protocol, seed=0)[0]
+    split = member_splits(manifest, fold, protocol, TrainingConfig())[0]
+    copies = [(f"slow {i}", f"fast {i}") for i in range(60)]
+    seen = {}
+
+    def fake_train_model(train_features, *args, train_copies=None, **kwargs):
+        seen["features"], seen["copies"] = train_features, train_copies
+        return None, {}
+
+    monkeypatch.setattr(ser.training, "train_model", fake_train_model)
+    features = [f"file {i}" for i in range(60)]
+    y = np.arange(60) % 3
+    recipe = {"training": TrainingConfig()}
+    ser.training._train_split(
+        split,
+        features,
+        y,
+        ["a", "b", "c"],
+        recipe,
+        info={},
+        board=None,
+        prefix="",
+        trainer=None,
+        copies=copies,
+    )
+    assert seen["features"] == [f"file {i}" for i in split.train]
+    assert seen["copies"] == [(f"slow {i}", f"fast {i}") for i in split.train]
+    assert not {int(c[0].split()[1]) for c in seen["copies"]} & {*fold.test, *split.validation}
+    ser.training._train_split(
+        split, features, y, ["a", "b", "c"], recipe, info={}, board=None, prefix="", trainer=None
+    )
+    assert seen["copies"] is None
+
+
 def test_perturbed_copies_of_test_and_validation_files_never_reach_a_fit():
     import numpy as np
 
@@ -691,11 +768,12 @@ def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus
     del run["settings"]["model"]["functionals"]
     del run["settings"]["frontend"]["level_db"]
     del run["settings"]["model"]["functionals_speeds"]
+    del run["settings"]["training"]["speeds"]
     (out / "run.json").write_text(json.dumps(run))
     with pytest.raises(
         ConfigError,
         match=r"add --set model\.functionals=false --set frontend\.level_db=none "
-        r"--set model\.functionals_speeds=\[\] to resume it",
+        r"--set model\.functionals_speeds=\[\] --set training\.speeds=\[\] to resume it",
     ):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
 
