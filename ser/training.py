@@ -662,7 +662,8 @@ def _results_markdown(results: dict) -> str:
             else ""
         )
         + f"normalisation: {results['settings']['features']['normalization']}; "
-        f"seed {results['settings']['training']['seed']}; {results['seconds']:.0f} s of compute"
+        + _speeds_text(results["settings"])
+        + f"seed {results['settings']['training']['seed']}; {results['seconds']:.0f} s of compute"
         + ("" if results.get("complete", True) else " (INCOMPLETE: not all folds run yet)")
         + ".",
         "",
@@ -670,6 +671,18 @@ def _results_markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _speeds_text(settings: dict) -> str:
+    """What speed perturbation a run's training used, for ``results.md``."""
+    cnn = settings["training"].get("speeds") or []
+    head = (settings["model"].get("functionals_speeds") or []) if settings["model"].get("functionals") else []
+    parts = [
+        f"{what} copies at speeds {', '.join(f'{v:g}' for v in speeds)}"
+        for what, speeds in (("CNN crops also cut from", cnn), ("functionals head also fitted on", head))
+        if speeds
+    ]
+    return "".join(p + "; " for p in parts)
 
 
 def run_recipe(

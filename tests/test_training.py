@@ -38,7 +38,12 @@ def test_run_writes_all_artefacts(tiny_run):
     out, _ = tiny_run
     for name in ("results.md", "confusion.png", "model.keras", "manifest.csv", "run.json"):
         assert (out / name).is_file(), name
-    assert "| fold | test speakers |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "| fold | test speakers |" in md
+    assert (
+        "CNN crops also cut from copies at speeds 0.9, 1.1; "
+        "functionals head also fitted on copies at speeds 0.9, 1.1;" in md
+    )
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
     # no temporary files left behind
     assert not [p for p in out.rglob(".*") if p.is_file()]
