@@ -34,6 +34,15 @@ def _cache_key(path: str, frontend: FrontendConfig) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
+def _cache_folder(cache_dir) -> Path | None:
+    """``cache_dir`` as a Path, created if missing (``None``: no cache)."""
+    if cache_dir is None:
+        return None
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
 def _load_cached(target: Path | None, check) -> np.ndarray | None:
     if target is None:
         return None
@@ -210,10 +219,7 @@ def speed_copies(
     UnusableAudio
         If any file could not be read (see :func:`extract_all`).
     """
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
+    cache = _cache_folder(cache_dir)
     out = _each_file(
         _cached_copies,
         paths,
@@ -282,10 +288,7 @@ def extract_all(
         After every file was tried, if any could not be read or is silent: it names them
         all and holds the others' features.
     """
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
+    cache = _cache_folder(cache_dir)
     out = _each_file(
         _cached,
         paths,
