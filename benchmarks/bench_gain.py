@@ -16,7 +16,11 @@ same fold.
 
 Usage::
 
-    python benchmarks/bench_gain.py --ravdess ../shared/corpora/ravdess [--fold 1] [--gains -30,-20,-10,0,6]
+    python benchmarks/bench_gain.py --ravdess ../shared/corpora/ravdess [--fold 1] [--gains -30,-20,-10,0,6] [--set KEY=VALUE ...]
+
+The numbers in ``recipes/ravdess/README.md`` ("Recording level") were measured before speed
+perturbation (2026-11-28); ``--set training.speeds=[] --set model.functionals_speeds=[]``
+trains those models again.
 """
 
 from __future__ import annotations
@@ -110,11 +114,18 @@ def main(argv=None) -> int:
     p.add_argument("--gains", default="-30,-20,-10,0,6", help="comma-separated gains in dB (0 is added)")
     p.add_argument("--cache", default="runs/.ser-cache", help="feature cache folder")
     p.add_argument("--only-default", action="store_true", help="skip the model without level normalisation")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe overrides for both models (e.g. training.speeds=[] for the CNN of before 2026-11-29)",
+    )
     args = p.parse_args(argv)
     gains = sorted({float(g) for g in args.gains.split(",")} | {0.0})
-    variants = [("level normalised (default)", [])]
+    variants = [("level normalised (default)", list(args.set))]
     if not args.only_default:
-        variants.append(("recorded level (frontend.level_db=none)", ["frontend.level_db=none"]))
+        variants.append(("recorded level (frontend.level_db=none)", [*args.set, "frontend.level_db=none"]))
     results = {}
     for title, overrides in variants:
         print(f"{title}:", flush=True)

@@ -185,7 +185,7 @@ class ModelConfig:
                 f"functionals must be true or false. Received: functionals={self.functionals!r}"
             )
         object.__setattr__(
-            self, "functionals_speeds", speed_factors("functionals_speeds", self.functionals_speeds)
+            self, "functionals_speeds", speed_factors("model.functionals_speeds", self.functionals_speeds)
         )
 
     @property

@@ -413,18 +413,27 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     features, functionals = extracted if use_functionals else (extracted, None)
     if functionals is not None and functionals.ndim == 2:
         functionals = functionals[:, None]  # (files, 1 + speeds, N): each file's own first
-    speakers = manifest["speaker"].astype(str).tolist()
-    normalization = recipe["features"]["normalization"]
     copies = None
     speeds = recipe["training"].speeds
     if speeds:
-        # the training files' copies are cut into crops (speed perturbation); each speed of a
-        # speaker is normalised as another speaker, as the functionals head counts it
-        raw = speed_copies(
-            manifest["path"].tolist(), recipe["frontend"], speeds, cache_dir=cache_dir, progress=progress
-        )
+        # the training files' copies are cut into crops (speed perturbation)
+        try:
+            copies = speed_copies(
+                manifest["path"].tolist(), recipe["frontend"], speeds, cache_dir=cache_dir, progress=progress
+            )
+        except UnusableAudio as exc:  # (a file whose features were cached and whose audio changed)
+            manifest, keep = _drop_unusable(manifest, exc.failures, recipe, data_root, skip_bad, folds)
+            copies = [c for c, k in zip(exc.results, keep, strict=True) if k]
+            features = [f for f, k in zip(features, keep, strict=True) if k]
+            functionals = None if functionals is None else functionals[keep]
+    speakers = manifest["speaker"].astype(str).tolist()
+    normalization = recipe["features"]["normalization"]
+    if copies is not None and normalization != "global":
+        # each speed of a speaker is normalised as another speaker, as the functionals head counts it
         per_speed = [
-            normalize_features([c[j] for c in raw], [f"{s}\x1fspeed{v:g}" for s in speakers], normalization)
+            normalize_features(
+                [c[j] for c in copies], [f"{s}\x1fspeed{v:g}" for s in speakers], normalization
+            )
             for j, v in enumerate(speeds)
         ]
         copies = list(zip(*per_speed, strict=True))
@@ -767,18 +776,23 @@ def run_recipe(
     ):
         old = previous.get("settings") or {}
         missing = [
-            setting
-            for section, key, setting in (
-                ("model", "functionals", "model.functionals=false"),
-                ("frontend", "level_db", "frontend.level_db=none"),
-                ("model", "functionals_speeds", "model.functionals_speeds=[]"),
-                ("training", "speeds", "training.speeds=[]"),
+            (section, key, value, setting)
+            for section, key, value, setting in (
+                ("model", "functionals", False, "model.functionals=false"),
+                ("frontend", "level_db", None, "frontend.level_db=none"),
+                ("model", "functionals_speeds", [], "model.functionals_speeds=[]"),
+                ("training", "speeds", [], "training.speeds=[]"),
             )
             if isinstance(old.get(section), dict) and key not in old[section]
         ]
+        # the settings this command would have with the hint's --set added
+        hinted = {k: (dict(v) if isinstance(v, dict) else v) for k, v in settings.items()}
+        for section, key, value, _ in missing:
+            if isinstance(hinted.get(section), dict):
+                hinted[section][key] = value
         hint = (
-            f"; it was written by an older ser: add {' '.join('--set ' + m for m in missing)} to resume it"
-            if missing
+            f"; it was written by an older ser: add {' '.join('--set ' + m[3] for m in missing)} to resume it"
+            if missing and _comparable(old) == _comparable(hinted) and previous.get("data_root") == data_root
             else ""
         )
         raise ConfigError(

@@ -277,9 +277,9 @@ def test_model_config_strides_and_defaults():
             {"functionals_speeds": (1.0,)},
             r"functionals_speeds must be a list of distinct speed factors from 0.5 to 2",
         ),
-        ({"functionals_speeds": 0.9}, r"Received: functionals_speeds=0.9"),
+        ({"functionals_speeds": 0.9}, r"Received: model.functionals_speeds=0.9"),
         ({"functionals_speeds": ("0.9",)}, r"functionals_speeds must be a list"),
-        ({"functionals_speeds": (0.9, 0.9)}, r"Received: functionals_speeds=\(0.9, 0.9\)"),
+        ({"functionals_speeds": (0.9, 0.9)}, r"Received: model.functionals_speeds=\(0.9, 0.9\)"),
         ({"functionals_speeds": (3.0,)}, r"other than 1 \(e.g. \[0.9, 1.1\], or \[\] for none\)"),
     ],
 )

@@ -458,17 +458,26 @@ def test_keep_last_or_best_epoch():
         load_recipe("synthetic", ["training.keep='first'"])
 
 
-def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path):
+def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path, monkeypatch):
     """``training.members=2``: each fold and the final model average two members, member j
     trained as a run with seed + j - 1 would be; test speakers stay out of every member."""
     import numpy as np
     import pandas as pd
 
+    import ser.training
     from ser.inference import EmotionClassifier
     from ser.protocol import make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
 
+    trained = []
+    real_train_model = ser.training.train_model
+
+    def spy(train_features, *args, train_copies=None, **kwargs):
+        trained.append((train_features, train_copies))
+        return real_train_model(train_features, *args, train_copies=train_copies, **kwargs)
+
+    monkeypatch.setattr(ser.training, "train_model", spy)
     out = tmp_path / "ens"
     results = run_recipe(
         "synthetic",
@@ -481,6 +490,13 @@ def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_cor
     manifest = pd.read_csv(out / "manifest.csv")
     recipe = load_recipe("synthetic", TINY)
     folds = {seed: make_folds(manifest, recipe["protocol"], seed=seed) for seed in (0, 1)}
+    # every member of every fold and of the final model cut crops from its training files'
+    # copies at 0.9 and 1.1 speed (training.speeds), one pair per training file
+    assert len(trained) == 2 * len(folds[0]) + 2
+    for features, copies in trained:
+        assert copies is not None and len(copies) == len(features)
+        for f, (slow, fast) in zip(features, copies, strict=True):
+            assert slow.shape[0] > f.shape[0] > fast.shape[0]
     for fold in folds[0]:
         r = json.loads((out / "folds" / f"fold_{fold.number:02d}" / "result.json").read_text())
         assert [m["member"] for m in r["members"]] == [1, 2] and [m["seed"] for m in r["members"]] == [0, 1]
@@ -512,13 +528,13 @@ def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_cor
     assert c.head == "attention" and c.adapt_blocks == (4, 5) and c.time_stride == 16
     wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
     before = c.classify(wavs[0]).scores
-    trained = [np.array(m.get_layer("bn5").moving_mean.numpy()) for m in c.members]
+    means = [np.array(m.get_layer("bn5").moving_mean.numpy()) for m in c.members]
     c.set_speaker_reference(wavs[:6])  # both members adapt, and are restored
     assert c.adapted_files == 6
-    for member, mean in zip(c.members, trained, strict=True):
+    for member, mean in zip(c.members, means, strict=True):
         assert not np.allclose(member.get_layer("bn5").moving_mean.numpy(), mean)
     c.set_speaker_reference(None)
-    for member, mean in zip(c.members, trained, strict=True):
+    for member, mean in zip(c.members, means, strict=True):
         np.testing.assert_array_equal(member.get_layer("bn5").moving_mean.numpy(), mean)
     assert c.classify(wavs[0]).scores == pytest.approx(before, abs=1e-6)
 
@@ -969,3 +985,67 @@ def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
     assert main(["train", "custom", "--data-root", str(csv), "--out", str(tmp_path / "runs" / "r")]) == 2
     assert expected in capsys.readouterr().err
     assert not list((tmp_path / "runs").rglob("*.npy"))
+
+
+def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    import ser.data
+    from ser.data import UnusableAudio
+    from ser.recipe import load_recipe
+    from ser.training import _prepare
+
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, root)
+    sf.write(root / "spk01" / "spk01_angry_01.wav", np.zeros(16000, np.float32), 16000)  # silent
+    recipe = load_recipe("synthetic", [*TINY, "features.normalization=speaker"])
+    manifest, _, features, y, _, functionals, copies = _prepare(
+        recipe, root, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
+    )
+    assert len(manifest) == len(features) == len(y) == len(functionals) == len(copies) == 35
+    speakers = manifest["speaker"].astype(str).to_numpy()
+    for f, (slow, fast) in zip(features, copies, strict=True):
+        assert slow.shape[0] > f.shape[0] > fast.shape[0]
+    for j in range(2):  # each speed of a speaker is standardised as a speaker of its own
+        for s in set(speakers):
+            frames = np.concatenate([copies[i][j] for i in np.flatnonzero(speakers == s)])
+            np.testing.assert_allclose(frames.mean(0), 0, atol=1e-3)
+    # a file found unusable only when its copies are made is dropped everywhere with --skip-bad
+    real = ser.data.speed_copies
+
+    def failing(paths, *args, **kwargs):
+        out = real(paths, *args, **kwargs)
+        error = ser.data.AudioError(f"{paths[3]}: silent (no sample above -80 dB full scale)")
+        raise UnusableAudio({3: error}, [None if i == 3 else c for i, c in enumerate(out)])
+
+    monkeypatch.setattr(ser.data, "speed_copies", failing)
+    manifest2, _, features2, y2, _, functionals2, copies2 = _prepare(
+        recipe, root, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
+    )
+    assert len(manifest2) == len(features2) == len(y2) == len(functionals2) == len(copies2) == 34
+    assert manifest["path"].iloc[3] not in set(manifest2["path"])
+    np.testing.assert_array_equal(functionals2[3], functionals[4])
+
+
+def test_no_resume_hint_where_the_older_run_differs_in_more_than_the_new_settings(
+    tiny_run, tiny_corpus, tmp_path
+):
+    import shutil
+
+    from ser.training import run_recipe
+
+    out = tmp_path / "old"
+    shutil.copytree(tiny_run[0], out)
+    run = json.loads((out / "run.json").read_text())
+    del run["settings"]["training"]["speeds"]
+    run["settings"]["training"]["epochs"] = 3  # also run with other settings
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError) as caught:
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
+    assert "holds a run with different settings" in str(caught.value)
+    assert "to resume it" not in str(caught.value)
