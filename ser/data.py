@@ -43,6 +43,11 @@ def _cache_folder(cache_dir) -> Path | None:
     return cache
 
 
+def _model_input_check(frontend: FrontendConfig):
+    """Whether a cached array is model input of ``frontend`` (``(frames, n_mels)``, float32)."""
+    return lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32
+
+
 def _load_cached(target: Path | None, check) -> np.ndarray | None:
     if target is None:
         return None
@@ -111,9 +116,7 @@ def _cached(
         if key and speeds
         else None
     )
-    feats = _load_cached(
-        target, lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32
-    )
+    feats = _load_cached(target, _model_input_check(frontend))
     func = perturbed = None
     if functionals:
         func = _load_cached(f_target, lambda a: a.shape == (N_FUNCTIONALS,) and a.dtype == np.float32)
@@ -184,9 +187,7 @@ def _cached_copies(path: str, frontend: FrontendConfig, cache_dir: Path | None, 
     out, y = [], None
     for v in speeds:
         target = cache_dir / f"{key}.speed{v:g}.{SPEED_RESAMPLER}.npy" if key else None
-        feats = _load_cached(
-            target, lambda a: a.ndim == 2 and a.shape[1] == frontend.n_mels and a.dtype == np.float32
-        )
+        feats = _load_cached(target, _model_input_check(frontend))
         if feats is None:
             if y is None:
                 y = usable_audio(path, frontend.sample_rate)
