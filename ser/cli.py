@@ -51,6 +51,9 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _cmd_train(args) -> int:
+    from ser.workers import parse_jobs
+
+    parse_jobs(args.jobs)  # a bad value fails before TensorFlow loads
     _import_tensorflow_quietly()
     from ser.training import run_recipe
 
@@ -65,6 +68,7 @@ def _cmd_train(args) -> int:
         overrides=args.set,
         skip_bad=args.skip_bad,
         final_model=not args.no_final,
+        jobs=parse_jobs(args.jobs),
     )
     return EXIT_OK
 
@@ -174,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
     p.add_argument("--no-final", action="store_true", help="do not train the final all-speaker model")
+    p.add_argument(
+        "--jobs",
+        default="auto",
+        metavar="N",
+        help="train N folds at once, each in a worker process with its share of the CPUs "
+        "(default auto: one per CPU, as memory allows; 1: all in this process)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(

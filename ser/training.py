@@ -31,6 +31,7 @@ import numpy as np
 from ser.adaptation import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError, CorpusError
 from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
+from ser.workers import run_in_workers, usable_cpus, worker_count
 
 
 def _log(msg: str) -> None:
@@ -368,7 +369,9 @@ def _chosen_folds(manifest, recipe: dict, folds) -> list[int]:
     return _parse_folds(folds, len(fold_splits(manifest, recipe["protocol"])))
 
 
-def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool, folds=None):
+def _prepare(
+    recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool, folds=None, n_jobs: int = -1
+):
     """Load the corpus and its (normalised) features.
 
     The recipe's folds (and ``folds``, the ones asked for) are checked against the corpus
@@ -378,7 +381,8 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
     (``(files, 1 + speeds, N)``: the functionals of :mod:`ser.functionals` of each file, then
     of its copies at ``model.functionals_speeds``) is None unless ``model.functionals`` is on;
     ``copies`` (each file's features played at ``training.speeds``, normalised as the file's
-    own) is None unless ``training.speeds`` has any.
+    own) is None unless ``training.speeds`` has any. ``n_jobs``: processes computing features
+    (joblib; -1: one per core).
     """
     from corpora import load_corpus
     from ser.data import UnusableAudio, extract_all, speed_copies
@@ -402,6 +406,7 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
             progress=progress,
             functionals=use_functionals,
             speeds=recipe["model"].functionals_speeds,
+            n_jobs=n_jobs,
         )
     except UnusableAudio as exc:
         # files whose headers were fine but whose audio is not (NaN, silent, too loud, ...):
@@ -419,7 +424,12 @@ def _prepare(recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bo
         # the training files' copies are cut into crops (speed perturbation)
         try:
             copies = speed_copies(
-                manifest["path"].tolist(), recipe["frontend"], speeds, cache_dir=cache_dir, progress=progress
+                manifest["path"].tolist(),
+                recipe["frontend"],
+                speeds,
+                cache_dir=cache_dir,
+                progress=progress,
+                n_jobs=n_jobs,
             )
         except UnusableAudio as exc:  # (a file whose features were cached and whose audio changed)
             manifest, keep = _drop_unusable(manifest, exc.failures, recipe, data_root, skip_bad, folds)
@@ -708,6 +718,8 @@ def run_recipe(
     final_model: bool = True,
     cache_dir=None,
     progress: bool = True,
+    jobs=1,
+    worker: bool = False,
 ) -> dict:
     """Run a recipe end to end (see the module docstring); returns the results dict.
 
@@ -727,6 +739,14 @@ def run_recipe(
         ``key=value`` recipe overrides.
     cache_dir : path or None
         Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
+    jobs : int or "auto"
+        Train this many folds at once, each in a worker process with its share of the CPUs
+        (:mod:`ser.workers`); ``"auto"`` (what ``ser train`` uses): one per CPU, as memory
+        allows. Folds are the same either way, up to floating-point rounding (a worker uses
+        fewer threads). The final model is trained here once the folds are done.
+    worker : bool
+        True in such a worker process: train the chosen folds only, with no report and no
+        final model.
     """
     from ser.evaluation import plot_confusion, scores
     from ser.protocol import describe_protocol, make_folds, member_splits
@@ -799,7 +819,8 @@ def run_recipe(
             f"{out}: holds a run with different settings or data; use a new --out folder "
             f"(or delete this one) to start a different run{hint}"
         )
-    write_json(out / "run.json", run_info)
+    if not worker:
+        write_json(out / "run.json", run_info)
     if cache_dir is None:
         cache_dir = out.resolve().parent / ".ser-cache"
         try:
@@ -807,19 +828,29 @@ def run_recipe(
         except ConfigError:
             cache_dir = out / ".ser-cache"  # the parent is not writable: keep the cache in the run
 
-    _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
+    if not worker:
+        _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
     manifest, labels, features, y, feature_seconds, functionals, copies = _prepare(
-        recipe, data_root, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress, folds=folds
+        recipe,
+        data_root,
+        skip_bad=skip_bad,
+        cache_dir=cache_dir,
+        progress=progress,
+        folds=folds,
+        n_jobs=1 if worker else -1,  # a worker finds its features in the cache its parent filled
     )
-    with atomic_path(out / "manifest.csv") as tmp:
-        manifest.to_csv(tmp, index=False)
+    if not worker:
+        with atomic_path(out / "manifest.csv") as tmp:
+            manifest.to_csv(tmp, index=False)
     tcfg = recipe["training"]
     chosen = _chosen_folds(manifest, recipe, folds)
     all_folds = make_folds(manifest, recipe["protocol"], seed=tcfg.seed, warn_for=chosen)
     protocol_text = describe_protocol(recipe["protocol"], len(all_folds))
-    _log(
-        f"{len(manifest)} files, {manifest['speaker'].nunique()} speakers, classes {labels}; {protocol_text}"
-    )
+    if not worker:
+        _log(
+            f"{len(manifest)} files, {manifest['speaker'].nunique()} speakers, classes {labels}; "
+            f"{protocol_text}"
+        )
     info = {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": _version()}
     speakers = manifest["speaker"].astype(str).to_numpy()
 
@@ -831,12 +862,38 @@ def run_recipe(
             trainer = Trainer(labels, recipe)
         return trainer
 
+    earlier = {
+        fold.number: _fold_result(
+            out / "folds" / f"fold_{fold.number:02d}", fold, y, _training_files(manifest, fold)
+        )
+        for fold in all_folds
+        if fold.number in chosen
+    }
+    pending = [fold for fold in all_folds if fold.number in chosen and earlier[fold.number] is None]
+    n_jobs = 1 if worker else worker_count(jobs, len(pending), _data_bytes(features, copies))
+    in_workers = set()
+    if n_jobs > 1:
+        lanes = _lanes(pending, n_jobs, tcfg.members)
+        _log(
+            f"training {len(pending)} folds in {n_jobs} worker processes "
+            f"({max(1, usable_cpus() // n_jobs)} thread(s) each; --jobs 1 trains them here)"
+        )
+        task = {
+            "recipe_name": recipe_name,
+            "data_root": data_root,
+            "out_dir": str(out),
+            "overrides": overrides,
+            "skip_bad": skip_bad,
+            "cache_dir": str(cache_dir),
+        }
+        run_in_workers(_train_folds_worker, [(task, lane) for lane in lanes], n_jobs)
+        in_workers = {fold.number for fold in pending}  # trained and saved there
     for fold in all_folds:
         fold_dir = out / "folds" / f"fold_{fold.number:02d}"
-        if fold.number not in chosen:
+        if fold.number not in chosen or fold.number in in_workers:
             continue
         prefix = f"fold {fold.number}/{len(all_folds)} "
-        done = _fold_result(fold_dir, fold, y, _training_files(manifest, fold))
+        done = earlier[fold.number]
         if done is not None:
             _log(f"{prefix}done in an earlier run (UA {done['ua']:.3f}): kept")
             continue
@@ -997,6 +1054,8 @@ def run_recipe(
             | parts,
         )
 
+    if worker:
+        return {}
     done = [
         _fold_result(out / "folds" / f"fold_{f.number:02d}", f, y, _training_files(manifest, f))
         for f in all_folds
@@ -1106,6 +1165,30 @@ def run_recipe(
     _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results or {}
+
+
+def _train_folds_worker(task: dict, folds: str) -> None:
+    """A worker process's share of a run (:func:`ser.workers.run_in_workers`): its folds."""
+    run_recipe(**task, folds=folds, final_model=False, progress=False, worker=True)
+
+
+def _lanes(folds: list, n: int, members: int) -> list[str]:
+    """``folds`` dealt to ``n`` workers, largest first to the least loaded ("1,4" per worker)."""
+    load = [0] * n
+    lanes = [[] for _ in range(n)]
+    for fold in sorted(folds, key=lambda f: -len(f.train) * members):
+        i = int(np.argmin(load))
+        lanes[i].append(fold.number)
+        load[i] += len(fold.train) * members
+    return [",".join(str(k) for k in sorted(lane)) for lane in lanes if lane]
+
+
+def _data_bytes(features, copies) -> int:
+    """Bytes of the features a worker loads (the files' and their speed copies')."""
+    total = sum(f.nbytes for f in features)
+    if copies is not None:
+        total += sum(c.nbytes for group in copies for c in group)
+    return int(total)
 
 
 def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_classes: int) -> tuple:
