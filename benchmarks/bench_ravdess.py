@@ -100,6 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--heads", default="attention,average", help="comma list of heads to train")
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides for all heads")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument(
+        "--jobs", default="auto", help="folds trained at once, as ser train --jobs (default auto)"
+    )
     ap.add_argument("--egemaps-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -119,6 +122,7 @@ def main(argv=None) -> int:
     from ser.protocol import describe_protocol, make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
+    from ser.workers import parse_jobs
 
     rows = []
     for head in [h for h in args.heads.split(",") if h]:
@@ -129,6 +133,7 @@ def main(argv=None) -> int:
             out_dir=out / head,
             overrides=[f"model.head={head}", *args.set],
             final_model=head == "attention",
+            jobs=parse_jobs(args.jobs),
         )
         wall = time.time() - t0
         members = res["settings"]["training"]["members"]

@@ -88,7 +88,11 @@ def _watch_parent(parent: int) -> None:
 
 def _init_worker(threads: int, parent: int) -> None:
     """Runs first in each spawned worker: thread counts, quiet warnings, parent watch."""
+    import signal
     import warnings
+
+    # Ctrl-C reaches the whole process group: the parent alone handles it, and stops workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     for name in (
         "TF_NUM_INTRAOP_THREADS",

@@ -1,0 +1,176 @@
+"""Folds trained side by side in worker processes (``ser train --jobs``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ser.errors import ConfigError
+from ser.workers import parse_jobs, run_in_workers, worker_count
+from tests.conftest import TINY
+
+
+def _square_and_threads(x):
+    return x * x, os.environ["TF_NUM_INTRAOP_THREADS"], os.getpid()
+
+
+def _fail_on(x):
+    if x == 2:
+        raise ConfigError("task 2 refused")
+    return x
+
+
+def _sleep_forever(pid_file):
+    with open(pid_file, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(600)
+
+
+def test_worker_count(monkeypatch):
+    import ser.workers as w
+
+    monkeypatch.setattr(w, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(w, "available_memory", lambda: 64 * 10**9)
+    assert worker_count("auto", 10) == 4
+    assert worker_count("auto", 3) == 3
+    assert worker_count("auto", 1) == 1
+    assert worker_count(2, 10) == 2 and worker_count(8, 3) == 3
+    # each worker needs its base plus the features it loads: memory caps the count
+    monkeypatch.setattr(w, "available_memory", lambda: 5 * 10**9)
+    assert worker_count("auto", 10, data_bytes=10**9) == 1  # 0.8 * 5 GB holds one 2.5 GB worker
+    monkeypatch.setattr(w, "available_memory", lambda: None)
+    assert worker_count("auto", 10, data_bytes=10**12) == 4  # unknown memory: the CPUs decide
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two", "1.5"])
+def test_bad_jobs_are_refused(text):
+    with pytest.raises(ConfigError, match="--jobs: expected 'auto' or a positive integer"):
+        parse_jobs(text)
+
+
+def test_jobs_values():
+    assert parse_jobs("auto") == "auto" and parse_jobs(None) == "auto" and parse_jobs("3") == 3
+
+
+def test_tasks_run_in_separate_processes_with_their_share_of_threads(monkeypatch):
+    import ser.workers as w
+
+    monkeypatch.setattr(w, "usable_cpus", lambda: 4)
+    out = run_in_workers(_square_and_threads, [(1,), (2,), (3,)], 2)
+    assert [r[0] for r in out] == [1, 4, 9]
+    assert {r[1] for r in out} == {"2"}  # 4 CPUs, 2 workers: 2 threads each
+    assert os.getpid() not in {r[2] for r in out}
+
+
+def test_a_failing_task_raises_its_error_here():
+    with pytest.raises(ConfigError, match="task 2 refused"):
+        run_in_workers(_fail_on, [(1,), (2,)], 2)
+
+
+def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from ser.workers import run_in_workers; from tests.test_workers import _sleep_forever;"
+        "run_in_workers(_sleep_forever, [(sys.argv[2],), (sys.argv[2] + '.2',)], 2)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = subprocess.Popen([sys.executable, "-c", code, root, str(pid_file)])
+    deadline = time.time() + 60
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    worker = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")
+
+
+def test_a_run_with_workers_matches_the_folds_of_a_run_without(tiny_run, tiny_corpus, tmp_path, capsys):
+    from ser import load_model
+    from ser.training import run_recipe
+
+    sequential, _ = tiny_run
+    out = tmp_path / "jobs2"
+    results = run_recipe(
+        "synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False, jobs=2
+    )
+    log = capsys.readouterr()
+    assert "training 3 folds in 2 worker processes" in log.err
+    assert results["complete"] and len(results["folds"]) == 3
+    for k in (1, 2, 3):
+        mine = json.loads((out / "folds" / f"fold_{k:02d}" / "result.json").read_text())
+        theirs = json.loads((sequential / "folds" / f"fold_{k:02d}" / "result.json").read_text())
+        for key in ("test_speakers", "validation_speakers", "training_files", "y_true"):
+            assert mine[key] == theirs[key]
+        assert (out / "folds" / f"fold_{k:02d}" / "logits.npz").is_file()
+    assert load_model(out / "model.keras").labels == results["classes"]
+    # a rerun finds every fold done: no workers are started
+    run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False, jobs=2)
+    log = capsys.readouterr()
+    assert "worker processes" not in log.err
+    assert log.err.count("done in an earlier run") == 3
+
+
+def test_bad_jobs_on_the_command_line(tmp_path, capsys):
+    from ser.cli import main
+
+    code = main(
+        ["train", "synthetic", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"), "--jobs", "0"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "ser train: error: --jobs: expected 'auto' or a positive integer, got '0'"
+    ]
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) during a run with workers: one line, exit
+    130, no traceback, no process left; the rerun finishes."""
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "ser", "train", "synthetic", "--data-root", str(tiny_corpus)]
+    cmd += ["--out", str(out), "--jobs", "2", "--no-final"]
+    for item in TINY:
+        cmd += ["--set", item]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log = tmp_path / "log.txt"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.time() + 240
+        while "test spk" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # a worker has started its first fold
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert text.strip().splitlines()[-1] == "ser train: interrupted; rerun the same command to resume"
+    assert "Traceback" not in text
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("worker processes outlived the interrupted run")
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["complete"]
