@@ -111,6 +111,11 @@ def _init_worker(threads: int, parent: int) -> None:
         pass
     # the parent has already shown the corpus's warnings once
     warnings.simplefilter("ignore")
+    # tqdm's default lock is a multiprocessing semaphore; a worker stopped by the parent
+    # could not release it, and Python would warn of a leaked semaphore at exit
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
@@ -158,7 +163,10 @@ def run_in_workers(function, tasks: list, jobs: int) -> list:
 def _stop(pool, futures) -> None:
     for future in futures:
         future.cancel()
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         if process.is_alive():
             process.terminate()
+    for process in processes:
+        process.join()
     pool.shutdown(wait=True, cancel_futures=True)
