@@ -176,15 +176,13 @@ def _each_file(work, paths: list[str], args: tuple, *, n_jobs: int, progress: bo
         for part in results:
             out.extend(part)
             bar.update(len(part))
-    if len(pieces) > 1 and n_jobs != 1:
-        _release_workers()
     return out
 
 
-def _release_workers() -> None:
-    """Stop joblib's worker processes now instead of after their 5 idle minutes: idle, they
-    hold memory through training and would still get a terminal's Ctrl-C (and print its
-    traceback)."""
+def release_workers() -> None:
+    """Stop joblib's feature-extraction processes now instead of after their 5 idle minutes
+    (the next extraction starts them again, in about 4 s): idle, they hold memory, and a
+    terminal's Ctrl-C reaches them too (they print its traceback)."""
     from joblib.externals.loky import get_reusable_executor
 
     get_reusable_executor().shutdown(wait=True)

@@ -873,6 +873,9 @@ def run_recipe(
     n_jobs = 1 if worker else worker_count(jobs, len(pending), _data_bytes(features, copies))
     in_workers = set()
     if n_jobs > 1:
+        from ser.data import release_workers
+
+        release_workers()  # their memory goes to the fold workers
         lanes = _lanes(pending, n_jobs, tcfg.members)
         _log(
             f"training {len(pending)} folds in {n_jobs} worker processes "

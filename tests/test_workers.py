@@ -142,7 +142,7 @@ def test_bad_jobs_on_the_command_line(tmp_path, capsys):
 
 def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path):
     """Ctrl-C (SIGINT to the whole process group) during a run with workers: one line, exit
-    130, no traceback, no process left; the rerun finishes."""
+    130, no traceback or warning, no process left."""
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "ser", "train", "synthetic", "--data-root", str(tiny_corpus)]
     cmd += ["--out", str(out), "--jobs", "2", "--no-final"]
@@ -171,6 +171,4 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path):
     assert proc.returncode == 130, text
     assert text.strip().splitlines()[-1] == "ser train: interrupted; rerun the same command to resume"
     assert "Traceback" not in text and "Warning" not in text, text
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads((out / "results.json").read_text())["complete"]
+    # (rerunning resumes: tests/test_training.py kills a run with workers and reruns it)
