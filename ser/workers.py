@@ -1,9 +1,9 @@
 """Worker processes that train a run's folds side by side (``ser train --jobs``).
 
 A recipe's folds are independent, and on a small CPU two processes of one thread each train
-more than one process of two threads: TensorFlow's convolutions on batches of 16 two-second
-crops keep only about 1.4 of 2 cores busy (``benchmarks/bench_emodb_sized.py`` measures a
-whole recipe both ways). So ``ser train`` hands the folds to worker processes, each with its
+more than one process of two threads: on batches of 16 two-second crops, TensorFlow's
+training step runs only about 1.4 times as fast on two threads as on one
+(``benchmarks/bench_emodb_sized.py --jobs 1`` times a whole recipe without workers). So ``ser train`` hands the folds to worker processes, each with its
 share of the cores, and trains the final model itself once they are done.
 
 Workers are started with ``spawn`` (never ``fork``: a forked copy of a process that has
@@ -19,7 +19,8 @@ import threading
 import time
 
 #: Memory a worker needs beside the features it loads: TensorFlow, the model, its optimiser
-#: and batches (measured: about 0.9 GB resident for the default model).
+#: and batches (a worker of the EmoDB-sized stand-in, its features included, held about
+#: 1 GB resident).
 WORKER_BASE_BYTES = 1_500_000_000
 
 
