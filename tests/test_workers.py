@@ -151,7 +151,16 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = tmp_path / "log.txt"
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            # as from a terminal: a job started in the background (e.g. CI's `... &`) would
+            # pass SIGINT on as ignored, and Python would then never raise KeyboardInterrupt
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.time() + 240
         while "test spk" not in log.read_text() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)  # a worker has started its first fold
