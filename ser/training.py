@@ -876,7 +876,7 @@ def run_recipe(
         from ser.data import release_workers
 
         release_workers()  # their memory goes to the fold workers
-        lanes = _lanes(pending, n_jobs, tcfg.members)
+        lanes = _lanes(pending, n_jobs)
         _log(
             f"training {len(pending)} folds in {n_jobs} worker processes "
             f"({max(1, usable_cpus() // n_jobs)} thread(s) each; --jobs 1 trains them here)"
@@ -1175,14 +1175,14 @@ def _train_folds_worker(task: dict, folds: str) -> None:
     run_recipe(**task, folds=folds, final_model=False, progress=False, worker=True)
 
 
-def _lanes(folds: list, n: int, members: int) -> list[str]:
+def _lanes(folds: list, n: int) -> list[str]:
     """``folds`` dealt to ``n`` workers, largest first to the least loaded ("1,4" per worker)."""
     load = [0] * n
     lanes = [[] for _ in range(n)]
-    for fold in sorted(folds, key=lambda f: -len(f.train) * members):
+    for fold in sorted(folds, key=lambda f: -len(f.train)):
         i = int(np.argmin(load))
         lanes[i].append(fold.number)
-        load[i] += len(fold.train) * members
+        load[i] += len(fold.train)
     return [",".join(str(k) for k in sorted(lane)) for lane in lanes if lane]
 
 
