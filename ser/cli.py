@@ -53,7 +53,7 @@ def _import_tensorflow_quietly() -> None:
 def _cmd_train(args) -> int:
     from ser.workers import parse_jobs
 
-    parse_jobs(args.jobs)  # a bad value fails before TensorFlow loads
+    jobs = parse_jobs(args.jobs)  # a bad value fails before TensorFlow loads
     _import_tensorflow_quietly()
     from ser.training import run_recipe
 
@@ -68,7 +68,7 @@ def _cmd_train(args) -> int:
         overrides=args.set,
         skip_bad=args.skip_bad,
         final_model=not args.no_final,
-        jobs=parse_jobs(args.jobs),
+        jobs=jobs,
     )
     return EXIT_OK
 

@@ -31,7 +31,7 @@ import numpy as np
 from ser.adaptation import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError, CorpusError
 from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
-from ser.workers import run_in_workers, usable_cpus, worker_count
+from ser.workers import run_in_workers, threads_per_worker, worker_count
 
 
 def _log(msg: str) -> None:
@@ -879,7 +879,7 @@ def run_recipe(
         lanes = _lanes(pending, n_jobs)
         _log(
             f"training {len(pending)} folds in {n_jobs} worker processes "
-            f"({max(1, usable_cpus() // n_jobs)} thread(s) each; --jobs 1 trains them here)"
+            f"({threads_per_worker(n_jobs)} thread(s) each; --jobs 1 trains them here)"
         )
         task = {
             "recipe_name": recipe_name,

@@ -32,6 +32,11 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def threads_per_worker(jobs: int) -> int:
+    """Threads each of ``jobs`` workers gets: its share of the usable CPUs, at least one."""
+    return max(1, usable_cpus() // jobs)
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to new processes (``MemAvailable``), or None if unknown."""
     try:
@@ -123,7 +128,7 @@ def _init_worker(threads: int, parent: int) -> None:
 def run_in_workers(function, tasks: list, jobs: int) -> list:
     """``[function(*task) for task in tasks]``, computed by ``jobs`` spawned processes.
 
-    Each worker gets ``usable_cpus() // jobs`` threads (at least one). The first task to
+    Each worker gets :func:`threads_per_worker` threads. The first task to
     fail stops the others (its exception is raised here, e.g. a
     :class:`ser.errors.SerError` with its one-line message); so does Ctrl-C. Work a task
     finished and saved before that is kept.
@@ -134,7 +139,7 @@ def run_in_workers(function, tasks: list, jobs: int) -> list:
 
     from ser.errors import SerError
 
-    threads = max(1, usable_cpus() // jobs)
+    threads = threads_per_worker(jobs)
     pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),
