@@ -1,8 +1,8 @@
 """Manifest -> cached log-mel features -> training batches.
 
 Features are computed once per file and frontend setting, in parallel, and cached as
-``.npy`` files keyed by the file's path, size, modification time and the frontend, so a
-second run of a recipe reads them back instead of recomputing.
+``.npy`` files keyed by the file's content and the frontend, so a second run of a recipe
+reads them back instead of recomputing, also after the corpus was copied or moved.
 """
 
 from __future__ import annotations
@@ -26,11 +26,14 @@ FEATURES_VERSION = 3
 
 
 def _cache_key(path: str, frontend: FrontendConfig) -> str:
-    st = os.stat(path)
-    payload = json.dumps(
-        [FEATURES_VERSION, os.path.abspath(path), st.st_size, st.st_mtime_ns, frontend.to_dict()],
-        sort_keys=True,
-    )
+    """The file's bytes, not its name or modification time, with the frontend and
+    :data:`FEATURES_VERSION`: a copied, moved or re-extracted corpus (new times, as ``cp`` and
+    most archive tools give) still finds its features, and an edited file never does."""
+    content = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            content.update(chunk)
+    payload = json.dumps([FEATURES_VERSION, content.hexdigest(), frontend.to_dict()], sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()
 
 

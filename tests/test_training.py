@@ -335,6 +335,31 @@ def test_a_damaged_feature_cache_file_is_recomputed(tmp_path):
     np.testing.assert_array_equal(np.load(target), feats)
 
 
+def test_the_feature_cache_follows_a_files_content_not_its_path_or_time(tmp_path):
+    """A corpus copied elsewhere (new paths and times) reads its cached features back; a
+    file rewritten with other samples of the same size does not."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    from ser.data import _cache_key
+    from ser.features import FrontendConfig
+
+    frontend = FrontendConfig()
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
+    key = _cache_key(str(wav), frontend)
+    (tmp_path / "copy").mkdir()
+    copied = Path(shutil.copy(wav, tmp_path / "copy" / "b.wav"))
+    os.utime(copied, ns=(1, 1))
+    assert _cache_key(str(copied), frontend) == key
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 7.0).astype(np.float32), 16000)
+    os.utime(wav, ns=(1, 1))
+    assert _cache_key(str(wav), frontend) != key
+
+
 def test_train_step_matches_train_on_batch():
     """The custom training step computes the same loss and update as compile + train_on_batch."""
     import keras
