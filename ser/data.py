@@ -149,6 +149,14 @@ def _cached(
 
 
 def _chunk(work, paths, *args):
+    import multiprocessing
+    import signal
+
+    if multiprocessing.parent_process() is not None:
+        # a worker process: a terminal's Ctrl-C reaches the whole process group, but only
+        # the parent handles it (and stops the pool); an idle joblib worker would print a
+        # KeyboardInterrupt traceback of its own
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = []
     for p in paths:
         try:

@@ -140,12 +140,14 @@ def test_bad_jobs_on_the_command_line(tmp_path, capsys):
     ]
 
 
-def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path):
-    """Ctrl-C (SIGINT to the whole process group) during a run with workers: one line, exit
-    130, no traceback or warning, no process left."""
+@pytest.mark.parametrize("jobs", ["2", "1"])
+def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path, jobs):
+    """Ctrl-C (SIGINT to the whole process group) during a run with fold workers, or in one
+    process beside joblib's idle feature workers: one line, exit 130, no traceback or
+    warning, no process left."""
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "ser", "train", "synthetic", "--data-root", str(tiny_corpus)]
-    cmd += ["--out", str(out), "--jobs", "2", "--no-final"]
+    cmd += ["--out", str(out), "--jobs", jobs, "--no-final"]
     for item in TINY:
         cmd += ["--set", item]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
