@@ -862,10 +862,11 @@ def run_recipe(
             trainer = Trainer(labels, recipe)
         return trainer
 
+    # (a worker's folds are those its parent found unfinished, and said why)
     earlier = {
-        fold.number: _fold_result(
-            out / "folds" / f"fold_{fold.number:02d}", fold, y, _training_files(manifest, fold)
-        )
+        fold.number: None
+        if worker
+        else _fold_result(out / "folds" / f"fold_{fold.number:02d}", fold, y, _training_files(manifest, fold))
         for fold in all_folds
         if fold.number in chosen
     }

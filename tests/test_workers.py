@@ -101,7 +101,7 @@ def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
         pytest.fail("the worker outlived its killed parent")
 
 
-def test_a_run_with_workers_matches_the_folds_of_a_run_without(tiny_run, tiny_corpus, tmp_path, capsys):
+def test_a_run_with_workers_matches_the_folds_of_a_run_without(tiny_run, tiny_corpus, tmp_path, capfd):
     from ser import load_model
     from ser.training import run_recipe
 
@@ -110,7 +110,7 @@ def test_a_run_with_workers_matches_the_folds_of_a_run_without(tiny_run, tiny_co
     results = run_recipe(
         "synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False, jobs=2
     )
-    log = capsys.readouterr()
+    log = capfd.readouterr()
     assert "training 3 folds in 2 worker processes" in log.err
     assert results["complete"] and len(results["folds"]) == 3
     for k in (1, 2, 3):
@@ -122,9 +122,28 @@ def test_a_run_with_workers_matches_the_folds_of_a_run_without(tiny_run, tiny_co
     assert load_model(out / "model.keras").labels == results["classes"]
     # a rerun finds every fold done: no workers are started
     run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False, jobs=2)
-    log = capsys.readouterr()
+    log = capfd.readouterr()
     assert "worker processes" not in log.err
     assert log.err.count("done in an earlier run") == 3
+    # two damaged results: those folds are trained again in workers, each said once
+    (out / "folds" / "fold_02" / "result.json").write_text("{")
+    (out / "folds" / "fold_03" / "result.json").write_text("{}")
+    run_recipe(
+        "synthetic",
+        data_root=tiny_corpus,
+        out_dir=out,
+        overrides=TINY,
+        progress=False,
+        jobs=2,
+        final_model=False,
+    )
+    log = capfd.readouterr().err  # the workers' lines too
+    assert "training 2 folds in 2 worker processes" in log
+    assert log.count("fold_02/result.json: unreadable") == 1, log
+    assert log.count("fold_03/result.json: does not match") == 1, log
+    assert log.count("done in an earlier run") == 1
+    for k in (2, 3):
+        assert json.loads((out / "folds" / f"fold_{k:02d}" / "result.json").read_text())["fold"] == k
 
 
 def test_bad_jobs_on_the_command_line(tmp_path, capsys):
