@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="sliding windows of this many seconds, for files of any length (default: 4 s, over 12 s only)",
     )
     p.add_argument(
-        "--hop", type=float, default=None, help="hop between windows in seconds (default: half a window)"
+        "--hop",
+        type=float,
+        default=None,
+        help="hop between windows in seconds (default: half a window; without --window, that of files over 12 s)",
     )
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most probable classes")
     p.add_argument(

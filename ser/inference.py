@@ -66,28 +66,33 @@ EAGER_CALLS = 2
 NORMALIZATIONS = ("global", "utterance", "speaker")
 
 
-#: Windows of long audio whose speech level (:func:`ser.features.speech_level`) is more than
-#: this many dB below the loudest window of the same recording (pauses, background noise) are
-#: still classified and listed as segments, but do not count toward the recording's label:
-#: every window is brought to speech level before it is classified, so noise would otherwise
-#: vote like speech. Relative to the recording's own loudest window, so the gain does not matter.
-QUIET_WINDOW_DB = 20.0
+def counted_windows(voiced) -> np.ndarray:
+    """Which windows of a recording count toward its label (a boolean mask): those that hold
+    speech, at least :data:`ser.features.MIN_VOICED_FRACTION` of their frames voiced
+    (``voiced``: each window's :func:`ser.features.voiced_fraction`). Pauses and noise are
+    still classified and listed, but do not vote: every window is brought to speech level
+    before it is classified, so noise would otherwise vote like speech. Voicing, unlike
+    loudness, does not leave out a speaker's ordinary speech beside their shouting. Where no
+    window holds speech, all count (the prediction says there is no speech)."""
+    from ser.features import MIN_VOICED_FRACTION
+
+    mask = np.asarray(voiced, dtype=np.float64) >= MIN_VOICED_FRACTION
+    return mask if mask.any() else np.ones_like(mask)
 
 
-def counted_windows(levels) -> np.ndarray:
-    """Which windows of a recording count toward its label: those whose speech level is
-    within :data:`QUIET_WINDOW_DB` of its loudest window's (a boolean mask)."""
-    levels = np.asarray(levels, dtype=np.float64)
-    return levels >= levels.max() - QUIET_WINDOW_DB
-
-
-def window_vote(probs, levels) -> np.ndarray:
-    """A recording's probabilities from its windows': the mean over the windows within
-    :data:`QUIET_WINDOW_DB` of its loudest (by :func:`ser.features.speech_level`)."""
+def window_vote(probs, voiced) -> np.ndarray:
+    """A recording's probabilities from its windows': the mean over those that count
+    (:func:`counted_windows`)."""
     probs = np.asarray(probs, dtype=np.float64)
-    mean = probs[counted_windows(levels)].mean(axis=0)
+    mean = probs[counted_windows(voiced)].mean(axis=0)
     return mean / mean.sum()
 
+
+#: What ``ser classify`` and ``ser attention`` say of audio without voiced speech.
+NO_SPEECH_NOTE = (
+    "no voiced speech found (noise, music or whispering?): the model was trained on speech, "
+    "so its label is a guess"
+)
 
 #: Name of the model file inside a run folder.
 MODEL_FILENAME = "model.keras"
@@ -97,9 +102,9 @@ MODEL_FILENAME = "model.keras"
 class Segment:
     """One window of a long recording: its span in seconds and its class probabilities.
 
-    ``counted`` is False for a quiet window (a pause or background noise, more than
-    :data:`QUIET_WINDOW_DB` below the recording's loudest window): its label is what the
-    model makes of it, but it does not count toward the recording's label.
+    ``counted`` is False for a window without speech (a pause or noise, see
+    :func:`counted_windows`): its label is what the model makes of it, but it does not count
+    toward the recording's label.
     """
 
     start: float
@@ -134,6 +139,11 @@ class Prediction:
         Class name -> probability (floats summing to 1), in the model's label order.
     segments : list of Segment
         The windows of windowed input, in time order; empty for whole-utterance input.
+    speech : bool
+        False where the audio holds no voiced speech (under
+        :data:`ser.features.MIN_VOICED_FRACTION` of its frames voiced, in every window):
+        noise, unpitched sound or whispering, which the model was not trained on. The label
+        is still its best guess.
     """
 
     file: str | None
@@ -141,6 +151,7 @@ class Prediction:
     label: str
     scores: dict
     segments: list = field(default_factory=list)
+    speech: bool = True
 
     @property
     def probability(self) -> float:
@@ -152,12 +163,14 @@ class Prediction:
         return sorted(self.scores.items(), key=lambda item: -item[1])[: max(int(k), 1)]
 
     def to_dict(self) -> dict:
-        """``{"file", "duration", "label", "scores", "segments": [{"start", "end", "label", "scores", "counted"}]}``."""
+        """``{"file", "duration", "label", "scores", "speech", "segments": [{"start", "end",
+        "label", "scores", "counted"}]}``."""
         return {
             "file": self.file,
             "duration": self.duration,
             "label": self.label,
             "scores": dict(self.scores),
+            "speech": self.speech,
             "segments": [s.to_dict() for s in self.segments],
         }
 
@@ -639,7 +652,8 @@ class EmotionClassifier:
             Sliding-window length and hop in seconds. Without them, audio up to
             :data:`WHOLE_MAX_DURATION` s is classified whole and longer audio in windows of
             :data:`DEFAULT_WINDOW` s every :data:`DEFAULT_HOP` s. Audio no longer than one
-            window is always classified whole.
+            window is always classified whole; a hop alone changes only the hop of audio
+            over :data:`WHOLE_MAX_DURATION` s.
 
         Returns
         -------
@@ -656,6 +670,9 @@ class EmotionClassifier:
         """
         from ser.audio import audio_info, iter_audio_blocks, load_audio, prepare_waveform
 
+        # audio up to one window is classified whole; with no window given (a hop alone sets
+        # only the hop of longer audio's windows), up to WHOLE_MAX_DURATION
+        whole = WHOLE_MAX_DURATION if window is None else window
         windowed = window is not None or hop is not None
         if windowed:
             window, hop = check_window(window, hop)
@@ -669,7 +686,7 @@ class EmotionClassifier:
             info = audio_info(audio)
             # a file no longer than one window is classified whole (trimmed of leading and
             # trailing silence, as in training), whether or not windows were asked for
-            if info.duration <= (window if windowed else WHOLE_MAX_DURATION):
+            if info.duration <= whole:
                 return self._classify_whole(load_audio(audio, sr, max_duration=None), name)
             blocks = iter_audio_blocks(audio, sr, block_seconds=STREAM_BLOCK_SECONDS)
         elif isinstance(audio, np.ndarray):
@@ -679,7 +696,7 @@ class EmotionClassifier:
                 )
             name = None
             y = prepare_waveform(audio, sample_rate, sr)
-            if y.size <= (window if windowed else WHOLE_MAX_DURATION) * sr:
+            if y.size <= whole * sr:
                 return self._classify_whole(y, name)
             blocks = [y]
         else:
@@ -693,6 +710,8 @@ class EmotionClassifier:
     def _classify_whole(self, y: np.ndarray, name: str | None) -> Prediction:
         if not np.any(np.abs(y) > SILENCE_PEAK):
             raise _silent(name)
+        from ser.features import MIN_VOICED_FRACTION, voiced_fraction
+
         probs = self.fused(self.logits([model_features(self, y)]), [y])[0]
         scores = self._scores(probs)
         return Prediction(
@@ -700,17 +719,18 @@ class EmotionClassifier:
             duration=y.size / self.sample_rate,
             label=self.labels[int(np.argmax(probs))],
             scores=scores,
+            speech=voiced_fraction(y, self.sample_rate) >= MIN_VOICED_FRACTION,
         )
 
     def _classify_windows(self, blocks, name: str | None, window: float, hop: float) -> Prediction:
         sr = self.sample_rate
         win_n = max(1, int(round(window * sr)))
         hop_n = max(1, int(round(hop * sr)))
-        from ser.features import speech_level
+        from ser.features import MIN_VOICED_FRACTION, voiced_fraction
 
         segments: list[Segment] = []
         window_probs: list[np.ndarray] = []
-        levels: list[float] = []
+        voiced: list[float] = []
         end = 0
         batch: list[tuple[int, np.ndarray]] = []
 
@@ -727,7 +747,7 @@ class EmotionClassifier:
                     )
                 )
             window_probs.extend(probs)
-            levels.extend(speech_level(w, sr) for _, w in batch)
+            voiced.extend(voiced_fraction(w, sr) for _, w in batch)
             batch.clear()
 
         heard = False
@@ -741,9 +761,9 @@ class EmotionClassifier:
             flush()
         if not heard:
             raise _silent(name)
-        mean = window_vote(window_probs, levels)
+        mean = window_vote(window_probs, voiced)
         segments = [
-            replace(s, counted=bool(c)) for s, c in zip(segments, counted_windows(levels), strict=True)
+            replace(s, counted=bool(c)) for s, c in zip(segments, counted_windows(voiced), strict=True)
         ]
         return Prediction(
             file=name,
@@ -751,6 +771,7 @@ class EmotionClassifier:
             label=self.labels[int(np.argmax(mean))],
             scores=self._scores(mean),
             segments=segments,
+            speech=max(voiced) >= MIN_VOICED_FRACTION,
         )
 
     def _scores(self, probs: np.ndarray) -> dict:
@@ -841,10 +862,10 @@ def _format_line(prediction: Prediction, top: int) -> str:
     if prediction.segments:
         n, counted = len(prediction.segments), sum(s.counted for s in prediction.segments)
         if counted < n:
-            quiet = n - counted
+            left = n - counted
             line += (
                 f"  (mean of {counted} of {n} windows over {prediction.duration:.1f} s; "
-                f"{quiet} quiet window{'s' if quiet != 1 else ''} left out)"
+                f"{left} window{'s' if left != 1 else ''} without speech left out)"
             )
         else:
             line += f"  (mean of {n} window{'s' if n != 1 else ''} over {prediction.duration:.1f} s)"
@@ -1046,6 +1067,8 @@ def _classify_each(classifier, audio_paths, results: list, as_json: bool, window
             else:
                 print(f"{path}: error: {message}", file=sys.stderr, flush=True)
             continue
+        if not prediction.speech:
+            print(f"note: {path}: {NO_SPEECH_NOTE}", file=sys.stderr, flush=True)
         if as_json:
             results.append(prediction.to_dict())
         else:

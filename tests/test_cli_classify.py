@@ -13,6 +13,7 @@ import soundfile as sf
 
 from ser.cli import main
 from ser.features import FrontendConfig
+from ser.inference import NO_SPEECH_NOTE
 from ser.model import ModelConfig, build_model
 
 LABELS = ["angry", "calm", "sad"]
@@ -32,8 +33,10 @@ def files(tmp_path_factory):
     )
     model.save(d / "model.keras")
     rng = np.random.default_rng(0)
-    sf.write(d / "good.wav", rng.normal(0, 0.1, 2 * SR).astype(np.float32), SR)
-    sf.write(d / "long.flac", rng.normal(0, 0.1, 20 * 8000).astype(np.float32), 8000)
+    good = 0.1 * np.sin(2 * np.pi * 150.0 * np.arange(2 * SR) / SR) + rng.normal(0, 0.01, 2 * SR)
+    sf.write(d / "good.wav", good.astype(np.float32), SR)  # voiced, as speech is
+    long = 0.1 * np.sin(2 * np.pi * 150.0 * np.arange(20 * 8000) / 8000) + rng.normal(0, 0.01, 20 * 8000)
+    sf.write(d / "long.flac", long.astype(np.float32), 8000)  # voiced all through
     (d / "text.wav").write_text("not audio at all\n")
     (d / "notmodel.keras").write_text("not a model\n")
     (d / "empty_run").mkdir()
@@ -51,7 +54,7 @@ def test_json_one_object_per_file(files, capsys):
     code, out, err = run(capsys, files / "model.keras", files / "good.wav", "--json")
     assert code == 0 and err == ""
     (result,) = json.loads(out)
-    assert list(result) == ["file", "duration", "label", "scores", "segments"]
+    assert list(result) == ["file", "duration", "label", "scores", "speech", "segments"]
     assert result["file"] == str(files / "good.wav")
     assert result["duration"] == pytest.approx(2.0)
     assert list(result["scores"]) == LABELS
@@ -85,7 +88,7 @@ def test_long_file_gets_a_timeline(files, capsys):
     segments = result["segments"]
     assert [(s["start"], s["end"]) for s in segments] == [(2.0 * i, 2.0 * i + 4.0) for i in range(9)]
     assert all(list(s) == ["start", "end", "label", "scores", "counted"] for s in segments)
-    assert all(s["counted"] for s in segments)  # noise all through: no window is quiet
+    assert all(s["counted"] for s in segments)  # voiced all through: every window votes
     code, out, _ = run(capsys, files / "model.keras", files / "good.wav", "--window", "1", "--json")
     assert [(s["start"], s["end"]) for s in json.loads(out)[0]["segments"]] == [
         (0.0, 1.0),
@@ -96,17 +99,32 @@ def test_long_file_gets_a_timeline(files, capsys):
     assert out.strip().endswith("(mean of 9 windows over 20.0 s)")
 
 
-def test_quiet_windows_are_marked(files, capsys, tmp_path):
+def voiced(seconds, freq=150.0, rate=SR, scale=0.1):
+    """A tone at a speaking pitch: periodic, so its frames count as voiced speech."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (scale * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_windows_without_speech_are_marked(files, capsys, tmp_path):
     rng = np.random.default_rng(1)
-    loud = rng.normal(0, 0.1, 10 * SR)
-    quiet = 1e-4 * np.sin(2 * np.pi * 440.0 * np.arange(10 * SR) / SR)  # a hum 60 dB down
-    sf.write(tmp_path / "pause.wav", np.concatenate([loud, quiet]).astype(np.float32), SR)
-    code, out, _ = run(capsys, files / "model.keras", tmp_path / "pause.wav", "--json")
-    assert code == 0
-    segments = json.loads(out)[0]["segments"]
-    assert [s["counted"] for s in segments] == [s["start"] < 10.0 for s in segments]
+    hiss = rng.normal(0, 0.1, 10 * SR)  # as loud as the voice, but no pitch: not speech
+    sf.write(tmp_path / "pause.wav", np.concatenate([voiced(10.0), hiss]).astype(np.float32), SR)
+    code, out, err = run(capsys, files / "model.keras", tmp_path / "pause.wav", "--json")
+    assert code == 0 and err == ""
+    (result,) = json.loads(out)
+    assert result["speech"] is True
+    assert [s["counted"] for s in result["segments"]] == [s["start"] < 10.0 for s in result["segments"]]
     code, out, _ = run(capsys, files / "model.keras", tmp_path / "pause.wav")
-    assert out.strip().endswith("(mean of 5 of 9 windows over 20.0 s; 4 quiet windows left out)")
+    assert out.strip().endswith("(mean of 5 of 9 windows over 20.0 s; 4 windows without speech left out)")
+
+
+def test_audio_without_speech_is_classified_with_a_note(files, capsys, tmp_path):
+    hiss = tmp_path / "hiss.wav"
+    sf.write(hiss, np.random.default_rng(2).normal(0, 0.1, 2 * SR).astype(np.float32), SR)
+    code, out, err = run(capsys, files / "model.keras", hiss, "--json")
+    assert code == 0
+    assert err == f"note: {hiss}: {NO_SPEECH_NOTE}\n"
+    assert json.loads(out)[0]["speech"] is False
 
 
 def test_bad_files_are_reported_and_the_rest_classified_json(files, capsys):
@@ -203,7 +221,7 @@ def test_an_output_that_cannot_be_written_is_one_line(files, capsys, monkeypatch
 
 def test_a_file_cut_short_is_classified_with_a_note(files, capsys, tmp_path):
     cut = tmp_path / "cut.wav"
-    sf.write(cut, np.random.default_rng(1).normal(0, 0.1, 3 * SR).astype(np.float32), SR, subtype="PCM_16")
+    sf.write(cut, voiced(3.0), SR, subtype="PCM_16")
     cut.write_bytes(cut.read_bytes()[: 44 + 2 * SR])
     code, out, err = run(capsys, files / "model.keras", cut)
     assert code == 0 and out.startswith(f"{cut}: ")

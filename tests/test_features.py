@@ -15,6 +15,7 @@ from ser.errors import ConfigError
 from ser.features import (
     LOG_FLOOR,
     MAX_GAIN_DB,
+    MIN_VOICED_FRACTION,
     PEAK_MARGIN_DB,
     FrontendConfig,
     crop_or_pad,
@@ -26,6 +27,7 @@ from ser.features import (
     speaker_normalize,
     speech_level,
     trim_silence,
+    voiced_fraction,
 )
 
 # --------------------------------------------------------------------------- logmel
@@ -374,3 +376,25 @@ def test_pad_batch_shapes_and_masks(multiple, expected_t):
         np.testing.assert_array_equal(batch[i, t:], 0.0)
         np.testing.assert_array_equal(mask[i, :t], 1.0)
         np.testing.assert_array_equal(mask[i, t:], 0.0)
+
+
+# --------------------------------------------------------------------------- voicing
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_voiced_fraction_tells_pitched_sound_from_noise(rate):
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * rate) / rate
+    # a vowel-like sound: harmonics of a 140-160 Hz pitch, with a little noise
+    pitch = 2 * np.pi * np.cumsum(150 + 10 * np.sin(2 * np.pi * 3 * t)) / rate
+    vowel = sum(np.sin(k * pitch) / k for k in range(1, 8)) * 0.1 + rng.normal(0, 0.005, t.size)
+    assert voiced_fraction(vowel, rate) > 0.9
+    assert voiced_fraction(0.01 * vowel, rate) == voiced_fraction(vowel, rate)  # gain does not matter
+    white = rng.normal(0, 0.1, t.size)
+    brown = np.cumsum(rng.normal(0, 0.01, t.size))  # low-pass noise: high correlation, no pitch
+    assert voiced_fraction(white, rate) < 0.01
+    assert voiced_fraction(brown, rate) < MIN_VOICED_FRACTION  # (2% at 8 kHz, under 1% above)
+    half = np.concatenate([vowel[:rate], white[:rate]])
+    assert 0.4 < voiced_fraction(half, rate) < 0.6
+    assert voiced_fraction(np.zeros(rate), rate) == 0.0  # digital silence
+    assert voiced_fraction(vowel[:100], rate) == 0.0  # shorter than a frame: padded, no error

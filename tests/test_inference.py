@@ -139,8 +139,9 @@ def test_classify_array_at_8k(model_dir):
     prediction = ser.load_model(model_dir).classify(noise(3.0, rate=8000), sample_rate=8000)
     assert isinstance(prediction, Prediction)
     d = prediction.to_dict()
-    assert list(d) == ["file", "duration", "label", "scores", "segments"]
+    assert list(d) == ["file", "duration", "label", "scores", "speech", "segments"]
     assert d["file"] is None and d["segments"] == []
+    assert d["speech"] is False  # noise
     assert d["duration"] == pytest.approx(3.0)
     assert list(d["scores"]) == LABELS
     assert all(isinstance(p, float) for p in d["scores"].values())
@@ -280,21 +281,26 @@ def test_iter_windows_exact_spans():
         assert s1 == s2 and np.array_equal(w1, w2) and np.array_equal(w1, y[s1 : s1 + 4])
 
 
-def test_quiet_windows_are_listed_but_do_not_vote(classifier):
-    from ser.inference import QUIET_WINDOW_DB
-
-    loud = noise(20.0, seed=3)
-    quiet = 10 ** (-(QUIET_WINDOW_DB + 10) / 20) * tone(20.0, 440.0)  # a hum 40 dB down
-    for gain in (1.0, 0.05):  # relative to the recording's loudest window: gain-free
-        prediction = classifier.classify(gain * np.concatenate([loud, quiet]), sample_rate=SR)
-        segments = prediction.segments
-        assert len(segments) == 19
-        voting = [s for s in segments if s.start < 20.0]  # the windows with loud audio in them
-        assert [s.counted for s in segments] == [s.start < 20.0 for s in segments]
-        mean = np.mean([[s.scores[k] for k in LABELS] for s in voting], axis=0)
-        np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean / mean.sum(), atol=1e-6)
-        everyone = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
-        assert not np.allclose([prediction.scores[k] for k in LABELS], everyone, atol=1e-3)
+def test_windows_without_speech_are_listed_but_do_not_vote(classifier):
+    voiced = tone(20.0, 150.0)  # periodic at a speaking pitch: voiced frames
+    hiss = noise(20.0, seed=3, scale=0.3)  # as loud, but no pitch: not speech
+    prediction = classifier.classify(np.concatenate([voiced, hiss]), sample_rate=SR)
+    segments = prediction.segments
+    assert len(segments) == 19 and prediction.speech
+    voting = [s for s in segments if s.start < 20.0]  # the windows with voiced audio in them
+    assert [s.counted for s in segments] == [s.start < 20.0 for s in segments]
+    mean = np.mean([[s.scores[k] for k in LABELS] for s in voting], axis=0)
+    np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean / mean.sum(), atol=1e-6)
+    everyone = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
+    assert not np.allclose([prediction.scores[k] for k in LABELS], everyone, atol=1e-3)
+    # ordinary speech 30 dB under shouting still votes: loudness does not decide
+    softer = classifier.classify(np.concatenate([voiced, 0.03 * tone(20.0, 180.0, seed=1)]), sample_rate=SR)
+    assert all(s.counted for s in softer.segments) and softer.speech
+    # no speech anywhere: every window votes, and the prediction says there is no speech
+    only_hiss = classifier.classify(noise(20.0, seed=4), sample_rate=SR)
+    assert all(s.counted for s in only_hiss.segments) and not only_hiss.speech
+    assert not classifier.classify(noise(3.0, seed=4), sample_rate=SR).speech  # a whole file too
+    assert classifier.classify(tone(3.0, 150.0), sample_rate=SR).speech
 
 
 def test_long_file_is_windowed_and_streamed(classifier, tmp_path):
@@ -339,6 +345,10 @@ def test_window_option_on_short_audio(classifier):
     one = classifier.classify(noise(3.0), sample_rate=SR, window=5.0)
     whole = classifier.classify(noise(3.0), sample_rate=SR)
     assert one.segments == [] and one.scores == pytest.approx(whole.scores)
+    # a hop alone sets the hop of long audio's windows; a 5 s file is still classified whole
+    hop_only = classifier.classify(noise(5.0), sample_rate=SR, hop=1.0)
+    assert hop_only.segments == []
+    assert len(classifier.classify(noise(14.0), sample_rate=SR, hop=1.0).segments) == 11
 
 
 # --- the right answer ----------------------------------------------------------------
