@@ -48,6 +48,10 @@ MAX_ATTENTION_DURATION = MAX_LOAD_DURATION
 #: Candidate frequency ticks of the figure, in Hz (those on the axis and not crowded are used).
 FREQ_TICKS_HZ = (100, 200, 300, 500, 1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000)
 
+#: The figure's t·h colours span +-this percentile of |t·h| over the Conv5 cells; stronger
+#: cells get the end colours, so one strong cell does not wash out the rest.
+PRODUCT_COLOR_PERCENTILE = 98.0
+
 
 @dataclass(frozen=True, eq=False)
 class AttentionMaps:
@@ -109,6 +113,9 @@ class AttentionMaps:
     cnn_weight : float
         The CNN's weight in that fusion (1.0 without a functionals head): how much of the
         score the maps explain; at 0 the functionals decide alone.
+    adapted_to : int
+        Recordings of the speaker the model was adapted to (``--same-speaker``; see
+        :meth:`EmotionClassifier.set_speaker_reference`); 0: not adapted.
     """
 
     spectrogram: np.ndarray
@@ -137,6 +144,7 @@ class AttentionMaps:
     members: int = 1
     functionals: bool = False
     cnn_weight: float = 1.0
+    adapted_to: int = 0
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write the maps, axes and labels to ``path`` (compressed ``.npz``, atomically)."""
@@ -162,6 +170,7 @@ class AttentionMaps:
             "members": np.asarray(self.members),
             "functionals": np.asarray(self.functionals),
             "cnn_weight": np.asarray(self.cnn_weight),
+            "adapted_to": np.asarray(self.adapted_to),
         }
         _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -340,7 +349,18 @@ def compute_attention(
         members=members,
         functionals=classifier.functionals is not None,
         cnn_weight=classifier.cnn_weight,
+        adapted_to=_adapted_to(classifier),
     )
+
+
+def _adapted_to(classifier: EmotionClassifier) -> int:
+    """Recordings of one speaker ``classifier`` is adapted to (0: none, or too few to adapt)."""
+    adapted = (
+        classifier.adapted_files
+        or classifier.functionals_reference is not None
+        or (classifier.normalization == "speaker" and classifier.speaker_reference is not None)
+    )
+    return len(classifier.reference_labels) if adapted else 0
 
 
 def _raw_logmel(classifier: EmotionClassifier, waveform: np.ndarray) -> np.ndarray:
@@ -497,6 +517,20 @@ def _check_output(path) -> Path:
     return path
 
 
+def check_outputs(out: str | os.PathLike, npz: str | os.PathLike | None = None) -> None:
+    """Check ``ser attention``'s output names before any work: ``out`` a picture of a format
+    :func:`plot_attention` writes (:func:`figure_format`), both files that can be made.
+
+    Raises
+    ------
+    ConfigError
+    """
+    figure_format(out)
+    for path in (out, npz):
+        if path is not None:
+            _check_output(path)
+
+
 def _write_atomically(path: str | os.PathLike, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
     import tempfile
@@ -566,9 +600,57 @@ def figure_format(path: str | os.PathLike) -> str:
     return FIGURE_FORMATS[suffix]
 
 
-def _symmetric_limit(a: np.ndarray) -> float:
-    limit = float(np.max(np.abs(a))) if a.size else 0.0
+def _symmetric_limit(a: np.ndarray, percentile: float = 100.0) -> float:
+    """Colour limit of a map drawn from ``-limit`` to ``+limit`` (zero in the middle): the
+    ``percentile`` of ``|a|`` (its maximum at 100), the maximum where that is 0, 1.0 for an
+    all-zero or empty map."""
+    magnitude = np.abs(np.asarray(a, dtype=np.float64)).ravel()
+    if not magnitude.size:
+        return 1.0
+    limit = float(np.percentile(magnitude, percentile))
+    if limit <= 0:
+        limit = float(magnitude.max())
     return limit if limit > 0 else 1.0
+
+
+def _extend(a: np.ndarray, limit: float) -> str:
+    """The colour bar's ``extend`` for a map drawn within ``+-limit``: the ends ``a`` goes beyond."""
+    below, above = bool(np.any(a < -limit)), bool(np.any(a > limit))
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get((below, above), "both")
+
+
+def figure_title(maps: AttentionMaps) -> str:
+    """The default title of :func:`plot_attention`: the file, the predicted class and its
+    probability (and the explained class if different), then notes: an ensemble, the speaker
+    adaptation, the CNN's weight beside the functionals, the range and windows."""
+    name = Path(maps.file).name if maps.file else "audio"
+    title = f"{name}: predicted {maps.label} ({maps.probability:.2f})"
+    if maps.explained_class != maps.label:
+        title += f"; explaining {maps.explained_class} ({maps.scores[maps.explained_class]:.2f})"
+    notes = []
+    if maps.members > 1:
+        notes.append(f"ensemble of {maps.members} models, maps averaged over them")
+    if maps.adapted_to:  # scores and maps are those of the adapted model
+        notes.append(f"adapted to the speaker ({maps.adapted_to} recordings)")
+    if maps.functionals and maps.cnn_weight > 0:
+        notes.append(f"CNN weight {maps.cnn_weight:.2f} beside the functionals; the maps are the CNN's")
+    elif maps.functionals:
+        notes.append("decided by the functionals alone (CNN weight 0); the maps show what the CNN heard")
+    if len(maps.window_starts) > 1:
+        quiet = sum(not c for c in maps.window_counted)
+        notes.append(
+            f"{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
+            + (f", {quiet} quiet ones greyed out (not voting)" if quiet else "")
+        )
+    elif maps.start > 0:
+        notes.append(f"{maps.start:.1f}-{maps.end:.1f} s")
+    lines = notes[:1]
+    for note in notes[1:]:  # as many notes to a line as fit in about 100 characters
+        if len(lines[-1]) + 2 + len(note) <= 100:
+            lines[-1] += f"; {note}"
+        else:
+            lines.append(note)
+    return "\n".join([title, *lines])
 
 
 def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str | None = None) -> None:
@@ -577,16 +659,16 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     Four panels share the time axis: the log-mel spectrogram (frequency ticks in Hz on the
     mel-spaced axis), the bottom-up map, the top-down map of the explained class, and their
     product over the spectrogram (red: evidence for the class, blue: against; opacity grows
-    with strength). The file is written atomically, as PNG, PDF, SVG or JPEG by its
-    suffix (:func:`figure_format`).
+    with strength up to +-the :data:`PRODUCT_COLOR_PERCENTILE` percentile of ``|t·h|``, beyond
+    which cells get the end colours, shown by the colour bar's pointed ends). The file is
+    written atomically, as PNG, PDF, SVG or JPEG by its suffix (:func:`figure_format`).
 
     Parameters
     ----------
     maps : AttentionMaps
     out_png : str or PathLike
     title : str or None
-        Default: the file name, the predicted class and its probability (and the explained
-        class if different).
+        Default: :func:`figure_title`.
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -612,7 +694,6 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
 
     explained = maps.explained_class
     k = maps.labels.index(explained)
-    p_explained = maps.scores[explained]
 
     # 1. spectrogram
     ax = axes[0]
@@ -647,16 +728,22 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     what = "class activation map" if maps.head != "attention" else "top-down attention"
     ax.set_title(f"{what} t for '{explained}' (class {k})", loc="left", fontsize=10)
 
-    # 4. product over the spectrogram
+    # 4. product over the spectrogram; a robust limit, so one strong cell does not wash out the rest
     ax = axes[3]
     ax.imshow(spec.T, cmap="Greys", **image_kw)
-    lim = _symmetric_limit(maps.product_up)
-    norm = Normalize(-lim, lim)
+    lim = _symmetric_limit(maps.product, PRODUCT_COLOR_PERCENTILE)
+    norm = Normalize(-lim, lim, clip=True)
     cmap = colormaps["RdBu_r"]
     rgba = cmap(norm(maps.product_up.T))
-    rgba[..., 3] = 0.85 * np.abs(maps.product_up.T) / lim
+    rgba[..., 3] = 0.85 * np.minimum(np.abs(maps.product_up.T) / lim, 1.0)
     ax.imshow(rgba, **image_kw)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01, label="t·h")
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=ax,
+        pad=0.01,
+        label="t·h",
+        extend=_extend(maps.product_up, lim),
+    )
     if maps.head == "max":
         text = f"class activation map for '{explained}' (red for, blue against; max head: logit uses peaks)"
     else:
@@ -676,29 +763,7 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
             ax.axvspan(bounds[i], bounds[i + 1], color="0.5", alpha=0.35, lw=0)
     axes[0].set_xlim(extent[0], extent[1])
 
-    if title is None:
-        name = Path(maps.file).name if maps.file else "audio"
-        title = f"{name}: predicted {maps.label} ({maps.probability:.2f})"
-        if explained != maps.label:
-            title += f"; explaining {explained} ({p_explained:.2f})"
-        notes = []
-        if maps.members > 1:
-            notes.append(f"ensemble of {maps.members} models, maps averaged over them")
-        if maps.functionals and maps.cnn_weight > 0:
-            notes.append(f"CNN weight {maps.cnn_weight:.2f} beside the functionals; the maps are the CNN's")
-        elif maps.functionals:
-            notes.append("decided by the functionals alone (CNN weight 0); the maps show what the CNN heard")
-        if len(maps.window_starts) > 1:
-            notes.append(
-                f"{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
-                + (f", {len(quiet)} quiet ones greyed out (not voting)" if quiet else "")
-            )
-        elif maps.start > 0:
-            notes.append(f"{maps.start:.1f}-{maps.end:.1f} s")
-        if notes:
-            line = "; ".join(notes)
-            title += "\n" + (line if len(line) <= 100 else "\n".join(notes))
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle(figure_title(maps) if title is None else title, fontsize=12)
     fmt = figure_format(out_png)
     _write_atomically(out_png, lambda f: fig.savefig(f, format=fmt))
 
@@ -725,20 +790,35 @@ def attention_command(
     Returns
     -------
     int
-        0.
+        0; 1 if the file, or one of ``same_speaker``, cannot be used (unreadable, too short,
+        silent, ...): each such file is named on a line of stderr, as ``ser classify`` names
+        its files, and the picture is still drawn from the others.
+
+    Raises
+    ------
+    ConfigError
+        A bad ``out`` or ``npz`` (checked first), an unknown class or a bad range.
+    ModelError
+        The model cannot be loaded.
     """
     import sys
 
-    from ser.inference import adapt_to_speaker, audio_notes
+    from ser.inference import _error_text, adapt_to_speaker, audio_notes
 
-    figure_format(out)  # a bad picture name fails before the work, not after
-    for path in (out, npz):
-        if path is not None:
-            _check_output(path)
+    check_outputs(out, npz)
     classifier = EmotionClassifier.load(model_path)
+    failed = 0
     if same_speaker:
-        adapt_to_speaker(classifier, [audio_path, *same_speaker], report_unreadable=True)
-    maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
+        skipped = adapt_to_speaker(classifier, [audio_path, *same_speaker])
+        for path, message in skipped.items():
+            if path != str(audio_path):  # the file itself is reported below
+                failed += 1
+                print(f"{path}: error: {message}", file=sys.stderr, flush=True)
+    try:
+        maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
+    except AudioError as exc:
+        print(f"{audio_path}: error: {_error_text(str(audio_path), exc)}", file=sys.stderr, flush=True)
+        return 1
     for note in audio_notes(classifier, audio_path):
         print(note, file=sys.stderr, flush=True)
     if (start is not None or end is not None) and len(maps.window_starts) == 1:
@@ -763,4 +843,4 @@ def attention_command(
         written += f" and {npz}"
     explained = "" if maps.explained_class == maps.label else f", explaining {maps.explained_class}"
     print(f"{written} ({audio_path}: {maps.label} {maps.probability:.2f}{explained})")
-    return 0
+    return 1 if failed else 0

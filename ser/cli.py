@@ -12,8 +12,8 @@ import sys
 import warnings
 
 EXIT_OK = 0
-EXIT_FAILURE = 1  # the command ran but something failed (e.g. one of several files)
-EXIT_USAGE = 2  # a user error: bad argument, bad file, bad corpus
+EXIT_FAILURE = 1  # the command ran but something failed (e.g. an audio file it cannot use)
+EXIT_USAGE = 2  # a user error: bad argument, bad model or recipe file, bad corpus
 
 
 def _import_tensorflow_quietly() -> None:
@@ -104,6 +104,9 @@ def _cmd_classify(args) -> int:
 
 
 def _cmd_attention(args) -> int:
+    from ser.attention import check_outputs
+
+    check_outputs(args.out, args.npz)  # a bad --out or --npz fails before TensorFlow loads
     _import_tensorflow_quietly()
     from ser.attention import attention_command
 
@@ -247,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         "attention",
         help="draw where in the spectrogram the model heard the emotion",
         description="Plot the log-mel spectrogram, the bottom-up and top-down attention maps and their "
-        "product, upsampled to the spectrogram's axes.",
+        "product, upsampled to the spectrogram's axes. An audio file that cannot be used (unreadable, too "
+        "short, silent) is named on a line of its own and the exit status is 1, as in classify: the file "
+        "(no picture), or a --same-speaker file (left out of the adaptation; the picture is still drawn).",
     )
     p.add_argument("model", help="a model.keras file or a run folder holding one")
     p.add_argument("audio", help="an audio file")

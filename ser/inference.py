@@ -937,23 +937,28 @@ def _warn_if_one_emotion(heard: list[str]) -> None:
         )
 
 
-def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unreadable: bool = False) -> None:
+def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> dict[str, str]:
     """``--same-speaker``: adapt ``classifier`` to the usable ones of one speaker's files.
 
-    Files that cannot be classified (unreadable, too short, non-finite, silent) are skipped,
-    with a line on stderr each if ``report_unreadable`` (else the caller reports them with
-    their own error). A line on stderr says what was done: adapted to how many recordings
-    (and how many were left out), or too few to adapt to.
+    Files that cannot be classified (unreadable, too short, non-finite, silent) are skipped;
+    the caller reports them. A line on stderr says what was done: adapted to how many
+    recordings (and how many were left out), or too few to adapt to.
+
+    Returns
+    -------
+    dict
+        Path -> error message (without the path) of each file skipped; empty for a model
+        that does not adapt (its files are not read).
     """
     if not (
         classifier.normalization == "speaker" or classifier.adapt_blocks or classifier.functionals is not None
     ):
-        return
+        return {}
     from ser.adaptation import MIN_ADAPTATION_FILES
 
     # Only files that could be classified take part: an unreadable, too short, non-finite or
     # silent file would otherwise spoil the statistics the other files are scored with.
-    usable, skipped, cut = [], 0, 0
+    usable, skipped, cut = [], {}, 0
     for path in dict.fromkeys(str(p) for p in audio_paths):
         try:
             y, truncated = reference_audio(path, classifier.sample_rate)
@@ -962,13 +967,7 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
             usable.append(y)
             cut += truncated
         except SerError as exc:
-            skipped += 1
-            if report_unreadable:
-                print(
-                    f"note: --same-speaker: skipping {path}: {_error_text(path, exc)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            skipped[path] = _error_text(path, exc)
     if usable:
         classifier.set_speaker_reference(usable, sample_rate=classifier.sample_rate)
     if len(usable) >= MIN_ADAPTATION_FILES:
@@ -987,11 +986,12 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths, *, report_unrea
             f"to (at least {MIN_ADAPTATION_FILES}, of several emotions); using the model without "
             "speaker adaptation"
         )
-        if skipped and not report_unreadable:
-            note += f" ({skipped} file(s) that cannot be classified left out)"
+        if skipped:
+            note += f" ({len(skipped)} file(s) that cannot be classified left out)"
         if cut:
             note += f" ({REFERENCE_MAX_SECONDS:.0f} s of each of {cut} longer file(s))"
         print(note, file=sys.stderr, flush=True)
+    return skipped
 
 
 def classify_command(

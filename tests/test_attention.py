@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import re
+import subprocess
+import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +15,12 @@ import soundfile as sf
 
 from ser.attention import (
     MAX_ATTENTION_DURATION,
+    PRODUCT_COLOR_PERCENTILE,
+    _extend,
     _freq_ticks,
+    _symmetric_limit,
     compute_attention,
+    figure_title,
     mel_band_centers,
     plot_attention,
     upsample,
@@ -299,9 +306,11 @@ def test_command_errors_are_one_line(classifier, folder, capsys):
     assert main(["attention", model, clip, "--out", out_png, "--class", "bored"]) == 2
     _, err = capsys.readouterr()
     assert err == "ser attention: error: unknown class 'bored'; this model knows angry, happy, neutral, sad\n"
-    assert main(["attention", model, str(folder / "nothere.wav"), "--out", out_png]) == 2
+    # audio that cannot be used: named, exit status 1, as classify names it
+    nothere = folder / "nothere.wav"
+    assert main(["attention", model, str(nothere), "--out", out_png]) == 1
     _, err = capsys.readouterr()
-    assert err.startswith("ser attention: error: ") and "nothere.wav: file not found" in err
+    assert err == f"{nothere}: error: file not found; expected an audio file\n"
     assert not os.path.exists(out_png)
     assert main(["attention", model, clip, "--out", str(folder)]) == 2
     _, err = capsys.readouterr()
@@ -321,10 +330,27 @@ def test_command_errors_are_one_line(classifier, folder, capsys):
     assert (folder / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     # silence gets no picture, as classify gives it no label
     sf.write(folder / "silent.wav", np.zeros(SR, np.float32), SR)
-    assert main(["attention", model, str(folder / "silent.wav"), "--out", out_png]) == 2
+    assert main(["attention", model, str(folder / "silent.wav"), "--out", out_png]) == 1
     _, err = capsys.readouterr()
-    assert err.startswith("ser attention: error: ") and "silent.wav: silent (no sample above -80 dB" in err
-    assert not os.path.exists(out_png)
+    assert err.startswith(f"{folder / 'silent.wav'}: error: silent (no sample above -80 dB")
+    assert len(err.splitlines()) == 1 and not os.path.exists(out_png)
+    # the same files through classify: the same status
+    assert main(["classify", model, str(nothere), str(folder / "silent.wav")]) == 1
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("out", ["x.gif", "."])
+def test_a_bad_out_fails_before_tensorflow_loads(folder, out):
+    """A bad --out is refused at once, not after the ~10 s of loading TensorFlow and the model."""
+    code = (
+        "import sys\nfrom ser.cli import main\n"
+        f"code = main(['attention', 'model.keras', 'clip.wav', '--out', {str(folder / out)!r}])\n"
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "2 False"
+    assert proc.stderr.startswith(f"ser attention: error: {folder / out}: ")
+    assert len(proc.stderr.splitlines()) == 1
 
 
 def test_command_says_when_a_range_was_trimmed(classifier, folder, capsys):
@@ -408,6 +434,8 @@ def test_command_same_speaker_adapts_before_drawing(folder, capsys):
         clips.append(folder / f"spk{i}.wav")
         sf.write(clips[-1], noise(1.0 + 0.2 * i, seed=20 + i) * (1 + i), SR)
     npz = folder / "ada.npz"
+    sf.write(folder / "silent_ref.wav", np.zeros(SR, np.float32), SR)
+    bad = [folder / "missing.wav", folder / "silent_ref.wav"]
     argv = [
         "attention",
         folder / "ada.keras",
@@ -417,10 +445,21 @@ def test_command_same_speaker_adapts_before_drawing(folder, capsys):
         "--npz",
         npz,
         "--same-speaker",
-        *clips[1:],
+        *clips[1:3],
+        bad[0],
+        *clips[3:],
+        bad[1],
     ]
-    assert main([str(a) for a in argv]) == 0
-    assert "re-estimated from 6 recordings" in capsys.readouterr().err
+    # files that cannot be used are left out and named, one line each, as classify names
+    # them; the picture is drawn from the others, and the exit status says some failed
+    assert main([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "re-estimated from 6 recordings (2 file(s) that cannot be classified left out)" in err[-3]
+    assert err[-2:] == [
+        f"{bad[0]}: error: file not found; expected an audio file",
+        f"{bad[1]}: error: silent (no sample above -80 dB full scale); expected a recording of speech",
+    ]
+    assert (folder / "ada.png").exists()
     c = EmotionClassifier.load(folder / "ada.keras")
     plain = compute_attention(c, str(clips[0]))
     feats = [model_features(c, sf.read(p, dtype="float32")[0]) for p in clips]
@@ -429,8 +468,27 @@ def test_command_same_speaker_adapts_before_drawing(folder, capsys):
     with np.load(npz) as data:
         np.testing.assert_allclose(data["product"], expected.product, rtol=1e-4, atol=1e-5)
         assert not np.allclose(data["product"], plain.product, atol=1e-4)
-    # too few recordings: drawn unadapted, and said so; an unreadable reference is named
-    missing = folder / "missing.wav"
-    assert main([str(a) for a in argv[:7]] + ["--same-speaker", str(clips[1]), str(missing)]) == 0
-    err = capsys.readouterr().err
-    assert f"skipping {missing}: file not found" in err and "too few to adapt to" in err
+        assert int(data["adapted_to"]) == 6
+    # the title says so (the adapted model is the only difference it names)
+    assert plain.adapted_to == 0 and "adapted" not in figure_title(plain)
+    title = figure_title(replace(plain, adapted_to=6)).splitlines()
+    assert title[1] == "adapted to the speaker (6 recordings)"
+    # too few recordings: drawn unadapted, and said so
+    assert main([str(a) for a in argv[:7]] + ["--same-speaker", str(clips[1])]) == 0
+    assert "too few to adapt to" in capsys.readouterr().err
+    with np.load(npz) as data:
+        assert int(data["adapted_to"]) == 0
+
+
+def test_product_colours_are_not_set_by_one_cell():
+    """The t·h colours span a high percentile of |t·h|: one strong cell does not wash out the
+    rest; the colour bar's pointed ends say that stronger cells are clipped."""
+    product = np.r_[np.linspace(-1.0, 1.0, 99), 50.0]
+    assert PRODUCT_COLOR_PERCENTILE == 98.0
+    assert _symmetric_limit(product, PRODUCT_COLOR_PERCENTILE) == 1.0
+    assert _symmetric_limit(product) == 50.0  # the other panels: the maximum
+    assert _extend(product, 1.0) == "max" and _extend(-product, 1.0) == "min"
+    assert _extend(np.r_[product, -50.0], 1.0) == "both" and _extend(product, 50.0) == "neither"
+    # mostly zeros: the maximum rather than 0; all zeros: 1
+    assert _symmetric_limit(np.r_[np.zeros(99), -3.0], 98.0) == 3.0
+    assert _symmetric_limit(np.zeros(10), 98.0) == 1.0
