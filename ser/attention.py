@@ -30,7 +30,7 @@ import numpy as np
 
 from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
-from ser.features import speech_level, trim_bounds
+from ser.features import MIN_VOICED_FRACTION, trim_bounds, voiced_fraction
 from ser.inference import (
     BATCH_WINDOWS,
     DEFAULT_WINDOW,
@@ -83,7 +83,7 @@ class AttentionMaps:
     labels : list of str
     label : str
         Predicted class. For a stitched range, what :meth:`EmotionClassifier.classify`
-        gives the range: the mean over its overlapping windows, quiet ones left out.
+        gives the range: the mean over its overlapping windows, those without speech left out.
     probability : float
         Probability of ``label``.
     explained_class : str
@@ -102,9 +102,12 @@ class AttentionMaps:
     window_starts : list of float
         Start (s) of each window stitched together (one entry for a single pass).
     window_counted : list of bool
-        Per window, False for a quiet one (more than :data:`ser.inference.QUIET_WINDOW_DB`
-        below the loudest: a pause or noise), drawn greyed out; ``ser classify`` leaves such
-        stretches out of the label.
+        Per window, False for one without speech (a pause or noise, see
+        :func:`ser.inference.counted_windows`), drawn greyed out; ``ser classify`` leaves
+        such stretches out of the label.
+    speech : bool
+        False where the audio holds no voiced speech (as :attr:`ser.inference.Prediction.speech`):
+        the label is a guess about something the model was not trained on.
     members : int
         Models of the ensemble whose maps these are (1: a single model).
     functionals : bool
@@ -141,6 +144,7 @@ class AttentionMaps:
     freq_stride: int = 1
     window_starts: list = field(default_factory=list)
     window_counted: list = field(default_factory=list)
+    speech: bool = True
     members: int = 1
     functionals: bool = False
     cnn_weight: float = 1.0
@@ -167,6 +171,7 @@ class AttentionMaps:
             "strides": np.asarray([self.time_stride, self.freq_stride]),
             "window_starts": np.asarray(self.window_starts, dtype=np.float64),
             "window_counted": np.asarray(self.window_counted, dtype=bool),
+            "speech": np.asarray(self.speech),
             "members": np.asarray(self.members),
             "functionals": np.asarray(self.functionals),
             "cnn_weight": np.asarray(self.cnn_weight),
@@ -264,7 +269,7 @@ def compute_attention(
         bounds.append(y.size)
         pieces = [(a, y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    spectra, grids_td, grids_bu, probs, levels = [], [], [], [], []
+    spectra, grids_td, grids_bu, probs, voiced = [], [], [], [], []
     strides = None
     for i in range(0, len(pieces), BATCH_WINDOWS):
         batch = pieces[i : i + BATCH_WINDOWS]
@@ -294,16 +299,18 @@ def compute_attention(
             grids_bu.append(bu[:cells])
         if len(pieces) == 1:
             probs.append(classifier.fused(logits, [w for _, w in batch]))
-        levels.extend(speech_level(w, sr) for _, w in batch)
+        voiced.extend(voiced_fraction(w, sr) for _, w in batch)
 
     if len(pieces) == 1:
         probs = np.concatenate(probs)[0]
+        speech = voiced[0] >= MIN_VOICED_FRACTION
     else:
         # The range's label and scores are what `ser classify` gives it: overlapping windows
-        # of DEFAULT_WINDOW s every DEFAULT_HOP s, quiet ones not voting. The maps above come
-        # from consecutive windows, so that every frame is drawn once.
+        # of DEFAULT_WINDOW s every DEFAULT_HOP s, those without speech not voting. The maps
+        # above come from consecutive windows, so that every frame is drawn once.
         prediction = classifier.classify(y, sr)
         probs = np.array([prediction.scores[label] for label in labels])
+        speech = prediction.speech
     scores = {label: float(p) for label, p in zip(labels, probs, strict=True)}
     label = labels[int(np.argmax(probs))]
     explained = class_name or label
@@ -345,7 +352,8 @@ def compute_attention(
         time_stride=st,
         freq_stride=sf_,
         window_starts=[t0 + a / sr for a, _ in pieces],
-        window_counted=[bool(c) for c in counted_windows(levels)],
+        window_counted=[bool(c) for c in counted_windows(voiced)],
+        speech=bool(speech),
         members=members,
         functionals=classifier.functionals is not None,
         cnn_weight=classifier.cnn_weight,
@@ -628,6 +636,8 @@ def figure_title(maps: AttentionMaps) -> str:
     if maps.explained_class != maps.label:
         title += f"; explaining {maps.explained_class} ({maps.scores[maps.explained_class]:.2f})"
     notes = []
+    if not maps.speech:
+        notes.append("no voiced speech found: the label is a guess")
     if maps.members > 1:
         notes.append(f"ensemble of {maps.members} models, maps averaged over them")
     if maps.adapted_to:  # scores and maps are those of the adapted model
@@ -637,10 +647,10 @@ def figure_title(maps: AttentionMaps) -> str:
     elif maps.functionals:
         notes.append("decided by the functionals alone (CNN weight 0); the maps show what the CNN heard")
     if len(maps.window_starts) > 1:
-        quiet = sum(not c for c in maps.window_counted)
+        left = sum(not c for c in maps.window_counted)
         notes.append(
             f"{maps.start:.1f}-{maps.end:.1f} s in {len(maps.window_starts)} windows (dashed lines)"
-            + (f", {quiet} quiet ones greyed out (not voting)" if quiet else "")
+            + (f", {left} without speech greyed out (not voting)" if left else "")
         )
     elif maps.start > 0:
         notes.append(f"{maps.start:.1f}-{maps.end:.1f} s")
@@ -756,9 +766,9 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
         freq_axis(ax)
         for t in maps.window_starts[1:]:
             ax.axvline(t, color="white" if ax is axes[0] else "0.4", lw=0.6, ls="--", alpha=0.7)
-    quiet = [i for i, c in enumerate(maps.window_counted) if not c]
+    unvoiced = [i for i, c in enumerate(maps.window_counted) if not c]
     bounds = [*maps.window_starts, maps.end]
-    for i in quiet:  # pauses or noise, which classify leaves out of the label
+    for i in unvoiced:  # pauses or noise, which classify leaves out of the label
         for ax in axes[1:]:
             ax.axvspan(bounds[i], bounds[i + 1], color="0.5", alpha=0.35, lw=0)
     axes[0].set_xlim(extent[0], extent[1])
@@ -803,7 +813,7 @@ def attention_command(
     """
     import sys
 
-    from ser.inference import _error_text, adapt_to_speaker, audio_notes
+    from ser.inference import NO_SPEECH_NOTE, _error_text, adapt_to_speaker, audio_notes
 
     check_outputs(out, npz)
     classifier = EmotionClassifier.load(model_path)
@@ -821,6 +831,8 @@ def attention_command(
         return 1
     for note in audio_notes(classifier, audio_path):
         print(note, file=sys.stderr, flush=True)
+    if not maps.speech:
+        print(f"note: {audio_path}: {NO_SPEECH_NOTE}", file=sys.stderr, flush=True)
     if (start is not None or end is not None) and len(maps.window_starts) == 1:
         from ser.audio import audio_info
 

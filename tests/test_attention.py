@@ -52,6 +52,13 @@ def noise(seconds, rate=SR, seed=0):
     return np.random.default_rng(seed).normal(0, 0.1, int(seconds * rate)).astype(np.float32)
 
 
+def voiced(seconds, rate=SR, seed=0, pitch=150.0):
+    """A tone at a speaking pitch with a little noise: voiced, as speech is (``ser`` notes
+    audio without voiced speech)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.1 * np.sin(2 * np.pi * pitch * t) + 0.1 * noise(seconds, rate, seed)).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("attention")
@@ -187,15 +194,21 @@ def test_long_input_is_stitched_from_windows(classifier):
     assert maps.scores == pytest.approx(expected.scores, abs=1e-6)
 
 
-def test_quiet_windows_are_marked_as_classify_marks_them(classifier, folder):
-    y = noise(16.0, seed=9)
-    y[8 * SR : 12 * SR] *= 1e-3  # a 60 dB quieter stretch: its window does not vote
+def test_windows_without_speech_are_marked_as_classify_marks_them(classifier, folder):
+    y = (0.1 * np.sin(2 * np.pi * 150.0 * np.arange(16 * SR) / SR)).astype(np.float32)  # voiced
+    y[8 * SR : 12 * SR] = noise(4.0, seed=9)  # a stretch of noise: its window does not vote
     maps = compute_attention(classifier, y, sample_rate=SR)
-    assert maps.window_counted == [True, True, False, True]
+    assert maps.window_counted == [True, True, False, True] and maps.speech
     assert maps.scores == pytest.approx(classifier.classify(y, sample_rate=SR).scores, abs=1e-6)
-    plot_attention(maps, folder / "quiet.png")  # greyed out; the title counts them
-    with np.load(_saved(maps, folder / "quiet.npz")) as data:
+    assert "1 without speech greyed out (not voting)" in figure_title(maps)
+    plot_attention(maps, folder / "unvoiced.png")  # greyed out
+    with np.load(_saved(maps, folder / "unvoiced.npz")) as data:
         assert data["window_counted"].tolist() == [True, True, False, True]
+        assert bool(data["speech"])
+    # no voiced speech anywhere: drawn all the same, and the title says the label is a guess
+    hiss = compute_attention(classifier, noise(3.0, seed=10), sample_rate=SR)
+    assert not hiss.speech
+    assert "no voiced speech found: the label is a guess" in figure_title(hiss)
 
 
 def _saved(maps, path):
@@ -266,7 +279,7 @@ def test_freq_ticks_are_on_the_axis_and_spread():
 
 
 def test_command_writes_png_and_npz(classifier, folder, capsys):
-    sf.write(folder / "clip.wav", noise(2.0, seed=7), SR)
+    sf.write(folder / "clip.wav", voiced(2.0, seed=7), SR)
     png, npz = folder / "out" / "clip.png", folder / "out" / "clip.npz"
     argv = [
         "attention",
@@ -354,7 +367,7 @@ def test_a_bad_out_fails_before_tensorflow_loads(folder, out):
 
 
 def test_command_says_when_a_range_was_trimmed(classifier, folder, capsys):
-    speech = noise(1.0, seed=3)
+    speech = voiced(1.0, seed=3)
     speech[SR // 2 : SR // 2 + SR // 10] *= 8  # a loud peak, so the digital silence is > 40 dB below it
     y = np.concatenate([np.zeros(SR), speech, np.zeros(SR)]).astype(np.float32)
     sf.write(folder / "padded.wav", y, SR)
@@ -432,7 +445,7 @@ def test_command_same_speaker_adapts_before_drawing(folder, capsys):
     clips = []
     for i in range(6):
         clips.append(folder / f"spk{i}.wav")
-        sf.write(clips[-1], noise(1.0 + 0.2 * i, seed=20 + i) * (1 + i), SR)
+        sf.write(clips[-1], voiced(1.0 + 0.2 * i, seed=20 + i, pitch=120.0 + 20 * i) * (1 + i), SR)
     npz = folder / "ada.npz"
     sf.write(folder / "silent_ref.wav", np.zeros(SR, np.float32), SR)
     bad = [folder / "missing.wav", folder / "silent_ref.wav"]
