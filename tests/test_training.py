@@ -249,25 +249,30 @@ def test_kill_during_training_then_resume(tiny_corpus, tmp_path):
     assert (out / "model.keras").is_file()
 
 
-def test_out_folder_errors_are_config_errors(tmp_path):
+def test_out_folder_errors_are_config_errors(tiny_corpus, tmp_path):
     from ser.training import run_recipe
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(ConfigError, match=f"{a_file}: is a file; expected an output folder"):
-        run_recipe("synthetic", data_root=tmp_path, out_dir=a_file)
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=a_file, progress=False)
     with pytest.raises(ConfigError, match="cannot write here"):
-        run_recipe("synthetic", data_root=tmp_path, out_dir=a_file / "sub")
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=a_file / "sub", progress=False)
 
 
 def test_a_run_that_produced_nothing_can_be_restarted_with_other_settings(tmp_path):
     """A first try stopped by a wrong --data-root must not lock the output folder."""
     from ser.errors import CorpusError
+    from ser.io import write_json
     from ser.training import run_recipe
 
     out = tmp_path / "out"
     with pytest.raises(CorpusError, match="corpus root not found"):
         run_recipe("synthetic", data_root=tmp_path / "typo", out_dir=out)
+    assert not out.exists()  # a refused run writes nothing
+    # nor does the run.json of such a try (older versions wrote it first) lock the folder
+    out.mkdir()
+    write_json(out / "run.json", {"recipe": "synthetic", "settings": {}, "data_root": str(tmp_path / "typo")})
     with pytest.raises(CorpusError, match="corpus root not found"):  # not "different settings"
         run_recipe("synthetic", data_root=tmp_path / "right", out_dir=out, overrides=TINY)
     (out / "folds" / "fold_01").mkdir(parents=True)
