@@ -52,6 +52,7 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     from ser.protocol import make_folds, member_splits
     from ser.training import (
         _fusion_weights,
+        _load,
         _load_recipe,
         _prepare,
         _train_split,
@@ -61,8 +62,9 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     )
 
     recipe = _load_recipe("ravdess", overrides)
+    manifest = _load(recipe, data_root, skip_bad=False, progress=False)
     manifest, labels, features, y, _, functionals, copies = _prepare(
-        recipe, data_root, skip_bad=False, cache_dir=Path(cache), progress=False
+        recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False
     )
     folds = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)
     fold = folds[fold_number - 1]

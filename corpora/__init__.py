@@ -3,7 +3,8 @@
 A manifest is a :class:`pandas.DataFrame` with one row per utterance and the columns
 ``path, utt_id, label, speaker, session, gender, duration`` (see :mod:`corpora.base`).
 Each corpus module has ``CLASSES``, ``EXPECTED_COUNT``, ``PROTOCOL`` and
-``load(root, *, skip_bad=False, **options)``; :func:`load_corpus` picks one by name.
+``load(root, *, skip_bad=False, find_unusable=None, **options)``; :func:`load_corpus` picks one
+by name.
 
 >>> manifest = load_corpus("ravdess", "/data/ravdess")  # doctest: +SKIP
 >>> print(describe_manifest(manifest))  # doctest: +SKIP
@@ -95,7 +96,9 @@ def get_corpus(name: str) -> types.ModuleType:
     return module
 
 
-def load_corpus(name: str, root: str | os.PathLike, *, skip_bad: bool = False, **options) -> pd.DataFrame:
+def load_corpus(
+    name: str, root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None, **options
+) -> pd.DataFrame:
     """Load corpus ``name`` from ``root`` as a manifest.
 
     Parameters
@@ -106,6 +109,10 @@ def load_corpus(name: str, root: str | os.PathLike, *, skip_bad: bool = False, *
         The corpus folder as distributed (for ``custom``, a CSV file or a folder).
     skip_bad : bool
         Drop files with problems (with a warning listing them) instead of raising.
+    find_unusable : callable, optional
+        ``find_unusable(paths) -> {index: AudioError}`` (:func:`ser.data.find_unusable` at the
+        model's rate): decode the files whose headers are fine and list those whose audio
+        cannot be used (NaN, silent, ...) with the other problems.
     **options
         The corpus's own options, e.g. ``improvised_only=True`` for IEMOCAP,
         ``merge_calm=True`` for RAVDESS.
@@ -129,7 +136,7 @@ def load_corpus(name: str, root: str | os.PathLike, *, skip_bad: bool = False, *
         accepted = [
             p.name
             for p in parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "skip_bad"
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("skip_bad", "find_unusable")
         ]
         unknown = [option for option in options if option not in accepted]
         if unknown:
@@ -137,4 +144,4 @@ def load_corpus(name: str, root: str | os.PathLike, *, skip_bad: bool = False, *
             corpus = module.__name__.rsplit(".", 1)[-1]
             unknown_list = ", ".join(repr(u) for u in unknown)
             raise ConfigError(f"unknown option(s) {unknown_list} for corpus {corpus!r}; {what}")
-    return module.load(root, skip_bad=skip_bad, **options)
+    return module.load(root, skip_bad=skip_bad, find_unusable=find_unusable, **options)

@@ -2,11 +2,11 @@
 
 A loader only knows its corpus's layout and naming. It walks the files, turns each name it
 understands into a :class:`Record`, notes each one it does not in a :class:`Report`, and
-hands both to :func:`finalize`, which reads every file's header, checks labels, utterance
-ids, classes and counts, and then either returns the manifest or raises one
-:class:`~ser.errors.CorpusError` that lists every problem at once. With ``skip_bad=True`` the
-bad files are dropped instead, with a warning that carries the same list; a corpus is never
-returned silently incomplete.
+hands both to :func:`finalize`, which reads every file's header (and, given a decoder, its
+audio), checks labels, utterance ids, classes and counts, and then either returns the manifest
+or raises one :class:`~ser.errors.CorpusError` that lists every problem at once, with what a
+partial copy lacks. With ``skip_bad=True`` the bad files are dropped instead, with a warning
+that carries the same list; a corpus is never returned silently incomplete.
 
 A manifest is a :class:`pandas.DataFrame` with one row per utterance and the columns
 :data:`COLUMNS`, in that order.
@@ -47,6 +47,7 @@ OUTSIDE_CLASSES = "label outside the class set"
 DUPLICATE = "duplicate utterance id"
 UNREADABLE = "unreadable audio"
 TOO_SHORT = "too short"
+UNUSABLE = "unusable audio"
 EMPTY_CLASS = "class with no examples"
 
 
@@ -125,6 +126,22 @@ class Report:
         lines.extend(notes)
         lines.append(last_line)
         return "\n".join(lines)
+
+
+def skipped_line(n_skipped: int, n_kept: int) -> str:
+    """Last line of the warning that lists the files ``--skip-bad`` leaves out. It counts the
+    files the list is taken from, so that what was skipped and what remains add up."""
+    return (
+        f"--skip-bad: skipped the {n_skipped} file(s) listed out of {n_skipped + n_kept}; "
+        f"using the remaining {n_kept} utterance(s)."
+    )
+
+
+def detail_of(error: Exception, path: str | os.PathLike) -> str:
+    """An error's message without the leading ``"<path>: "``, which a :class:`Report` shows
+    itself (relative to the corpus root)."""
+    message, prefix = str(error), f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
@@ -233,6 +250,7 @@ def finalize(
     skip_bad: bool = False,
     warn_single_file_speakers: bool = True,
     shortfall=None,
+    find_unusable=None,
 ) -> pd.DataFrame:
     """Check what a loader found and build the manifest.
 
@@ -261,7 +279,13 @@ def finalize(
         Warn about speakers with a single file (off when speakers are unknown).
     shortfall : callable, optional
         ``shortfall(manifest) -> str or None``: what a copy with fewer than
-        ``expected_count`` utterances lacks (e.g. which speakers), added to that warning.
+        ``expected_count`` utterances lacks (e.g. which speakers), added to that warning
+        (or, when files have problems, to their list).
+    find_unusable : callable, optional
+        ``find_unusable(paths) -> {index: AudioError}``: the files among ``paths`` (those
+        whose headers are fine) whose audio cannot be used, found by decoding them
+        (:func:`ser.data.find_unusable`). They are listed with the other problems, so that
+        one run names every file to fix.
 
     Returns
     -------
@@ -316,11 +340,7 @@ def finalize(
         try:
             info = audio_info(row.path)
         except AudioError as exc:
-            message = str(exc)
-            prefix = f"{row.path}: "
-            report.add(
-                UNREADABLE, row.path, message[len(prefix) :] if message.startswith(prefix) else message
-            )
+            report.add(UNREADABLE, row.path, detail_of(exc, row.path))
             continue
         if info.duration < MIN_DURATION:
             report.add(
@@ -332,6 +352,10 @@ def finalize(
         durations[row.path] = info.duration
         if info.promised_frames is not None:
             cut_short.append(row.path)
+    if find_unusable is not None:
+        readable = list(durations)
+        for i, error in find_unusable(readable).items():
+            report.add(UNUSABLE, readable[i], detail_of(error, readable[i]))
 
     listed = {row.label for row in rows}
     for cls in classes:
@@ -345,31 +369,6 @@ def finalize(
     bad = report.bad_paths()
     good = [row for row in rows if row.path not in bad]
     found = {row.label for row in good}
-
-    notes = []
-    lost = [cls for cls in (classes or sorted(listed)) if cls in listed and cls not in found]
-    if lost:
-        notes.append(
-            f"(every utterance of {', '.join(repr(c) for c in lost)} has a problem: "
-            f"skipping them leaves no example of {'that class' if len(lost) == 1 else 'those classes'})"
-        )
-    if expected_count is not None and len(rows) != expected_count:
-        notes.append(f"(found {len(rows)} utterances; the full release has {expected_count})")
-    if report.problems:
-        if not skip_bad:
-            raise CorpusError(report.summary(FIX_HINT, notes))
-        if not good:
-            raise CorpusError(report.summary("--skip-bad, but no usable utterance is left.", notes))
-        # every file listed is left out: those whose names parsed (counted in rows) and those
-        # that never became an utterance (misnamed, unknown label)
-        warn(
-            report.summary(
-                f"--skip-bad: skipped the {len(bad)} file(s) listed; using the remaining "
-                f"{len(good)} utterance(s).",
-                notes,
-            ),
-        )
-
     frame = pd.DataFrame(
         {
             "path": [row.path for row in good],
@@ -386,6 +385,35 @@ def finalize(
     present = tuple(c for c in classes if c in found) if classes else tuple(sorted(found))
     frame.attrs.update({"corpus": corpus, "root": str(root), "classes": present})
 
+    partial = None  # what a copy that is not the full release lacks, on the files kept
+    if expected_count is not None and len(frame) != expected_count:
+        why = (
+            "a partial copy? results will not be comparable with published ones"
+            if len(frame) < expected_count
+            else "is another corpus, or a second copy, under the root?"
+        )
+        detail = shortfall(frame) if shortfall is not None and len(frame) < expected_count else None
+        partial = f"{len(frame)} utterances, but the full release has {expected_count} ({why})" + (
+            f"; {detail}" if detail else ""
+        )
+    if report.problems:
+        notes = []
+        lost = [cls for cls in (classes or sorted(listed)) if cls in listed and cls not in found]
+        if lost:
+            notes.append(
+                f"(every utterance of {', '.join(repr(c) for c in lost)} has a problem: "
+                f"skipping them leaves no example of {'that class' if len(lost) == 1 else 'those classes'})"
+            )
+        if partial and good:  # listed here, so that a refused run names the missing speakers too
+            notes.append(f"without the files listed: {partial}")
+        if not skip_bad:
+            raise CorpusError(report.summary(FIX_HINT, notes))
+        if not good:
+            raise CorpusError(report.summary("--skip-bad, but no usable utterance is left.", notes))
+        # every file listed is left out: those whose names parsed (counted in rows) and those
+        # that never became an utterance (misnamed, unknown label)
+        warn(report.summary(skipped_line(len(bad), len(good)), notes))
+
     kept = set(frame["path"])
     cut_short = [relative(p, report.base) for p in cut_short if p in kept]
     if cut_short:
@@ -401,17 +429,8 @@ def finalize(
                 f"{corpus} at {root}: {len(single)} speaker(s) with a single file: {_some(single)}; "
                 "per-speaker normalisation erases their label and their fold has one test file.",
             )
-    if expected_count is not None and len(frame) != expected_count:
-        why = (
-            "a partial copy? results will not be comparable with published ones"
-            if len(frame) < expected_count
-            else "is another corpus, or a second copy, under the root?"
-        )
-        detail = shortfall(frame) if shortfall is not None and len(frame) < expected_count else None
-        warn(
-            f"{corpus} at {root}: {len(frame)} utterances, but the full release has {expected_count} ({why})"
-            + (f"; {detail}" if detail else ""),
-        )
+    if partial and not report.problems:
+        warn(f"{corpus} at {root}: {partial}")
     return frame
 
 

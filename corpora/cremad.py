@@ -34,7 +34,7 @@ _EXPECTED = (
 )
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of CREMA-D at ``root`` (the folder holding ``AudioWAV/``, or that folder).
 
     Speaker ``"1001"`` ..., session None, gender None.
@@ -61,6 +61,7 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_actors,
     )
 

@@ -50,11 +50,11 @@ NOT_IN_CLASS = "not in a class folder"
 _GENDERS = {"f": "F", "female": "F", "m": "M", "male": "M"}
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of your own data at ``root``: a CSV file, or a folder with one subfolder per class."""
     if isinstance(root, (str, os.PathLike)) and str(root) != "" and Path(root).expanduser().is_file():
-        return _load_csv(Path(os.path.abspath(Path(root).expanduser())), skip_bad)
-    return _load_folders(check_root(NAME, root, LAYOUT), skip_bad)
+        return _load_csv(Path(os.path.abspath(Path(root).expanduser())), skip_bad, find_unusable)
+    return _load_folders(check_root(NAME, root, LAYOUT), skip_bad, find_unusable)
 
 
 def _warn_no_speakers(where: Path) -> None:
@@ -65,7 +65,7 @@ def _warn_no_speakers(where: Path) -> None:
     )
 
 
-def _load_folders(root: Path, skip_bad: bool) -> pd.DataFrame:
+def _load_folders(root: Path, skip_bad: bool, find_unusable=None) -> pd.DataFrame:
     report = Report(NAME, root)
     records = []
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not is_hidden(d.name))
@@ -93,7 +93,14 @@ def _load_folders(root: Path, skip_bad: bool) -> pd.DataFrame:
         )
     _warn_no_speakers(root)
     return finalize(
-        NAME, root, records, report, classes=classes, skip_bad=skip_bad, warn_single_file_speakers=False
+        NAME,
+        root,
+        records,
+        report,
+        classes=classes,
+        skip_bad=skip_bad,
+        warn_single_file_speakers=False,
+        find_unusable=find_unusable,
     )
 
 
@@ -123,7 +130,7 @@ def _check_field_counts(csv: Path, expected: str) -> None:
         return  # pandas reports these with its own reason
 
 
-def _load_csv(csv: Path, skip_bad: bool) -> pd.DataFrame:
+def _load_csv(csv: Path, skip_bad: bool, find_unusable=None) -> pd.DataFrame:
     expected = f"expected a CSV file with columns {','.join(REQUIRED_COLUMNS)}[,speaker][,session]"
     _check_field_counts(csv, expected)
     try:
@@ -183,5 +190,12 @@ def _load_csv(csv: Path, skip_bad: bool) -> pd.DataFrame:
     if not has_speaker:
         _warn_no_speakers(csv)
     return finalize(
-        NAME, csv, records, report, classes=CLASSES, skip_bad=skip_bad, warn_single_file_speakers=has_speaker
+        NAME,
+        csv,
+        records,
+        report,
+        classes=CLASSES,
+        skip_bad=skip_bad,
+        warn_single_file_speakers=has_speaker,
+        find_unusable=find_unusable,
     )

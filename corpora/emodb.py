@@ -48,7 +48,7 @@ SPEAKERS = {
 _NAME = re.compile(r"^(\d\d)([a-z]\d\d)([a-z])([a-z])$", re.IGNORECASE)
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of EmoDB at ``root`` (the folder holding ``wav/``, or ``wav/`` itself).
 
     Speaker ``"03"`` ..., session None, gender from the corpus documentation.
@@ -77,6 +77,7 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_speakers,
     )
 

@@ -94,6 +94,7 @@ def load(
     root: str | os.PathLike,
     *,
     skip_bad: bool = False,
+    find_unusable=None,
     improvised_only: bool = False,
     merge_excited: bool = True,
 ) -> pd.DataFrame:
@@ -189,6 +190,7 @@ def load(
         label_map=categories,
         expected_count=EXPECTED_COUNTS.get((improvised_only, merge_excited)),
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_sessions,
     )
 

@@ -49,7 +49,9 @@ _ACTOR_DIR = re.compile(r"^actor_(\d+)$", re.IGNORECASE)
 _EXPECTED = "expected MM-VC-EE-II-SS-RR-AA.wav such as 03-01-05-02-01-01-12.wav"
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = False) -> pd.DataFrame:
+def load(
+    root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None, merge_calm: bool = False
+) -> pd.DataFrame:
     """Manifest of the RAVDESS speech files under ``root``.
 
     Parameters
@@ -119,6 +121,7 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, merge_calm: bool = 
         label_map=emotions,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_actors,
     )
 

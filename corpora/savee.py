@@ -41,7 +41,7 @@ _EXPECTED = (
 )
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of SAVEE at ``root``.
 
     Utterance ids are ``"DC_a01"`` in both layouts. Speaker ``"DC"`` ..., session None,
@@ -76,6 +76,7 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_speakers,
     )
 

@@ -731,7 +731,7 @@ def generate(
     return root
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False, **options) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None, **options) -> pd.DataFrame:
     """Return the manifest of a synthetic corpus written by :func:`generate`.
 
     Parameters
@@ -741,6 +741,9 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, **options) -> pd.Da
     skip_bad : bool, default False
         Drop (with a :class:`~corpora.base.CorpusWarning` listing them) audio files that are
         misnamed, misplaced or unreadable, instead of raising.
+    find_unusable : callable, optional
+        Decodes the files whose headers are fine and names those whose audio cannot be used,
+        listed with the other problems (see :func:`corpora.base.finalize`).
     **options
         ``classes`` : sequence of str -- load only these labels, a subset of
         :data:`CLASSES` (files of the other labels are left out silently). Every class
@@ -789,4 +792,13 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, **options) -> pd.Da
         gender = speaker_profile(int(match["spk"])).gender
         records.append(Record(str(path), path.stem, match["label"], speaker, None, gender))
     label_map = {label: (label if label in classes else None) for label in CLASSES}
-    return finalize(NAME, root, records, report, classes=classes, label_map=label_map, skip_bad=skip_bad)
+    return finalize(
+        NAME,
+        root,
+        records,
+        report,
+        classes=classes,
+        label_map=label_map,
+        skip_bad=skip_bad,
+        find_unusable=find_unusable,
+    )

@@ -43,7 +43,7 @@ _FILE = re.compile(r"^(OAF|YAF)_([^_]+)(?:_(.+))?$", re.IGNORECASE)
 _FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of TESS at ``root``.
 
     Speaker ``"OAF"`` or ``"YAF"``, session None, gender ``"F"``.
@@ -86,6 +86,7 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_sets,
     )
 

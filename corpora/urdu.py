@@ -28,7 +28,7 @@ LABEL_DISAGREES = "label disagrees with folder"
 _NAME = re.compile(r"^(S([MF])\d+)_F\d+_([A-Z])\d+$", re.IGNORECASE)
 
 
-def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of URDU at ``root``.
 
     Speaker ``"SM1"`` ..., session None, gender from the speaker's second letter.
@@ -64,6 +64,7 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
         label_map=EMOTIONS,
         expected_count=EXPECTED_COUNT,
         skip_bad=skip_bad,
+        find_unusable=find_unusable,
         shortfall=_missing_classes,
     )
 

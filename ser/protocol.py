@@ -133,10 +133,12 @@ def fold_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.
         parts = [[g] for g in unique]
     else:
         k = int(protocol.get("k", 5))
-        if not 2 <= k <= len(unique):
+        if k < 2:
+            raise ConfigError(f"protocol.k must be an integer >= 2. Received: k={k}")
+        if k > len(unique):
             group = protocol.get("group", "speaker")
             raise ConfigError(
-                f"group_kfold needs 2 <= k <= number of {group}s ({len(unique)}). Received: k={k}; "
+                f"{k} folds need at least {k} {group}s; found {len(unique)}: "
                 f"set fewer folds, e.g. --set protocol.k={len(unique)}"
             )
         order = np.random.default_rng(int(protocol.get("seed", 0))).permutation(len(unique))

@@ -361,41 +361,84 @@ def _parse_folds(folds, n: int) -> list[int]:
     return chosen
 
 
+def _where(manifest, recipe: dict) -> str:
+    """``"<corpus> at <root>"``, as the corpus's own messages name it (the root made absolute)."""
+    return f"{recipe['corpus']['name']} at {manifest.attrs.get('root')}"
+
+
+def _fold_splits(manifest, recipe: dict) -> list:
+    """The recipe's folds of ``manifest`` (:func:`ser.protocol.fold_splits`); an error names
+    the corpus, since the protocol may suit the full release and not this copy of it."""
+    from ser.protocol import fold_splits
+
+    try:
+        return fold_splits(manifest, recipe["protocol"])
+    except ConfigError as exc:
+        raise ConfigError(f"{_where(manifest, recipe)}: {exc}") from None
+
+
 def _chosen_folds(manifest, recipe: dict, folds) -> list[int]:
     """The folds asked for (``--folds``; None or "all": every one), checked against the folds
     the recipe's protocol makes of ``manifest`` (which must be possible)."""
-    from ser.protocol import fold_splits
-
-    return _parse_folds(folds, len(fold_splits(manifest, recipe["protocol"])))
+    return _parse_folds(folds, len(_fold_splits(manifest, recipe)))
 
 
-def _prepare(
-    recipe: dict, data_root, *, skip_bad: bool, cache_dir, progress: bool, folds=None, n_jobs: int = -1
-):
-    """Load the corpus and its (normalised) features.
+def _load(recipe: dict, data_root, *, skip_bad: bool, decode: bool = True, progress: bool = True):
+    """The recipe's corpus as a manifest (:func:`corpora.load_corpus`).
 
-    The recipe's folds (and ``folds``, the ones asked for) are checked against the corpus
-    before any feature is computed, so a corpus they cannot be made from fails at once.
-
-    Returns ``(manifest, labels, features, y, seconds, functionals, copies)``; ``functionals``
-    (``(files, 1 + speeds, N)``: the functionals of :mod:`ser.functionals` of each file, then
-    of its copies at ``model.functionals_speeds``) is None unless ``model.functionals`` is on;
-    ``copies`` (each file's features played at ``training.speeds``, normalised as the file's
-    own) is None unless ``training.speeds`` has any. ``n_jobs``: processes computing features
-    (joblib; -1: one per core).
+    With ``decode``, every file whose header is fine is also decoded as training will decode
+    it (:func:`ser.data.find_unusable`; about a millisecond per file), so that the files whose
+    samples are unusable (NaN, silent, ...) are listed with the corpus's other problems: one
+    run names every file to fix, and ``skip_bad`` leaves them all out at once.
     """
-    from corpora import load_corpus
-    from ser.data import UnusableAudio, extract_all, speed_copies
+    from functools import partial
 
-    manifest = load_corpus(
-        recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
+    from corpora import load_corpus
+    from ser.data import find_unusable
+
+    rate = recipe["frontend"].sample_rate
+    return load_corpus(
+        recipe["corpus"]["name"],
+        data_root,
+        skip_bad=skip_bad,
+        find_unusable=partial(find_unusable, sample_rate=rate, progress=progress) if decode else None,
+        **recipe["corpus"]["options"],
     )
+
+
+def _labels(manifest, recipe: dict, folds=None) -> list[str]:
+    """The labels a run on ``manifest`` learns, in order, once it is checked that the run can
+    be made: two classes or more, all among the recipe's, and the recipe's folds (and
+    ``folds``, those asked for) possible. Checked before anything is written or computed, so
+    that a refused run leaves nothing behind."""
     labels = list(manifest.attrs.get("classes") or sorted(manifest["label"].unique()))
-    _require_two_classes(manifest, recipe, data_root)
+    _require_two_classes(manifest, recipe)
     unknown = sorted(set(manifest["label"]) - set(labels))
     if unknown:
         raise ConfigError(f"manifest labels {unknown} are not among the recipe classes {labels}")
     _chosen_folds(manifest, recipe, folds)
+    return labels
+
+
+def _prepare(
+    recipe: dict, manifest, *, skip_bad: bool, cache_dir, progress: bool, folds=None, n_jobs: int = -1
+):
+    """The (normalised) features of ``manifest`` (as :func:`_load` returns it).
+
+    The run is checked first (:func:`_labels`), so a corpus the folds cannot be made from
+    fails before any feature is computed.
+
+    Returns ``(manifest, labels, features, y, seconds, functionals, copies)``; ``manifest``
+    lacks the files whose audio turned out unusable only now (with ``skip_bad``);
+    ``functionals`` (``(files, 1 + speeds, N)``: the functionals of :mod:`ser.functionals` of
+    each file, then of its copies at ``model.functionals_speeds``) is None unless
+    ``model.functionals`` is on; ``copies`` (each file's features played at
+    ``training.speeds``, normalised as the file's own) is None unless ``training.speeds`` has
+    any. ``n_jobs``: processes computing features (joblib; -1: one per core).
+    """
+    from ser.data import UnusableAudio, extract_all, speed_copies
+
+    labels = _labels(manifest, recipe, folds)
     t0 = time.time()
     use_functionals = recipe["model"].functionals
     try:
@@ -409,9 +452,9 @@ def _prepare(
             n_jobs=n_jobs,
         )
     except UnusableAudio as exc:
-        # files whose headers were fine but whose audio is not (NaN, silent, too loud, ...):
-        # reported together like the corpus's other problems, and skipped with --skip-bad
-        manifest, keep = _drop_unusable(manifest, exc.failures, recipe, data_root, skip_bad, folds)
+        # files whose audio changed since :func:`_load` decoded them, or that a worker (which
+        # does not decode) meets: reported together, and skipped with --skip-bad
+        manifest, keep = _drop_unusable(manifest, exc.failures, recipe, skip_bad, folds)
         features, func = exc.results if use_functionals else (exc.results, None)
         features = [f for f, k in zip(features, keep, strict=True) if k]
         extracted = (features, func[keep]) if use_functionals else features
@@ -432,7 +475,7 @@ def _prepare(
                 n_jobs=n_jobs,
             )
         except UnusableAudio as exc:  # (a file whose features were cached and whose audio changed)
-            manifest, keep = _drop_unusable(manifest, exc.failures, recipe, data_root, skip_bad, folds)
+            manifest, keep = _drop_unusable(manifest, exc.failures, recipe, skip_bad, folds)
             copies = [c for c, k in zip(exc.results, keep, strict=True) if k]
             features = [f for f, k in zip(features, keep, strict=True) if k]
             functionals = None if functionals is None else functionals[keep]
@@ -453,11 +496,11 @@ def _prepare(
     return manifest, labels, features, y, feature_seconds, functionals, copies
 
 
-def _require_two_classes(manifest, recipe: dict, data_root) -> None:
+def _require_two_classes(manifest, recipe: dict) -> None:
     labels = sorted(set(manifest["label"]))
     if len(labels) < 2:
         raise CorpusError(
-            f"{recipe['corpus']['name']} at {data_root}: every usable utterance is labelled "
+            f"{_where(manifest, recipe)}: every usable utterance is labelled "
             f"{labels[0]!r}; expected at least 2 classes to train on"
         )
 
@@ -471,44 +514,35 @@ def _groups_text(groups, most: int = 8) -> str:
     return f"{', '.join(groups[:most])} and {len(groups) - most} more"
 
 
-def _drop_unusable(manifest, failures: dict, recipe: dict, data_root, skip_bad: bool, folds):
+def _drop_unusable(manifest, failures: dict, recipe: dict, skip_bad: bool, folds):
     """``(manifest, keep)``: the manifest without the files of ``failures`` (manifest row ->
     :class:`AudioError`, as :class:`ser.data.UnusableAudio` holds them) and the mask of the
     rows kept; or, unless ``skip_bad``, a :class:`CorpusError` naming them all. The folds
-    asked for (``folds``, as :func:`_chosen_folds` takes them) must still be possible; ``False``
-    leaves that check to the caller."""
-    from corpora.base import FIX_HINT, Report, warn
+    asked for (``folds``, as :func:`_chosen_folds` takes them) must still be possible."""
+    from corpora.base import FIX_HINT, UNUSABLE, Report, detail_of, skipped_line, warn
 
-    root = Path(data_root)  # a CSV (custom): paths are shown relative to its folder, as the loader does
+    root = Path(manifest.attrs["root"])  # absolute, as the loader named it
+    # a CSV (custom): paths are shown relative to its folder, as the loader does
     report = Report(recipe["corpus"]["name"], root, base=root.parent if root.is_file() else root)
     paths = manifest["path"].tolist()
     for i, error in failures.items():
-        message, prefix = str(error), f"{paths[i]}: "
-        report.add(
-            "unusable audio", paths[i], message[len(prefix) :] if message.startswith(prefix) else message
-        )
+        report.add(UNUSABLE, paths[i], detail_of(error, paths[i]))
     if not skip_bad:
         raise CorpusError(report.summary(FIX_HINT))
     keep = np.array([i not in failures for i in range(len(paths))])
     if not keep.any():
         raise CorpusError(report.summary("--skip-bad, but no usable utterance is left."))
-    warn(
-        report.summary(
-            f"--skip-bad: skipped the {len(failures)} file(s) listed; using the remaining "
-            f"{int(keep.sum())} utterance(s)."
-        )
-    )
+    warn(report.summary(skipped_line(len(failures), int(keep.sum()))))
     attrs = dict(manifest.attrs)
     manifest = manifest[keep].reset_index(drop=True)
     manifest.attrs.update(attrs)
     lost = [c for c in attrs.get("classes") or () if c not in set(manifest["label"])]
     if lost:
         raise CorpusError(
-            f"{recipe['corpus']['name']} at {data_root}: skipping the unusable files leaves no "
+            f"{_where(manifest, recipe)}: skipping the unusable files leaves no "
             f"utterance of {', '.join(lost)}; expected at least one per class"
         )
-    if folds is not False:  # (check_corpus checks the folds itself, after its table)
-        _chosen_folds(manifest, recipe, folds)  # the folds must still be possible
+    _chosen_folds(manifest, recipe, folds)  # the folds must still be possible
     return manifest, keep
 
 
@@ -524,33 +558,23 @@ def check_corpus(
     """Load a corpus with a recipe's settings and describe it (counts, speaker x label table, folds).
 
     The loader reads every file's header; with ``decode`` (the default), every file's audio
-    is also decoded as training will decode it (:func:`ser.data.find_unusable`; about a
-    millisecond per file), and the files it could not use are reported (or, with
-    ``skip_bad``, left out) as ``ser train`` would report them.
+    is also decoded as training will decode it (:func:`_load`), and the files it could not
+    use are listed with the corpus's other problems (or, with ``skip_bad``, left out with
+    them), as ``ser train`` lists them.
     """
-    from corpora import describe_manifest, load_corpus
-    from ser.protocol import describe_protocol, fold_splits
+    from corpora import describe_manifest
+    from ser.protocol import describe_protocol
 
     recipe = _load_recipe(recipe_name, overrides)
-    manifest = load_corpus(
-        recipe["corpus"]["name"], data_root, skip_bad=skip_bad, **recipe["corpus"]["options"]
-    )
-    if decode:
-        from ser.data import find_unusable
-
-        failures = find_unusable(manifest["path"].tolist(), recipe["frontend"].sample_rate, progress=progress)
-        if failures:
-            manifest, _ = _drop_unusable(manifest, failures, recipe, data_root, skip_bad, False)
+    manifest = _load(recipe, data_root, skip_bad=skip_bad, decode=decode, progress=progress)
     description = describe_manifest(manifest)
     try:
-        _require_two_classes(manifest, recipe, data_root)
-        splits = fold_splits(manifest, recipe["protocol"])
-    except (ConfigError, CorpusError) as exc:
+        _require_two_classes(manifest, recipe)
+        splits = _fold_splits(manifest, recipe)
+    except (ConfigError, CorpusError):
         # the table is what shows why the folds cannot be made: print it before the error
         print(description, end="\n\n", flush=True)
-        if isinstance(exc, CorpusError):
-            raise
-        raise ConfigError(f"the recipe's folds cannot be made from this corpus: {exc}") from None
+        raise
     lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
     for i, (groups, rows) in enumerate(splits, start=1):
         lines.append(f"  fold {i}: test {_groups_text(groups)} ({len(rows)} files)")
@@ -762,7 +786,7 @@ def run_recipe(
         overrides.append(f"training.members={int(members)}")
     recipe = _load_recipe(recipe_name, overrides)
     settings = recipe_to_dict(recipe)
-    out = ensure_folder(out_dir)
+    out = Path(out_dir)  # created once the corpus is checked: a refused run writes nothing
     data_root = str(Path(data_root).resolve())
     run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
     if recipe["model"].functionals:
@@ -820,6 +844,13 @@ def run_recipe(
             f"(or delete this one) to start a different run{hint}"
         )
     if not worker:
+        _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
+    # a worker does not decode again: its parent did, and a file it found unusable fails the
+    # worker's feature extraction the same way (and is skipped the same way)
+    manifest = _load(recipe, data_root, skip_bad=skip_bad, decode=not worker, progress=progress)
+    _labels(manifest, recipe, folds)  # a run that cannot be made is refused before --out is touched
+    out = ensure_folder(out)
+    if not worker:
         write_json(out / "run.json", run_info)
     if cache_dir is None:
         cache_dir = out.resolve().parent / ".ser-cache"
@@ -827,12 +858,9 @@ def run_recipe(
             ensure_folder(cache_dir, "feature cache folder")
         except ConfigError:
             cache_dir = out / ".ser-cache"  # the parent is not writable: keep the cache in the run
-
-    if not worker:
-        _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
     manifest, labels, features, y, feature_seconds, functionals, copies = _prepare(
         recipe,
-        data_root,
+        manifest,
         skip_bad=skip_bad,
         cache_dir=cache_dir,
         progress=progress,

@@ -85,8 +85,8 @@ def test_check_on_a_partial_corpus_shows_the_table_then_the_fix(tmp_path, capsys
     assert any("1 actor folder(s) hold no audio file: Actor_04" in line for line in lines)
     assert any("but the full release has 1440" in line for line in lines)
     assert lines[-1] == (
-        "ser check: error: the recipe's folds cannot be made from this corpus: group_kfold needs "
-        "2 <= k <= number of speakers (3). Received: k=6; set fewer folds, e.g. --set protocol.k=3"
+        f"ser check: error: ravdess at {root}: 6 folds need at least 6 speakers; found 3: "
+        "set fewer folds, e.g. --set protocol.k=3"
     )
     assert main(["check", "ravdess", "--data-root", str(root), "--set", "protocol.k=3"]) == 0
     out, _ = capsys.readouterr()

@@ -78,8 +78,13 @@ def test_protocol_errors():
     m = _manifest(n_speakers=3)
     with pytest.raises(ConfigError, match="kind must be one of"):
         fold_splits(m, {"kind": "random"})
-    with pytest.raises(ConfigError, match=r"2 <= k <= number of speakers \(3\).*--set protocol.k=3"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^5 folds need at least 5 speakers; found 3: set fewer folds, e.g. --set protocol.k=3$",
+    ):
         fold_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 5})
+    with pytest.raises(ConfigError, match=r"protocol.k must be an integer >= 2. Received: k=1"):
+        fold_splits(m, {"kind": "group_kfold", "group": "speaker", "k": 1})
     with pytest.raises(ConfigError, match="no such column"):
         fold_splits(m, {"kind": "group_kfold", "group": "dialect", "k": 2})
     with pytest.raises(ConfigError, match="at least 2 speakers"):

@@ -249,25 +249,30 @@ def test_kill_during_training_then_resume(tiny_corpus, tmp_path):
     assert (out / "model.keras").is_file()
 
 
-def test_out_folder_errors_are_config_errors(tmp_path):
+def test_out_folder_errors_are_config_errors(tiny_corpus, tmp_path):
     from ser.training import run_recipe
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(ConfigError, match=f"{a_file}: is a file; expected an output folder"):
-        run_recipe("synthetic", data_root=tmp_path, out_dir=a_file)
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=a_file, progress=False)
     with pytest.raises(ConfigError, match="cannot write here"):
-        run_recipe("synthetic", data_root=tmp_path, out_dir=a_file / "sub")
+        run_recipe("synthetic", data_root=tiny_corpus, out_dir=a_file / "sub", progress=False)
 
 
 def test_a_run_that_produced_nothing_can_be_restarted_with_other_settings(tmp_path):
     """A first try stopped by a wrong --data-root must not lock the output folder."""
     from ser.errors import CorpusError
+    from ser.io import write_json
     from ser.training import run_recipe
 
     out = tmp_path / "out"
     with pytest.raises(CorpusError, match="corpus root not found"):
         run_recipe("synthetic", data_root=tmp_path / "typo", out_dir=out)
+    assert not out.exists()  # a refused run writes nothing
+    # nor does the run.json of such a try (older versions wrote it first) lock the folder
+    out.mkdir()
+    write_json(out / "run.json", {"recipe": "synthetic", "settings": {}, "data_root": str(tmp_path / "typo")})
     with pytest.raises(CorpusError, match="corpus root not found"):  # not "different settings"
         run_recipe("synthetic", data_root=tmp_path / "right", out_dir=out, overrides=TINY)
     (out / "folds" / "fold_01").mkdir(parents=True)
@@ -905,7 +910,10 @@ def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
     root = fx.make_ravdess(tmp_path / "ravdess")  # 3 actors: too few for the recipe's 6 folds
     out = tmp_path / "runs" / "r"
     assert main(["train", "ravdess", "--data-root", str(root), "--out", str(out)]) == 2
-    assert "--set protocol.k=3" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"ser train: error: ravdess at {root}: 6 folds need at least 6 speakers; found 3: "
+        "set fewer folds, e.g. --set protocol.k=3"
+    )
     assert (
         main(
             [
@@ -924,7 +932,7 @@ def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
         == 2
     )
     assert "--folds must be between 1 and 3" in capsys.readouterr().err
-    assert not list((tmp_path / "runs").rglob("*.npy"))  # nothing was extracted
+    assert not (tmp_path / "runs").exists()  # nothing extracted, nothing written
 
 
 def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_request(
@@ -956,10 +964,10 @@ def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_requ
         assert "Traceback" not in err
     assert main([*check, "--skip-bad"]) == 0
     out, err = capsys.readouterr()
-    assert "--skip-bad: skipped the 2 file(s) listed; using the remaining 34 utterance(s)" in err
+    assert "--skip-bad: skipped the 2 file(s) listed out of 36; using the remaining 34 utterance(s)" in err
     assert "34 utterances" in out
     assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
-    assert "--skip-bad: skipped the 2 file(s) listed; using the remaining 34 utterance(s)" in (
+    assert "--skip-bad: skipped the 2 file(s) listed out of 36; using the remaining 34 utterance(s)" in (
         capsys.readouterr().err
     )
     manifest = pd.read_csv(tmp_path / "b" / "manifest.csv")
@@ -991,7 +999,68 @@ def test_check_shows_the_table_when_skipping_unusable_files_leaves_too_few_speak
     out, err = capsys.readouterr()
     assert "utterances per speaker and label:" in out and "spk03" not in out
     assert "--skip-bad: skipped the 12 file(s) listed" in err
-    assert "error: the recipe's folds cannot be made from this corpus:" in err
+    assert f"error: synthetic at {root}: 3 folds need at least 3 speakers; found 2: set fewer folds" in err
+
+
+def _broken_ravdess(root):
+    """A 3-actor RAVDESS copy of 31 files, 7 of them bad in every way a user review found."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.corpora import fixtures as fx
+
+    for actor in (1, 2, 3):
+        for emotion in range(1, 9):
+            fx.write_wav(root / f"Actor_{actor:02d}" / fx.ravdess_name(emotion, actor))
+    folder = root / "Actor_01"
+    fx.write_wav(folder / "hello.wav")  # misnamed
+    fx.write_wav(folder / fx.ravdess_name(3, 2, statement=2))  # actor 02 in Actor_01
+    fx.write_wav(folder / fx.ravdess_name(9, 1, statement=2))  # emotion 09
+    fx.write_text_as_wav(folder / fx.ravdess_name(4, 1, statement=2))
+    fx.write_empty(folder / fx.ravdess_name(5, 1, statement=2))
+    fx.write_wav(folder / fx.ravdess_name(6, 1, statement=2), seconds=0.05)
+    sf.write(folder / fx.ravdess_name(7, 1, statement=2), np.zeros(8000, np.float32), 16000)  # silent
+    return root
+
+
+def test_one_check_lists_every_problem_and_a_refused_train_writes_nothing(tmp_path, monkeypatch, capsys):
+    from ser.cli import main
+
+    root = _broken_ravdess(tmp_path / "fake")
+    monkeypatch.chdir(tmp_path)  # a relative --data-root is named by its absolute path throughout
+    assert main(["check", "ravdess", "--data-root", "fake"]) == 2
+    error = capsys.readouterr().err.split("ser check: error: ", 1)[1]
+    lines = error.splitlines()
+    assert lines[0] == f"ravdess at {root}: 7 problem(s) in 7 file(s)"
+    assert "unusable audio (1):" in lines
+    assert (
+        "  Actor_01/03-01-07-01-02-01-01.wav: silent (no sample above -80 dB full scale); expected speech to train on"
+        in lines
+    )
+    assert "  Actor_01/hello.wav: expected MM-VC-EE-II-SS-RR-AA.wav such as 03-01-05-02-01-01-12.wav" in lines
+    assert lines[-2].startswith("without the files listed: 24 utterances, but the full release has 1440 (")
+    assert "; actors missing: Actor_04, Actor_05, " in lines[-2]
+    assert str(tmp_path) not in "\n".join(lines[1:])  # paths relative to the root
+    # train refuses with the same list, and leaves no trace in --out (nor creates it)
+    assert main(["train", "ravdess", "--data-root", "fake", "--out", "runs/t"]) == 2
+    assert capsys.readouterr().err.split("ser train: error: ", 1)[1] == error
+    assert not (tmp_path / "runs").exists()
+    # a refused rerun of an existing folder deletes nothing there and adds nothing
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    assert main(["train", "ravdess", "--data-root", "fake", "--out", "old"]) == 2
+    assert capsys.readouterr().err.split("ser train: error: ", 1)[1] == error
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["notes.txt"]
+    # --skip-bad: one list, counts that add up, then the folds' error in words
+    assert main(["check", "ravdess", "--data-root", "fake", "--skip-bad"]) == 2
+    out, err = capsys.readouterr()
+    assert "ravdess: 24 utterances, 3 speakers, 8 labels" in out
+    assert err.count("problem(s)") == 1
+    assert "--skip-bad: skipped the 7 file(s) listed out of 31; using the remaining 24 utterance(s)." in err
+    assert err.splitlines()[-1] == (
+        f"ser check: error: ravdess at {root}: 6 folds need at least 6 speakers; found 3: "
+        "set fewer folds, e.g. --set protocol.k=3"
+    )
 
 
 def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
@@ -1009,7 +1078,7 @@ def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
     assert expected in capsys.readouterr().err
     assert main(["train", "custom", "--data-root", str(csv), "--out", str(tmp_path / "runs" / "r")]) == 2
     assert expected in capsys.readouterr().err
-    assert not list((tmp_path / "runs").rglob("*.npy"))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
@@ -1021,16 +1090,19 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
     import soundfile as sf
 
     import ser.data
+    from corpora import CorpusWarning
     from ser.data import UnusableAudio
     from ser.recipe import load_recipe
-    from ser.training import _prepare
+    from ser.training import _load, _prepare
 
     root = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, root)
     sf.write(root / "spk01" / "spk01_angry_01.wav", np.zeros(16000, np.float32), 16000)  # silent
     recipe = load_recipe("synthetic", [*TINY, "features.normalization=speaker"])
+    with pytest.warns(CorpusWarning, match=r"unusable audio \(1\):\n  spk01/spk01_angry_01.wav: silent"):
+        loaded = _load(recipe, root, skip_bad=True, progress=False)
     manifest, _, features, y, _, functionals, copies = _prepare(
-        recipe, root, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
+        recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
     )
     assert len(manifest) == len(features) == len(y) == len(functionals) == len(copies) == 35
     speakers = manifest["speaker"].astype(str).to_numpy()
@@ -1049,9 +1121,12 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
         raise UnusableAudio({3: error}, [None if i == 3 else c for i, c in enumerate(out)])
 
     monkeypatch.setattr(ser.data, "speed_copies", failing)
-    manifest2, _, features2, y2, _, functionals2, copies2 = _prepare(
-        recipe, root, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
-    )
+    with pytest.warns(
+        CorpusWarning, match=r"skipped the 1 file\(s\) listed out of 35; using the remaining 34"
+    ):
+        manifest2, _, features2, y2, _, functionals2, copies2 = _prepare(
+            recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
+        )
     assert len(manifest2) == len(features2) == len(y2) == len(functionals2) == len(copies2) == 34
     assert manifest["path"].iloc[3] not in set(manifest2["path"])
     np.testing.assert_array_equal(functionals2[3], functionals[4])

@@ -16,7 +16,7 @@ from corpora.base import (
     find_audio,
     relative,
 )
-from ser.errors import CorpusError
+from ser.errors import AudioError, CorpusError
 from tests.corpora import fixtures as fx
 
 
@@ -154,6 +154,56 @@ def test_error_without_skip_bad_ends_with_the_fix(tmp_path):
     with pytest.raises(CorpusError) as caught:
         finalize("demo", tmp_path, records, Report("demo", tmp_path), classes=())
     assert str(caught.value).splitlines()[-1] == FIX_HINT
+
+
+def test_files_whose_audio_is_unusable_are_listed_with_the_other_problems(tmp_path):
+    # find_unusable decodes the files whose headers are fine; what it rejects joins one list
+    records = _records(tmp_path)
+    fx.write_empty(tmp_path / "2.wav")
+    asked = []
+
+    def find_unusable(paths):
+        asked.extend(paths)
+        return {1: AudioError(f"{paths[1]}: silent (no sample above -80 dB full scale)")}
+
+    with pytest.raises(CorpusError) as caught:
+        finalize("demo", tmp_path, records, Report("demo", tmp_path), classes=(), find_unusable=find_unusable)
+    assert asked == [str(tmp_path / f"{i}.wav") for i in (0, 1, 3)]  # not the empty file
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"demo at {tmp_path}: 2 problem(s) in 2 file(s)"
+    assert lines[1:5] == [
+        "unreadable audio (1):",
+        "  2.wav: empty file (0 bytes); expected audio",
+        "unusable audio (1):",
+        "  1.wav: silent (no sample above -80 dB full scale)",
+    ]
+    with pytest.warns(CorpusWarning) as caught:
+        manifest = finalize(
+            "demo",
+            tmp_path,
+            records,
+            Report("demo", tmp_path),
+            classes=(),
+            skip_bad=True,
+            find_unusable=find_unusable,
+        )
+    assert manifest["utt_id"].tolist() == ["u0", "u3"]
+    message = str(caught[0].message)
+    assert message.endswith(
+        "\n--skip-bad: skipped the 2 file(s) listed out of 4; using the remaining 2 utterance(s)."
+    )
+
+
+def test_a_refused_partial_copy_lists_what_it_lacks_with_the_problems(tmp_path):
+    root = fx.make_emodb(tmp_path, speakers=("03", "08"))  # 28 files
+    fx.write_empty(root / "wav" / "03a01Wa.wav")
+    with pytest.raises(CorpusError) as caught:
+        emodb.load(root)
+    assert str(caught.value).splitlines()[-2:] == [
+        "without the files listed: 27 utterances, but the full release has 535 (a partial copy? results "
+        "will not be comparable with published ones); speakers missing: 09, 10, 11, 12, 13, 14, 15, 16",
+        FIX_HINT,
+    ]
 
 
 def test_single_file_speaker_is_a_warning_only(tmp_path):

@@ -36,6 +36,8 @@ def test_module_contract(name):
     assert list(parameters)[0] == "root"
     assert parameters["skip_bad"].kind is inspect.Parameter.KEYWORD_ONLY
     assert parameters["skip_bad"].default is False
+    assert parameters["find_unusable"].kind is inspect.Parameter.KEYWORD_ONLY  # load_corpus passes it
+    assert parameters["find_unusable"].default is None
 
 
 def test_published_sizes_and_protocols():
