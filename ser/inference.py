@@ -931,7 +931,7 @@ def _warn_if_one_emotion(heard: list[str]) -> None:
         print(
             f"note: --same-speaker: without adaptation the model hears {count} of {len(heard)} "
             f"recordings as {label}; adaptation assumes several emotions and erases one they all "
-            "share: if they are mostly one emotion, classify without --same-speaker",
+            "share: if they are mostly one emotion, run without --same-speaker",
             file=sys.stderr,
             flush=True,
         )
@@ -948,11 +948,17 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> dict[str, st
     -------
     dict
         Path -> error message (without the path) of each file skipped; empty for a model
-        that does not adapt (its files are not read).
+        that does not adapt (its files are not read, and a note says so).
     """
     if not (
         classifier.normalization == "speaker" or classifier.adapt_blocks or classifier.functionals is not None
     ):
+        print(
+            f"note: --same-speaker: {classifier.path} has nothing to adapt to a speaker (no batch-norm "
+            "blocks to adapt, no functionals head, no per-speaker normalisation); ignored",
+            file=sys.stderr,
+            flush=True,
+        )
         return {}
     from ser.adaptation import MIN_ADAPTATION_FILES
 

@@ -444,6 +444,19 @@ def test_speaker_reference_normalises_speaker_models(tmp_path):
     )
 
 
+def test_same_speaker_says_when_the_model_has_nothing_to_adapt(tmp_path, capsys):
+    from ser.cli import main
+
+    path = save_model(tmp_path / "plain.keras")  # global normalisation, no blocks, no head
+    sf.write(tmp_path / "a.wav", tone(1.0, 200), SR)
+    assert main(["classify", str(path), str(tmp_path / "a.wav"), "--same-speaker"]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"note: --same-speaker: {path} has nothing to adapt to a speaker (no batch-norm blocks to "
+        "adapt, no functionals head, no per-speaker normalisation); ignored\n"
+    )
+
+
 def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
     # A model trained with adapt_blocks re-estimates those blocks' batch-norm statistics from
     # the speaker's recordings, exactly as ser.adaptation does in cross-validation.
