@@ -8,6 +8,7 @@ compute the same features.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from dataclasses import dataclass
 
@@ -175,9 +176,10 @@ def speech_level(y: np.ndarray, sample_rate: int) -> float:
 #: normalised autocorrelation peak of at least this at the lag of a pitch in
 #: :data:`VOICING_PITCH` Hz. The band holds voiced speech's strongest harmonics and little of
 #: broadband noise's power; a peak (not the range's edge) is required, so low-pass noise,
-#: whose autocorrelation only falls with the lag, is not voiced. Measured on RAVDESS at
-#: 16 kHz (2026-11-29): 23-35% of a file's frames are voiced (12-21% with white noise as
-#: loud as the speech), 0% of white or pink noise's and 0.5% of brown noise's.
+#: whose autocorrelation only falls with the lag, is not voiced. Measured on 48 RAVDESS files
+#: at 16 kHz (2026-11-29): at least 23% of a file's frames are voiced (median 36%), at least
+#: 10% with white noise as loud as the speech; none of white or pink noise's frames, and
+#: 1.5-2.5% of brown noise's.
 VOICED_PEAK = 0.7
 VOICING_BAND = (60.0, 1000.0)
 VOICING_PITCH = (60.0, 400.0)
@@ -186,29 +188,41 @@ VOICING_PITCH = (60.0, 400.0)
 MIN_VOICED_FRACTION = 0.05
 
 
+@functools.lru_cache(maxsize=8)
+def _voicing_filter(sample_rate: int) -> np.ndarray:
+    """The :data:`VOICING_BAND` band-pass (4th-order Butterworth, second-order sections)."""
+    from scipy.signal import butter
+
+    band = (VOICING_BAND[0], min(VOICING_BAND[1], 0.45 * sample_rate))
+    return butter(4, band, btype="band", fs=sample_rate, output="sos")
+
+
 def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
-    """The fraction of a waveform's 40 ms frames (every 10 ms) that are voiced (see
+    """The fraction of a waveform's 40 ms frames (every 20 ms) that are voiced (see
     :data:`VOICED_PEAK`). Gain does not change it, but frames with no sample above the
-    silence threshold (:data:`ser.constants.SILENCE_PEAK`) are never voiced."""
-    from scipy.signal import butter, sosfiltfilt
+    silence threshold (:data:`ser.constants.SILENCE_PEAK`) are never voiced. The band-passed
+    signal is analysed at about 8 kHz (every k-th sample), which its band allows."""
+    import scipy.fft
+    from scipy.signal import sosfilt
 
     from ser.constants import SILENCE_PEAK
 
-    n = int(round(0.040 * sample_rate))
-    hop = int(round(0.010 * sample_rate))
-    lo = int(sample_rate / VOICING_PITCH[1])
-    hi = min(int(sample_rate / VOICING_PITCH[0]), n - 2)
-    band = (VOICING_BAND[0], min(VOICING_BAND[1], 0.45 * sample_rate))
     y = np.asarray(y, dtype=np.float64)
-    if y.size < n:
-        y = np.pad(y, (0, n - y.size))
+    step = max(1, int(sample_rate // 8000))
+    rate = sample_rate / step
+    n = int(round(0.040 * rate))
+    hop = int(round(0.020 * rate))
+    if y.size < n * step:
+        y = np.pad(y, (0, n * step - y.size))
     # frames whose samples stay under the silence threshold are never voiced
-    loud = np.abs(np.lib.stride_tricks.sliding_window_view(y, n)[::hop]).max(axis=1) > SILENCE_PEAK
-    sos = butter(4, band, btype="band", fs=sample_rate, output="sos")
-    y = sosfiltfilt(sos, y, padlen=min(y.size - 1, 3 * (2 * len(sos) + 1)))
-    frames = np.lib.stride_tricks.sliding_window_view(y, n)[::hop]
+    peak = np.abs(y[: (y.size // step) * step].reshape(-1, step)).max(axis=1)
+    loud = np.lib.stride_tricks.sliding_window_view(peak, n)[::hop].max(axis=1) > SILENCE_PEAK
+    y = sosfilt(_voicing_filter(int(sample_rate)), y)[::step]
+    frames = np.lib.stride_tricks.sliding_window_view(y, n)[::hop][: loud.size].astype(np.float32)
     frames = frames - frames.mean(axis=1, keepdims=True)
-    acf = np.fft.irfft(np.abs(np.fft.rfft(frames, 2 * n)) ** 2)[:, : hi + 2]
+    lo = int(rate / VOICING_PITCH[1])
+    hi = min(int(rate / VOICING_PITCH[0]), n - 2)
+    acf = scipy.fft.irfft(np.abs(scipy.fft.rfft(frames, 2 * n)) ** 2)[:, : hi + 2]
     # normalised by the energy of the two overlapping parts at each lag
     energy = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames**2, axis=1)], axis=1)
     lags = np.arange(hi + 2)
@@ -216,7 +230,7 @@ def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
     inner = r[:, lo : hi + 1]
     peaks = (inner >= r[:, lo - 1 : hi]) & (inner >= r[:, lo + 1 : hi + 2])
     best = np.where(peaks, inner, -1.0).max(axis=1)
-    return float(np.mean((best >= VOICED_PEAK) & loud))
+    return float(np.mean((best >= VOICED_PEAK) & loud[: len(frames)]))
 
 
 def normalize_level(
