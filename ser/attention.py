@@ -30,7 +30,7 @@ import numpy as np
 
 from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
-from ser.features import MIN_VOICED_FRACTION, trim_bounds, voiced_fraction
+from ser.features import trim_bounds, voiced_fraction
 from ser.inference import (
     BATCH_WINDOWS,
     DEFAULT_WINDOW,
@@ -39,6 +39,7 @@ from ser.inference import (
     EmotionClassifier,
     _silent,
     counted_windows,
+    holds_speech,
     model_features,
 )
 
@@ -303,7 +304,7 @@ def compute_attention(
 
     if len(pieces) == 1:
         probs = np.concatenate(probs)[0]
-        speech = voiced[0] >= MIN_VOICED_FRACTION
+        speech = holds_speech(voiced)  # (one piece: the whole range)
     else:
         # The range's label and scores are what `ser classify` gives it: overlapping windows
         # of DEFAULT_WINDOW s every DEFAULT_HOP s, those without speech not voting. The maps

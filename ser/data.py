@@ -192,8 +192,7 @@ def _each_file(work, paths: list[str], args: tuple, *, n_jobs: int, progress: bo
 
 def release_workers() -> None:
     """Stop joblib's feature-extraction processes now instead of after their 5 idle minutes
-    (the next extraction starts them again, in about 4 s): idle, they hold memory, and a
-    terminal's Ctrl-C reaches them too (they print its traceback)."""
+    (the next extraction starts them again, in about 4 s): idle, they hold memory."""
     from joblib.externals.loky import get_reusable_executor
 
     get_reusable_executor().shutdown(wait=True)

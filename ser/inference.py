@@ -66,6 +66,20 @@ EAGER_CALLS = 2
 NORMALIZATIONS = ("global", "utterance", "speaker")
 
 
+def _speech_mask(voiced) -> np.ndarray:
+    """Which of ``voiced`` (:func:`ser.features.voiced_fraction` of each window, or of a
+    whole recording) hold speech: at least :data:`ser.features.MIN_VOICED_FRACTION`."""
+    from ser.features import MIN_VOICED_FRACTION
+
+    return np.asarray(voiced, dtype=np.float64) >= MIN_VOICED_FRACTION
+
+
+def holds_speech(voiced) -> bool:
+    """Whether any of ``voiced`` (see :func:`_speech_mask`) holds speech:
+    :attr:`Prediction.speech`."""
+    return bool(_speech_mask(voiced).any())
+
+
 def counted_windows(voiced) -> np.ndarray:
     """Which windows of a recording count toward its label (a boolean mask): those that hold
     speech, at least :data:`ser.features.MIN_VOICED_FRACTION` of their frames voiced
@@ -74,9 +88,7 @@ def counted_windows(voiced) -> np.ndarray:
     before it is classified, so noise would otherwise vote like speech. Voicing, unlike
     loudness, does not leave out a speaker's ordinary speech beside their shouting. Where no
     window holds speech, all count (the prediction says there is no speech)."""
-    from ser.features import MIN_VOICED_FRACTION
-
-    mask = np.asarray(voiced, dtype=np.float64) >= MIN_VOICED_FRACTION
+    mask = _speech_mask(voiced)
     return mask if mask.any() else np.ones_like(mask)
 
 
@@ -710,7 +722,7 @@ class EmotionClassifier:
     def _classify_whole(self, y: np.ndarray, name: str | None) -> Prediction:
         if not np.any(np.abs(y) > SILENCE_PEAK):
             raise _silent(name)
-        from ser.features import MIN_VOICED_FRACTION, voiced_fraction
+        from ser.features import voiced_fraction
 
         probs = self.fused(self.logits([model_features(self, y)]), [y])[0]
         scores = self._scores(probs)
@@ -719,14 +731,14 @@ class EmotionClassifier:
             duration=y.size / self.sample_rate,
             label=self.labels[int(np.argmax(probs))],
             scores=scores,
-            speech=voiced_fraction(y, self.sample_rate) >= MIN_VOICED_FRACTION,
+            speech=holds_speech([voiced_fraction(y, self.sample_rate)]),
         )
 
     def _classify_windows(self, blocks, name: str | None, window: float, hop: float) -> Prediction:
         sr = self.sample_rate
         win_n = max(1, int(round(window * sr)))
         hop_n = max(1, int(round(hop * sr)))
-        from ser.features import MIN_VOICED_FRACTION, voiced_fraction
+        from ser.features import voiced_fraction
 
         segments: list[Segment] = []
         window_probs: list[np.ndarray] = []
@@ -771,7 +783,7 @@ class EmotionClassifier:
             label=self.labels[int(np.argmax(mean))],
             scores=self._scores(mean),
             segments=segments,
-            speech=max(voiced) >= MIN_VOICED_FRACTION,
+            speech=holds_speech(voiced),
         )
 
     def _scores(self, probs: np.ndarray) -> dict:
