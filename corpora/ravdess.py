@@ -21,9 +21,10 @@ from corpora.base import (
     check_bool,
     check_root,
     finalize,
+    is_hidden,
     lacking,
+    relative,
     scan_audio,
-    warn,
 )
 
 NAME = "ravdess"
@@ -43,6 +44,8 @@ EMOTIONS = {
     "07": "disgust",
     "08": "surprise",
 }
+
+EMPTY_ACTOR = "actor folder with no audio file"
 
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 _ACTOR_DIR = re.compile(r"^actor_(\d+)$", re.IGNORECASE)
@@ -66,15 +69,16 @@ def load(
     report = Report(NAME, root)
     records = []
     files = scan_audio(NAME, root, LAYOUT)
-    # an actor folder without a single audio file is a failed copy, not an actor to skip quietly
-    holding = {path.parent for path in files}
-    empty = sorted(
-        str(d.relative_to(root))
-        for d in Path(root).rglob("*")
-        if d.is_dir() and _ACTOR_DIR.match(d.name) and not any(p.is_relative_to(d) for p in holding)
-    )
-    if empty:
-        warn(f"{NAME} at {root}: {len(empty)} actor folder(s) hold no audio file: {', '.join(empty)}")
+    # an actor folder without a single audio file is a failed copy, not an actor to skip
+    # quietly: a problem of the corpus as a whole (as a class with no utterance is), listed
+    # with the others but not counted as a file
+    for folder in _empty_actor_folders(root, files):
+        report.add(
+            EMPTY_ACTOR,
+            None,
+            f"{relative(folder, root)}: no audio file; expected its actor's "
+            f"{EXPECTED_COUNT // 24} speech files (an interrupted copy or extraction?)",
+        )
     for path in files:
         match = _NAME.match(path.stem)
         if match is None:
@@ -124,6 +128,24 @@ def load(
         find_unusable=find_unusable,
         shortfall=_missing_actors,
     )
+
+
+def _empty_actor_folders(root: Path, files: list[Path]) -> list[Path]:
+    """The ``Actor_NN`` folders under ``root`` (at any depth, hidden folders aside, as
+    :func:`corpora.base.find_audio` scans) with no audio file in them, sorted."""
+    holding = {folder for path in files for folder in path.parents}
+    empty, seen = [], set()
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop, or a folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        empty += [
+            Path(dirpath) / d for d in dirnames if _ACTOR_DIR.match(d) and Path(dirpath) / d not in holding
+        ]
+    return sorted(empty, key=lambda p: p.as_posix())
 
 
 def _missing_actors(manifest) -> str | None:

@@ -74,7 +74,6 @@ def test_check_on_a_partial_corpus_shows_the_table_then_the_fix(tmp_path, capsys
     from tests.corpora import fixtures as fx
 
     root = fx.make_ravdess(tmp_path / "ravdess")  # 3 actors: too few for the recipe's 6 folds
-    (root / "Actor_04").mkdir()
     code = main(["check", "ravdess", "--data-root", str(root)])
     out, err = capsys.readouterr()
     assert code == 2
@@ -82,7 +81,6 @@ def test_check_on_a_partial_corpus_shows_the_table_then_the_fix(tmp_path, capsys
     lines = err.splitlines()
     # warnings and the error are one plain line each, without Python's source lines
     assert all(line.startswith(("ser check: warning: ", "ser check: error: ")) for line in lines), err
-    assert any("1 actor folder(s) hold no audio file: Actor_04" in line for line in lines)
     assert any("but the full release has 1440" in line for line in lines)
     assert lines[-1] == (
         f"ser check: error: ravdess at {root}: 6 folds need at least 6 speakers; found 3: "
@@ -91,6 +89,30 @@ def test_check_on_a_partial_corpus_shows_the_table_then_the_fix(tmp_path, capsys
     assert main(["check", "ravdess", "--data-root", str(root), "--set", "protocol.k=3"]) == 0
     out, _ = capsys.readouterr()
     assert "fold 3: test" in out
+
+
+def test_check_lists_an_empty_actor_folder_with_the_other_problems(tmp_path, capsys):
+    from tests.corpora import fixtures as fx
+
+    root = fx.make_ravdess(tmp_path / "ravdess")
+    (root / "Actor_04").mkdir()
+    fx.write_wav(root / "Actor_01" / "hello.wav")
+    assert main(["check", "ravdess", "--data-root", str(root), "--set", "protocol.k=3"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    # one list, no warning of its own
+    assert err.startswith(f"ser check: error: ravdess at {root}: 2 problem(s) in 1 file(s)\n"), err
+    assert "warning" not in err
+    assert (
+        "actor folder with no audio file (1):\n  Actor_04: no audio file; expected its actor's 60 "
+        "speech files (an interrupted copy or extraction?)\n"
+    ) in err
+    assert "  Actor_01/hello.wav: expected MM-VC-EE-II-SS-RR-AA.wav" in err
+    assert main(["check", "ravdess", "--data-root", str(root), "--set", "protocol.k=3", "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    assert "ravdess: 48 utterances, 3 speakers" in out
+    assert err.count("problem(s)") == 1 and err.count("Actor_04: no audio file") == 1
+    assert "--skip-bad: skipped the 1 file(s) listed out of 49; using the remaining 48 utterance(s)." in err
 
 
 def test_tensorflow_start_up_lines_stay_off_the_terminal():

@@ -35,15 +35,42 @@ def test_parses_emotion_actor_gender(tmp_path):
     assert manifest["session"].isna().all()
 
 
-def test_empty_actor_folders_are_reported(tmp_path):
+def test_empty_actor_folders_are_listed_with_the_other_problems(tmp_path):
     root = fx.make_ravdess(tmp_path)
     (root / "Actor_09").mkdir()
     (root / "nested" / "actor_10").mkdir(parents=True)
-    with pytest.warns(
-        UserWarning, match=r"2 actor folder\(s\) hold no audio file: Actor_09, nested/actor_10"
-    ):
-        manifest = ravdess.load(root)
+    (root / ".trash" / "Actor_11").mkdir(parents=True)  # hidden: not scanned, not reported
+    fx.write_wav(root / "Actor_01" / "hello.wav")
+    with pytest.raises(CorpusError) as caught:
+        ravdess.load(root)
+    lines = str(caught.value).splitlines()
+    # one list; a folder is a problem of the corpus, not a file
+    assert lines[0] == f"ravdess at {root}: 3 problem(s) in 1 file(s)"
+    at = lines.index("actor folder with no audio file (2):")
+    assert lines[at + 1 : at + 3] == [
+        "  Actor_09: no audio file; expected its actor's 60 speech files (an interrupted copy or extraction?)",
+        "  nested/actor_10: no audio file; expected its actor's 60 speech files (an interrupted copy or extraction?)",
+    ]
+    assert ".trash" not in str(caught.value)
+    assert "; actors missing: Actor_04, Actor_05, " in lines[-2]
+    # --skip-bad: the same list once, and the counts of files add up
+    with pytest.warns(CorpusWarning) as caught:
+        manifest = ravdess.load(root, skip_bad=True)
+    (text,) = [str(w.message) for w in caught if "problem(s)" in str(w.message)]
+    assert text.startswith(f"ravdess at {root}: 3 problem(s) in 1 file(s)\n")
+    assert "nested/actor_10: no audio file" in text
+    assert text.endswith(
+        "--skip-bad: skipped the 1 file(s) listed out of 49; using the remaining 48 utterance(s)."
+    )
     assert len(manifest) == 48
+
+
+def test_an_actor_folder_holding_only_a_linked_folder_of_audio_is_not_empty(tmp_path):
+    root = fx.make_ravdess(tmp_path / "ravdess", actors=(1, 2))
+    fx.make_ravdess(tmp_path / "elsewhere", actors=(3,))
+    (root / "Actor_03").mkdir()
+    (root / "Actor_03" / "audio").symlink_to(tmp_path / "elsewhere" / "Actor_03")
+    assert len(ravdess.load(root)) == 48
 
 
 def test_merge_calm(tmp_path):
