@@ -159,8 +159,19 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+def absolute_root(root: str | os.PathLike) -> Path:
+    """The corpus root (a folder, or a CSV for ``custom``) as every command names it: ``~``
+    expanded, absolute, symbolic links resolved.
+
+    ``ser check`` and ``ser train`` (its messages, ``run.json``, the manifest's paths) both take
+    the root from here, so a corpus reached through a link is named the same way by both, and a
+    run resumed through another link to the same corpus is the same run.
+    """
+    return Path(os.path.expanduser(os.fspath(root))).resolve()
+
+
 def check_root(corpus: str, root: str | os.PathLike, layout: str) -> Path:
-    """Return ``root`` as an absolute Path after checking it is an existing folder.
+    """Return ``root`` as :func:`absolute_root` names it, after checking it is an existing folder.
 
     Raises
     ------
@@ -169,7 +180,7 @@ def check_root(corpus: str, root: str | os.PathLike, layout: str) -> Path:
     """
     if not isinstance(root, (str, os.PathLike)) or str(root) == "":
         raise CorpusError(f"{corpus}: corpus root {root!r} is not a path; expected a folder with {layout}")
-    path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+    path = absolute_root(root)
     if not path.exists():
         raise CorpusError(f"{corpus} at {path}: corpus root not found; expected a folder with {layout}")
     if not path.is_dir():

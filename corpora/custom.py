@@ -25,6 +25,7 @@ from corpora.base import (
     DUPLICATE,
     Record,
     Report,
+    absolute_root,
     check_root,
     finalize,
     find_audio,
@@ -53,7 +54,7 @@ _GENDERS = {"f": "F", "female": "F", "m": "M", "male": "M"}
 def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None) -> pd.DataFrame:
     """Manifest of your own data at ``root``: a CSV file, or a folder with one subfolder per class."""
     if isinstance(root, (str, os.PathLike)) and str(root) != "" and Path(root).expanduser().is_file():
-        return _load_csv(Path(os.path.abspath(Path(root).expanduser())), skip_bad, find_unusable)
+        return _load_csv(absolute_root(root), skip_bad, find_unusable)
     return _load_folders(check_root(NAME, root, LAYOUT), skip_bad, find_unusable)
 
 

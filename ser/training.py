@@ -772,6 +772,7 @@ def run_recipe(
         True in such a worker process: train the chosen folds only, with no report and no
         final model.
     """
+    from corpora.base import absolute_root
     from ser.evaluation import plot_confusion, scores
     from ser.protocol import describe_protocol, make_folds, member_splits
     from ser.recipe import recipe_to_dict
@@ -787,7 +788,7 @@ def run_recipe(
     recipe = _load_recipe(recipe_name, overrides)
     settings = recipe_to_dict(recipe)
     out = Path(out_dir)  # created once the corpus is checked: a refused run writes nothing
-    data_root = str(Path(data_root).resolve())
+    data_root = str(absolute_root(data_root))  # as the loader names it (and ser check)
     run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
     if recipe["model"].functionals:
         from ser.functionals import FUNCTIONALS_VERSION

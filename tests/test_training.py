@@ -1063,6 +1063,19 @@ def test_one_check_lists_every_problem_and_a_refused_train_writes_nothing(tmp_pa
     )
 
 
+def test_check_and_train_name_a_linked_corpus_the_same_way(tmp_path, monkeypatch, capsys):
+    from ser.cli import main
+
+    root = _broken_ravdess(tmp_path / "fake")
+    (tmp_path / "link").symlink_to(root)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "ravdess", "--data-root", "link"]) == 2
+    error = capsys.readouterr().err.split("ser check: error: ", 1)[1]
+    assert error.startswith(f"ravdess at {root}: 7 problem(s) in 7 file(s)\n")
+    assert main(["train", "ravdess", "--data-root", "link", "--out", "runs/t"]) == 2
+    assert capsys.readouterr().err.split("ser train: error: ", 1)[1] == error
+
+
 def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
     from ser.cli import main
     from tests.corpora import fixtures as fx

@@ -11,6 +11,7 @@ from corpora.base import (
     FIX_HINT,
     Record,
     Report,
+    absolute_root,
     check_root,
     finalize,
     find_audio,
@@ -54,6 +55,17 @@ def test_check_root(tmp_path):
     with pytest.raises(CorpusError, match="is not a path"):
         check_root("demo", None, "<layout>")
     assert check_root("demo", str(tmp_path / "x" / ".."), "<layout>") == tmp_path
+
+
+def test_a_linked_root_is_named_by_the_folder_it_links_to(tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    assert absolute_root("link") == check_root("demo", "link", "<layout>") == tmp_path / "real"
+    csv = tmp_path / "real" / "m.csv"
+    csv.write_text("path,label\n")
+    (tmp_path / "m.csv").symlink_to(csv)
+    assert absolute_root("m.csv") == csv
 
 
 def test_summary_groups_by_kind_and_truncates(tmp_path):
