@@ -102,7 +102,7 @@ def window_vote(probs, voiced) -> np.ndarray:
 
 #: What ``ser classify`` and ``ser attention`` say of audio without voiced speech.
 NO_SPEECH_NOTE = (
-    "no voiced speech found (noise, music or whispering?): the model was trained on speech, "
+    "no voiced speech found (noise, hum, music or whispering?): the model was trained on speech, "
     "so its label is a guess"
 )
 

@@ -30,6 +30,7 @@ from ser.errors import AudioError, ConfigError
 from ser.features import FrontendConfig, logmel
 from ser.inference import EmotionClassifier, model_features
 from ser.model import ModelConfig, build_model
+from tests.signals import speaking_tone
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SR = 16000
@@ -56,7 +57,7 @@ def voiced(seconds, rate=SR, seed=0, pitch=150.0):
     """A tone at a speaking pitch with a little noise: voiced, as speech is (``ser`` notes
     audio without voiced speech)."""
     t = np.arange(int(seconds * rate)) / rate
-    return (0.1 * np.sin(2 * np.pi * pitch * t) + 0.1 * noise(seconds, rate, seed)).astype(np.float32)
+    return (0.1 * speaking_tone(t, pitch) + 0.1 * noise(seconds, rate, seed)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +196,7 @@ def test_long_input_is_stitched_from_windows(classifier):
 
 
 def test_windows_without_speech_are_marked_as_classify_marks_them(classifier, folder):
-    y = (0.1 * np.sin(2 * np.pi * 150.0 * np.arange(16 * SR) / SR)).astype(np.float32)  # voiced
+    y = (0.1 * speaking_tone(np.arange(16 * SR) / SR)).astype(np.float32)  # voiced
     y[8 * SR : 12 * SR] = noise(4.0, seed=9)  # a stretch of noise: its window does not vote
     maps = compute_attention(classifier, y, sample_rate=SR)
     assert maps.window_counted == [True, True, False, True] and maps.speech

@@ -15,6 +15,7 @@ from ser.cli import main
 from ser.features import FrontendConfig
 from ser.inference import NO_SPEECH_NOTE
 from ser.model import ModelConfig, build_model
+from tests.signals import speaking_tone
 
 LABELS = ["angry", "calm", "sad"]
 SR = 16000
@@ -33,9 +34,9 @@ def files(tmp_path_factory):
     )
     model.save(d / "model.keras")
     rng = np.random.default_rng(0)
-    good = 0.1 * np.sin(2 * np.pi * 150.0 * np.arange(2 * SR) / SR) + rng.normal(0, 0.01, 2 * SR)
+    good = 0.1 * speaking_tone(np.arange(2 * SR) / SR) + rng.normal(0, 0.01, 2 * SR)
     sf.write(d / "good.wav", good.astype(np.float32), SR)  # voiced, as speech is
-    long = 0.1 * np.sin(2 * np.pi * 150.0 * np.arange(20 * 8000) / 8000) + rng.normal(0, 0.01, 20 * 8000)
+    long = 0.1 * speaking_tone(np.arange(20 * 8000) / 8000) + rng.normal(0, 0.01, 20 * 8000)
     sf.write(d / "long.flac", long.astype(np.float32), 8000)  # voiced all through
     (d / "text.wav").write_text("not audio at all\n")
     (d / "notmodel.keras").write_text("not a model\n")
@@ -102,7 +103,7 @@ def test_long_file_gets_a_timeline(files, capsys):
 def voiced(seconds, freq=150.0, rate=SR, scale=0.1):
     """A tone at a speaking pitch: periodic, so its frames count as voiced speech."""
     t = np.arange(int(seconds * rate)) / rate
-    return (scale * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return (scale * speaking_tone(t, freq)).astype(np.float32)
 
 
 def test_windows_without_speech_are_marked(files, capsys, tmp_path):

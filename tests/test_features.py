@@ -29,6 +29,7 @@ from ser.features import (
     trim_silence,
     voiced_fraction,
 )
+from tests.signals import speaking_tone
 
 # --------------------------------------------------------------------------- logmel
 
@@ -398,3 +399,20 @@ def test_voiced_fraction_tells_pitched_sound_from_noise(rate):
     assert 0.4 < voiced_fraction(half, rate) < 0.6
     assert voiced_fraction(np.zeros(rate), rate) == 0.0  # digital silence
     assert voiced_fraction(vowel[:100], rate) == 0.0  # shorter than a frame: padded, no error
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_voiced_fraction_leaves_out_steady_tones(rate):
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * rate) / rate
+    hum = 0.05 * sum(np.sin(2 * np.pi * 60 * k * t) / k for k in range(1, 6))  # mains hum
+    assert voiced_fraction(hum, rate) < 0.01
+    assert voiced_fraction(0.1 * np.sin(2 * np.pi * 220 * t), rate) < 0.01  # a beep
+    assert voiced_fraction(hum + rng.normal(0, 0.01, t.size), rate) < 0.01
+    # a voice's pitch moves: the same tone with a 5 Hz vibrato is voiced
+    assert voiced_fraction(0.1 * speaking_tone(t, 220.0), rate) > 0.9
+    # a voice over quiet hum: the voice is voiced, the hum in its pauses is not
+    voice = np.where((t % 3) < 1, 0.5 * speaking_tone(t), 0.0)  # a 2 s pause
+    assert 0.4 < voiced_fraction(voice + hum / 10, rate) < 0.6
+    # a steady stretch shorter than STEADY_SECONDS is not judged
+    assert voiced_fraction(hum[: int(0.8 * rate)], rate) > 0.9

@@ -25,6 +25,7 @@ from ser.inference import (
     standardize_utterance,
 )
 from ser.model import ModelConfig, build_model
+from tests.signals import speaking_tone
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SR = 16000
@@ -49,7 +50,7 @@ def noise(seconds, rate=SR, seed=0, scale=0.1):
 
 def tone(seconds, freq, rate=SR, seed=0):
     t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * freq * t) + noise(seconds, rate, seed, 0.01)).astype(np.float32)
+    return (0.3 * speaking_tone(t, freq) + noise(seconds, rate, seed, 0.01)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
