@@ -195,7 +195,7 @@ def test_delta_features_keep_padding_exact_and_survive_saving(tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     x, mask = features(40, batch=2, seed=3), ones(40, batch=2)
     np.testing.assert_array_equal(loaded([x, mask]), model([x, mask]))
-    without = build_model(LABELS, N_MELS, small(), seed=0)
+    without = build_model(LABELS, N_MELS, small(deltas=False), seed=0)
     assert without.get_layer("conv1").kernel.shape[2] == 1 and "deltas" not in {
         layer.name for layer in without.layers
     }
@@ -318,6 +318,7 @@ def test_model_config_round_trip():
     assert ModelConfig(adapt_blocks=[5, 3]).adapt_blocks == (3, 5)
     assert ModelConfig.from_dict({"adapt_blocks": []}).adapt_blocks == ()
     assert ModelConfig().functionals_speeds == (0.9, 1.1) and d["functionals_speeds"] == [0.9, 1.1]
+    assert ModelConfig().deltas is True and d["deltas"] is True
     assert ModelConfig.from_dict({"functionals_speeds": []}).functionals_speeds == ()
     with pytest.raises(ConfigError, match=r"unknown model setting\(s\) \['depth'\]; expected some of"):
         ModelConfig.from_dict({**d, "depth": 5})
