@@ -309,6 +309,47 @@ class ApplyMask(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ser")
+class TimeDeltas(keras.layers.Layer):
+    """Append delta and delta-delta channels along time to a ``(batch, time, freq, c)`` map.
+
+    The delta of ``x`` is the regression slope over ``2 N + 1`` frames (``N = width``; the
+    ``delta`` of HTK and :func:`librosa.feature.delta` with ``width=2N+1``, away from the
+    ends): ``d[t] = sum_{n=1..N} n (x[t+n] - x[t-n]) / (2 sum_{n=1..N} n^2)``; the
+    delta-delta is the delta of ``d``. Frames beyond the valid ones (a ``(batch, time)`` mask
+    of 1 and 0) count as zeros in both: ``x`` and ``d`` are masked first, so padding a batch
+    never changes a valid frame's result. The output holds ``[x, d, dd]`` along the channels
+    (``3 c`` of them), zero beyond the valid frames.
+    """
+
+    def __init__(self, width=2, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise ValueError(f"`width` must be an integer >= 1. Received: width={width!r}")
+        self.width = int(width)
+
+    def _delta(self, x):
+        n = self.width
+        padded = ops.pad(x, [[0, 0], [n, n], [0, 0], [0, 0]])
+        t = ops.shape(x)[1]
+        out = 0.0
+        for k in range(1, n + 1):
+            out = out + k * (padded[:, n + k : n + k + t] - padded[:, n - k : n - k + t])
+        return out / (2.0 * sum(k * k for k in range(1, n + 1)))
+
+    def call(self, x, valid):
+        valid = ops.cast(valid, x.dtype)[:, :, None, None]
+        x = x * valid
+        d = self._delta(x) * valid
+        return ops.concatenate([x, d, self._delta(d) * valid], axis=-1)
+
+    def compute_output_shape(self, x_shape, valid_shape):
+        return (*x_shape[:-1], 3 * x_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="ser")
 class PoolMask(keras.layers.Layer):
     """Max-pool a ``(batch, time)`` mask along time by ``pool`` (ceil), like the conv trunk."""
 

@@ -1475,6 +1475,9 @@ def _comparable(settings):
     if isinstance(out.get("training"), dict) and "speeds" not in out["training"]:
         # nor cut the CNN's training crops from speed-perturbed copies
         out["training"] = {**out["training"], "speeds": []}
+    if isinstance(out.get("model"), dict) and "deltas" not in out["model"]:
+        # nor feed the CNN delta features
+        out["model"] = {**out["model"], "deltas": False}
     if isinstance(out.get("frontend"), dict) and "level_db" not in out["frontend"]:
         # nor normalise the recording level
         out["frontend"] = {**out["frontend"], "level_db": None}

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from ser.layers import ApplyMask, AttentionalPooling, MaskedGlobalPooling, MetadataLayer, PoolMask
+from ser.layers import ApplyMask, AttentionalPooling, MaskedGlobalPooling, MetadataLayer, PoolMask, TimeDeltas
 
 
 def random_x(shape, seed=0):
@@ -401,3 +401,40 @@ def test_pool_mask_and_apply_mask():
     x = np.ones((2, 5, 3, 2), np.float32)
     out = np.asarray(ApplyMask()(x, mask))
     np.testing.assert_array_equal(out.sum(axis=(1, 2, 3)), [3 * 6, 1 * 6])
+
+
+def test_time_deltas_are_regression_slopes_with_zeros_beyond_the_ends():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 30, 4, 1)).astype(np.float32)
+    out = np.asarray(TimeDeltas(width=2)(x, np.ones((2, 30), np.float32)))
+    assert out.shape == (2, 30, 4, 3)
+    assert TimeDeltas().compute_output_shape((None, None, 4, 1), (None, None)) == (None, None, 4, 3)
+    np.testing.assert_array_equal(out[..., :1], x)
+
+    def delta(v):
+        p = np.pad(v, ((0, 0), (2, 2), (0, 0), (0, 0)))
+        return sum(n * (p[:, 2 + n : 32 + n] - p[:, 2 - n : 32 - n]) for n in (1, 2)) / 10.0
+
+    np.testing.assert_allclose(out[..., 1:2], delta(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[..., 2:], delta(delta(x)), rtol=1e-5, atol=1e-6)
+    # away from the ends, librosa's delta (HTK's regression over 5 frames)
+    import librosa
+
+    np.testing.assert_allclose(
+        out[:, 2:-2, :, 1], librosa.feature.delta(x[..., 0], width=5, axis=1)[:, 2:-2], rtol=1e-4, atol=1e-5
+    )
+    # a ramp's slope
+    ramp = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None, None], (1, 10, 2, 1))
+    np.testing.assert_allclose(
+        np.asarray(TimeDeltas()(ramp, np.ones((1, 10))))[0, 2:-2, :, 1], 1.0, rtol=1e-6
+    )
+    # the padding of a batch: what lies beyond the valid frames never reaches them
+    mask = np.ones((2, 30), np.float32)
+    mask[1, 20:] = 0
+    padded = np.asarray(TimeDeltas()(x, mask))
+    alone = np.asarray(TimeDeltas()(x[1:, :20], np.ones((1, 20), np.float32)))
+    np.testing.assert_allclose(padded[1, :20], alone[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(padded[1, 20:], 0.0)
+    assert TimeDeltas.from_config(TimeDeltas(width=3).get_config()).width == 3
+    with pytest.raises(ValueError, match=r"`width` must be an integer >= 1. Received: width=0"):
+        TimeDeltas(width=0)

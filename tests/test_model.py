@@ -183,6 +183,24 @@ def test_padding_never_changes_logits_with_strided_blocks(strided_blocks):
         np.testing.assert_allclose(padded, alone, rtol=1e-5, atol=1e-5)
 
 
+def test_delta_features_keep_padding_exact_and_survive_saving(tmp_path):
+    model = build_model(LABELS, N_MELS, small(deltas=True), seed=0)
+    assert model.get_layer("conv1").kernel.shape[2] == 3  # features, delta, delta-delta
+    # the deltas see zeros beyond the valid frames, padded or not
+    for t in (101, 75, 43, 17):
+        alone, padded = padded_pair(model, t)
+        np.testing.assert_allclose(padded, alone, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "deltas.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x, mask = features(40, batch=2, seed=3), ones(40, batch=2)
+    np.testing.assert_array_equal(loaded([x, mask]), model([x, mask]))
+    without = build_model(LABELS, N_MELS, small(deltas=False), seed=0)
+    assert without.get_layer("conv1").kernel.shape[2] == 1 and "deltas" not in {
+        layer.name for layer in without.layers
+    }
+
+
 def test_strided_blocks_downsample_by_their_pool():
     model = build_model(LABELS, N_MELS, small(strided_blocks=2), seed=0)
     assert model.get_layer("conv1").strides == (2, 2) and model.get_layer("conv2").strides == (2, 2)
@@ -278,6 +296,7 @@ def test_model_config_strides_and_defaults():
             r"functionals_speeds must be a list of distinct speed factors from 0.5 to 2",
         ),
         ({"functionals_speeds": 0.9}, r"Received: model.functionals_speeds=0.9"),
+        ({"deltas": "yes"}, r"deltas must be true or false. Received: deltas='yes'"),
         ({"functionals_speeds": ("0.9",)}, r"functionals_speeds must be a list"),
         ({"functionals_speeds": (0.9, 0.9)}, r"Received: model.functionals_speeds=\(0.9, 0.9\)"),
         ({"functionals_speeds": (3.0,)}, r"other than 1 \(e.g. \[0.9, 1.1\], or \[\] for none\)"),
@@ -299,6 +318,7 @@ def test_model_config_round_trip():
     assert ModelConfig(adapt_blocks=[5, 3]).adapt_blocks == (3, 5)
     assert ModelConfig.from_dict({"adapt_blocks": []}).adapt_blocks == ()
     assert ModelConfig().functionals_speeds == (0.9, 1.1) and d["functionals_speeds"] == [0.9, 1.1]
+    assert ModelConfig().deltas is True and d["deltas"] is True
     assert ModelConfig.from_dict({"functionals_speeds": []}).functionals_speeds == ()
     with pytest.raises(ConfigError, match=r"unknown model setting\(s\) \['depth'\]; expected some of"):
         ModelConfig.from_dict({**d, "depth": 5})

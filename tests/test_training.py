@@ -703,6 +703,16 @@ def test_a_run_from_before_speed_perturbation_fitted_the_head_on_the_files_alone
     assert _comparable(cnn_only) == _comparable({"model": ModelConfig(functionals=False).to_dict()})
 
 
+def test_a_run_from_before_delta_features_fed_the_cnn_the_features_alone():
+    from ser.model import ModelConfig
+    from ser.training import _comparable
+
+    new = {"model": ModelConfig(deltas=True).to_dict()}
+    old = {"model": {k: v for k, v in new["model"].items() if k != "deltas"}}
+    assert _comparable(old) != _comparable(new)
+    assert _comparable(old) == _comparable({"model": ModelConfig(deltas=False).to_dict()})
+
+
 def test_a_run_from_before_speed_perturbed_crops_trained_on_the_files_alone():
     from ser.recipe import TrainingConfig
     from ser.training import _comparable
