@@ -159,7 +159,7 @@ def test_rerun_with_other_settings_is_refused(tiny_run, tiny_corpus):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=[*TINY, "model.head=average"])
 
 
-def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
+def test_average_head_and_fold_subset(tiny_corpus, tmp_path, warm_cache):
     from ser.training import run_recipe
 
     res = run_recipe(
@@ -186,7 +186,7 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
     assert not (tmp_path / "avg" / "model.keras").exists()
 
 
-def test_without_cnn_adaptation_the_functionals_head_still_adapts(tiny_corpus, tmp_path):
+def test_without_cnn_adaptation_the_functionals_head_still_adapts(tiny_corpus, tmp_path, warm_cache):
     from ser.training import run_recipe
 
     res = run_recipe(
@@ -214,7 +214,7 @@ def test_bad_folds_and_recipe_errors(tiny_corpus, tmp_path):
         run_recipe("nope", data_root=tiny_corpus, out_dir=tmp_path / "y")
 
 
-def test_kill_during_training_then_resume(tiny_corpus, tmp_path):
+def test_kill_during_training_then_resume(tiny_corpus, tmp_path, warm_cache):
     """kill -9 in the middle of a run, rerun the same command: it finishes, skipping done folds."""
     out = tmp_path / "killed"
     cmd = [
@@ -488,7 +488,9 @@ def test_keep_last_or_best_epoch():
         load_recipe("synthetic", ["training.keep='first'"])
 
 
-def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path, monkeypatch):
+def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(
+    tiny_corpus, tmp_path, monkeypatch, warm_cache
+):
     """``training.members=2``: each fold and the final model average two members, member j
     trained as a run with seed + j - 1 would be; test speakers stay out of every member."""
     import numpy as np
@@ -936,7 +938,7 @@ def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
 
 
 def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_request(
-    tiny_corpus, tmp_path, capsys
+    tiny_corpus, tmp_path, capsys, warm_cache
 ):
     # headers fine, audio not: found by check's decoding and while extracting features, all
     # of them named at once

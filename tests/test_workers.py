@@ -101,7 +101,9 @@ def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
         pytest.fail("the worker outlived its killed parent")
 
 
-def test_a_run_with_workers_matches_the_folds_of_a_run_without(tiny_run, tiny_corpus, tmp_path, capfd):
+def test_a_run_with_workers_matches_the_folds_of_a_run_without(
+    tiny_run, tiny_corpus, tmp_path, capfd, warm_cache
+):
     from ser import load_model
     from ser.training import run_recipe
 
@@ -160,7 +162,7 @@ def test_bad_jobs_on_the_command_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("jobs", ["2", "1"])
-def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path, jobs):
+def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path, jobs, warm_cache):
     """Ctrl-C (SIGINT to the whole process group) during a run with fold workers, or in one
     process beside joblib's idle feature workers: one line, exit 130, no traceback or
     warning, no process left."""
