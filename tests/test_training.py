@@ -2,10 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -212,38 +208,6 @@ def test_bad_folds_and_recipe_errors(tiny_corpus, tmp_path):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=tmp_path / "x", folds="7", overrides=TINY)
     with pytest.raises(ConfigError, match="recipe 'nope' not found"):
         run_recipe("nope", data_root=tiny_corpus, out_dir=tmp_path / "y")
-
-
-def test_kill_during_training_then_resume(tiny_corpus, tmp_path, warm_cache):
-    """kill -9 in the middle of a run, rerun the same command: it finishes, skipping done folds.
-
-    The killed run is a real ``ser`` process; the rerun is the same command run here (it
-    resumes from what is on disk; starting another process would only import TensorFlow again).
-    """
-    from ser.cli import main
-
-    out = tmp_path / "killed"
-    args = ["train", "synthetic", "--data-root", str(tiny_corpus), "--out", str(out)]
-    for item in TINY:
-        args += ["--set", item]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ser", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
-    first = out / "folds" / "fold_01" / "result.json"
-    deadline = time.time() + 240
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert first.exists(), "first fold never finished"
-    done_before = json.loads(first.read_text())
-    assert not (out / "model.keras").exists() or (out / "results.json").exists()
-    assert main(args) == 0
-    assert json.loads(first.read_text()) == done_before  # the finished fold was not redone
-    results = json.loads((out / "results.json").read_text())
-    assert len(results["folds"]) == 3 and results["complete"]
-    assert (out / "model.keras").is_file()
 
 
 def test_out_folder_errors_are_config_errors(tiny_corpus, tmp_path):
