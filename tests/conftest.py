@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic corpus and a tiny trained run, built once per session."""
 
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -47,3 +48,22 @@ def tiny_run(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     results = run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
     return out, results
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_run):
+    """The feature cache the tiny run filled: the features, speed copies and functionals of
+    every file of ``tiny_corpus`` (keyed by file content, not path)."""
+    out, _ = tiny_run
+    cache = out.parent / ".ser-cache"
+    assert any(cache.glob("*.npy")), cache
+    return cache
+
+
+@pytest.fixture
+def warm_cache(tiny_cache, tmp_path):
+    """``tmp_path/.ser-cache``, a copy of ``tiny_cache``: a run with ``--out`` in ``tmp_path``
+    (whose default cache that is) reads the tiny corpus's features back instead of computing
+    them again, as a rerun beside an earlier run does. For tests whose point is not the
+    feature extraction (``tiny_run`` computes them from scratch)."""
+    return shutil.copytree(tiny_cache, tmp_path / ".ser-cache")

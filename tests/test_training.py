@@ -2,10 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -159,7 +155,7 @@ def test_rerun_with_other_settings_is_refused(tiny_run, tiny_corpus):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=[*TINY, "model.head=average"])
 
 
-def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
+def test_average_head_and_fold_subset(tiny_corpus, tmp_path, warm_cache):
     from ser.training import run_recipe
 
     res = run_recipe(
@@ -186,7 +182,7 @@ def test_average_head_and_fold_subset(tiny_corpus, tmp_path):
     assert not (tmp_path / "avg" / "model.keras").exists()
 
 
-def test_without_cnn_adaptation_the_functionals_head_still_adapts(tiny_corpus, tmp_path):
+def test_without_cnn_adaptation_the_functionals_head_still_adapts(tiny_corpus, tmp_path, warm_cache):
     from ser.training import run_recipe
 
     res = run_recipe(
@@ -212,41 +208,6 @@ def test_bad_folds_and_recipe_errors(tiny_corpus, tmp_path):
         run_recipe("synthetic", data_root=tiny_corpus, out_dir=tmp_path / "x", folds="7", overrides=TINY)
     with pytest.raises(ConfigError, match="recipe 'nope' not found"):
         run_recipe("nope", data_root=tiny_corpus, out_dir=tmp_path / "y")
-
-
-def test_kill_during_training_then_resume(tiny_corpus, tmp_path):
-    """kill -9 in the middle of a run, rerun the same command: it finishes, skipping done folds."""
-    out = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ser",
-        "train",
-        "synthetic",
-        "--data-root",
-        str(tiny_corpus),
-        "--out",
-        str(out),
-    ]
-    for item in TINY:
-        cmd += ["--set", item]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    first = out / "folds" / "fold_01" / "result.json"
-    deadline = time.time() + 240
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert first.exists(), "first fold never finished"
-    done_before = json.loads(first.read_text())
-    assert not (out / "model.keras").exists() or (out / "results.json").exists()
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(first.read_text()) == done_before  # the finished fold was not redone
-    results = json.loads((out / "results.json").read_text())
-    assert len(results["folds"]) == 3 and results["complete"]
-    assert (out / "model.keras").is_file()
 
 
 def test_out_folder_errors_are_config_errors(tiny_corpus, tmp_path):
@@ -488,7 +449,9 @@ def test_keep_last_or_best_epoch():
         load_recipe("synthetic", ["training.keep='first'"])
 
 
-def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(tiny_corpus, tmp_path, monkeypatch):
+def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(
+    tiny_corpus, tmp_path, monkeypatch, warm_cache
+):
     """``training.members=2``: each fold and the final model average two members, member j
     trained as a run with seed + j - 1 would be; test speakers stay out of every member."""
     import numpy as np
@@ -946,7 +909,7 @@ def test_folds_that_cannot_be_made_fail_before_any_feature(tmp_path, capsys):
 
 
 def test_files_whose_audio_is_unusable_are_reported_together_and_skipped_on_request(
-    tiny_corpus, tmp_path, capsys
+    tiny_corpus, tmp_path, capsys, warm_cache
 ):
     # headers fine, audio not: found by check's decoding and while extracting features, all
     # of them named at once
