@@ -213,19 +213,28 @@ def find_audio(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found: list[Path] = []
+    found = [
+        Path(dirpath) / name
+        for dirpath, _, filenames in walk_visible(folder)
+        for name in filenames
+        if not is_hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+    ]
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def walk_visible(folder: str | os.PathLike):
+    """:func:`os.walk` of ``folder`` as the loaders scan it: hidden folders (and
+    ``__MACOSX``) skipped, the others visited in sorted order, symbolic links to folders
+    followed once (a link loop, or a folder linked twice, is visited once)."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:  # a link loop, or a folder linked twice
+        if real in seen:
             dirnames[:] = []
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for name in filenames:
-            if not is_hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return sorted(found, key=lambda p: p.as_posix())
+        yield dirpath, dirnames, filenames
 
 
 def scan_audio(corpus: str, root: str | os.PathLike, layout: str, *, prefer: str | None = None) -> list[Path]:

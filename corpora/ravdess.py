@@ -21,10 +21,10 @@ from corpora.base import (
     check_bool,
     check_root,
     finalize,
-    is_hidden,
     lacking,
     relative,
     scan_audio,
+    walk_visible,
 )
 
 NAME = "ravdess"
@@ -134,17 +134,12 @@ def _empty_actor_folders(root: Path, files: list[Path]) -> list[Path]:
     """The ``Actor_NN`` folders under ``root`` (at any depth, hidden folders aside, as
     :func:`corpora.base.find_audio` scans) with no audio file in them, sorted."""
     holding = {folder for path in files for folder in path.parents}
-    empty, seen = [], set()
-    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a link loop, or a folder linked twice
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        empty += [
-            Path(dirpath) / d for d in dirnames if _ACTOR_DIR.match(d) and Path(dirpath) / d not in holding
-        ]
+    empty = [
+        Path(dirpath) / d
+        for dirpath, dirnames, _ in walk_visible(root)
+        for d in dirnames
+        if _ACTOR_DIR.match(d) and Path(dirpath) / d not in holding
+    ]
     return sorted(empty, key=lambda p: p.as_posix())
 
 

@@ -32,6 +32,18 @@ def _sleep_forever(pid_file):
     time.sleep(600)
 
 
+def _group_exits(pgid: int, seconds: float) -> bool:
+    """Whether every process of group ``pgid`` has exited within ``seconds``."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_worker_count(monkeypatch):
     import ser.workers as w
 
@@ -136,14 +148,8 @@ def test_a_run_with_workers_killed_then_resumed_matches_the_folds_of_a_run_witho
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        deadline = time.time() + 20  # its orphaned workers stop (no result written after this)
-        while time.time() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
+        # its orphaned workers stop (no result written after this)
+        if not _group_exits(proc.pid, 20):
             os.killpg(proc.pid, signal.SIGKILL)
     assert first.exists(), "first fold never finished"
     assert "training 3 folds in 2 worker processes" in log.read_text()
@@ -220,14 +226,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path, 
             time.sleep(0.05)  # a worker has started its first fold
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
+        if not _group_exits(proc.pid, 10):
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail("worker processes outlived the interrupted run")
     text = log.read_text()  # with what any process of the run printed as it exited
