@@ -111,10 +111,11 @@ class ModelConfig:
         Feed Conv1 the delta and delta-delta of the normalised log-mel features along time
         (regression over 5 frames, :class:`ser.layers.TimeDeltas`) beside the features
         themselves: 3 input channels. Computed inside the model, so the frontend, the feature
-        cache and ``ser classify`` are unchanged. On RAVDESS (2026-11-29, seeds 0 and 1 with
-        and without, the same folds): the fused model UA +0.014 and +0.010, the CNN alone
-        +0.033 and +0.021, and the CNN's UA on the validation actors, which a run can see,
-        +0.011 and +0.025.
+        cache and ``ser classify`` are unchanged. Off by default: on RAVDESS (2026-11-29, three
+        runs with and without on the same folds, ``recipes/ravdess/README.md``) the CNN alone
+        gained UA +0.022 on average and its validation actors +0.016, but the fused model only
+        +0.009 (-0.004 in one run), within what a run varies by; on the EmoDB-sized stand-in
+        the CNN alone lost 0.035 and the fused model did not move.
     """
 
     widths: tuple = (8, 16, 32, 64, 128)
@@ -129,7 +130,7 @@ class ModelConfig:
     adapt_blocks: tuple = (4, 5)
     functionals: bool = True
     functionals_speeds: tuple = (0.9, 1.1)
-    deltas: bool = True
+    deltas: bool = False
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

@@ -318,7 +318,7 @@ def test_model_config_round_trip():
     assert ModelConfig(adapt_blocks=[5, 3]).adapt_blocks == (3, 5)
     assert ModelConfig.from_dict({"adapt_blocks": []}).adapt_blocks == ()
     assert ModelConfig().functionals_speeds == (0.9, 1.1) and d["functionals_speeds"] == [0.9, 1.1]
-    assert ModelConfig().deltas is True and d["deltas"] is True
+    assert ModelConfig().deltas is False and d["deltas"] is False
     assert ModelConfig.from_dict({"functionals_speeds": []}).functionals_speeds == ()
     with pytest.raises(ConfigError, match=r"unknown model setting\(s\) \['depth'\]; expected some of"):
         ModelConfig.from_dict({**d, "depth": 5})
