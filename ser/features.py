@@ -242,7 +242,7 @@ def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
     peaks = (inner >= r[:, lo - 1 : hi]) & (inner >= r[:, lo + 1 : hi + 2])
     scores = np.where(peaks, inner, -1.0)
     voiced = (scores.max(axis=1) >= VOICED_PEAK) & loud[: len(frames)]
-    return float(np.mean(voiced & ~_steady(np.where(voiced, scores.argmax(axis=1) + lo, np.nan), 0.020)))
+    return float(np.mean(voiced & ~_steady(np.where(voiced, scores.argmax(axis=1) + lo, np.nan), hop / rate)))
 
 
 def _steady(lags: np.ndarray, hop_seconds: float) -> np.ndarray:

@@ -199,7 +199,7 @@ def test_bad_jobs_on_the_command_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("jobs", ["2", "1"])
-def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path, jobs, warm_cache):
+def test_ctrl_c_stops_the_workers_and_keeps_what_is_done(tiny_corpus, tmp_path, jobs):
     """Ctrl-C (SIGINT to the whole process group) during a run with fold workers, or in one
     process beside joblib's idle feature workers: one line, exit 130, no traceback or
     warning, no process left."""
