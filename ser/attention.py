@@ -53,6 +53,9 @@ FREQ_TICKS_HZ = (100, 200, 300, 500, 1000, 2000, 3000, 4000, 6000, 8000, 12000, 
 #: cells get the end colours, so one strong cell does not wash out the rest.
 PRODUCT_COLOR_PERCENTILE = 98.0
 
+#: Occluded copies of the input per forward pass of :func:`occlusion_map`.
+OCCLUSION_BATCH = 32
+
 
 @dataclass(frozen=True, eq=False)
 class AttentionMaps:
@@ -120,6 +123,11 @@ class AttentionMaps:
     adapted_to : int
         Recordings of the speaker the model was adapted to (``--same-speaker``; see
         :meth:`EmotionClassifier.set_speaker_reference`); 0: not adapted.
+    occlusion, occlusion_up : np.ndarray [shape=(t', f') and (frames, n_mels)] or None
+        With ``occlusion=True``: per Conv5 cell, how far the CNN's logit for the explained
+        class falls when the cell's input region alone is replaced by the model's training
+        mean (:func:`occlusion_map`), and the same repeated over the cell's frames and bands;
+        ``None`` otherwise.
     """
 
     spectrogram: np.ndarray
@@ -150,6 +158,22 @@ class AttentionMaps:
     functionals: bool = False
     cnn_weight: float = 1.0
     adapted_to: int = 0
+    occlusion: np.ndarray | None = None
+    occlusion_up: np.ndarray | None = None
+
+    @property
+    def agreement(self) -> float | None:
+        """Spearman rank correlation between ``product`` and ``occlusion`` over the cells:
+        how well the attention's evidence ranks the regions the CNN's output depends on
+        (``None`` without ``occlusion``, or where either map is constant)."""
+        if self.occlusion is None:
+            return None
+        from scipy.stats import spearmanr
+
+        a, b = self.product.ravel(), self.occlusion.ravel()
+        if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+            return None
+        return float(spearmanr(a, b).statistic)
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write the maps, axes and labels to ``path`` (compressed ``.npz``, atomically)."""
@@ -178,6 +202,9 @@ class AttentionMaps:
             "cnn_weight": np.asarray(self.cnn_weight),
             "adapted_to": np.asarray(self.adapted_to),
         }
+        if self.occlusion is not None:
+            arrays["occlusion"] = self.occlusion
+            arrays["occlusion_up"] = self.occlusion_up
         _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
 
@@ -212,6 +239,70 @@ def upsample(grid: np.ndarray, time_stride: int, freq_stride: int, frames: int, 
     return up[:frames, :bands]
 
 
+def occlusion_map(
+    classifier: EmotionClassifier, features: np.ndarray, k: int, time_stride: int, freq_stride: int
+) -> np.ndarray:
+    """How far the CNN's logit for class ``k`` falls when each Conv5 cell's input region is hidden.
+
+    The occlusion test of Zeiler & Fergus (ECCV 2014), cell by cell: for each cell of the
+    Conv5 grid, the ``time_stride`` frames x ``freq_stride`` bands it covers are replaced by
+    the model's training mean of each band (the value its input normalisation maps to zero),
+    and the input goes through the whole network again. Unlike ``t_k * h``, which is what the
+    pooling sums at each cell, this measures what the output depends on: the conv layers
+    before the pooling let each cell see its neighbours' regions, so the two can differ.
+
+    Parameters
+    ----------
+    classifier : EmotionClassifier
+        For an ensemble, each member's fall (with its own training mean) is averaged, as its
+        logits are.
+    features : np.ndarray [shape=(frames, n_mels)]
+        One input as the model takes it (:func:`ser.inference.model_features`).
+    k : int
+        Class index.
+    time_stride, freq_stride : int
+        Frames and bands per Conv5 cell.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(frames / time_stride), ceil(n_mels / freq_stride)), dtype=float32]
+        Original logit minus the logit with the cell hidden: positive where the region
+        supported class ``k``, negative where it spoke against it. One forward pass per cell
+        (batched by :data:`OCCLUSION_BATCH`).
+    """
+    from ser.features import pad_batch
+    from ser.model import forward_function
+
+    frames, n_mels = features.shape
+    rows, cols = -(-frames // time_stride), -(-n_mels // freq_stride)
+    x, m = pad_batch([features], multiple=classifier.time_stride)
+    cells = [(i, j) for i in range(rows) for j in range(cols)]
+    fall = np.zeros(len(cells), dtype=np.float64)
+    for member in classifier.members:
+        try:
+            fill = np.asarray(member.get_layer("normalization").mean, dtype=np.float32)
+        except ValueError:
+            raise ModelError(
+                f"{classifier.path}: no input normalisation layer to take the training mean from "
+                "(saved by another version of ser?); expected a model written by `ser train`"
+            ) from None
+        forward = forward_function(member)
+        base = float(np.asarray(forward(x, m))[0, k])
+        for a in range(0, len(cells), OCCLUSION_BATCH):
+            chunk = cells[a : a + OCCLUSION_BATCH]
+            xs = np.repeat(x, len(chunk), axis=0)
+            for n, (i, j) in enumerate(chunk):
+                bands = slice(j * freq_stride, (j + 1) * freq_stride)
+                xs[n, i * time_stride : min((i + 1) * time_stride, frames), bands] = fill[bands]
+            out = np.asarray(forward(xs, np.repeat(m, len(chunk), axis=0)), dtype=np.float64)
+            fall[a : a + len(chunk)] += base - out[:, k]
+    if not np.all(np.isfinite(fall)):
+        raise ModelError(
+            f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?"
+        )
+    return (fall / len(classifier.members)).reshape(rows, cols).astype(np.float32)
+
+
 def compute_attention(
     classifier: EmotionClassifier,
     audio,
@@ -220,6 +311,7 @@ def compute_attention(
     class_name: str | None = None,
     start: float | None = None,
     end: float | None = None,
+    occlusion: bool = False,
 ) -> AttentionMaps:
     """Attention maps of a file or waveform (or of a time range of it).
 
@@ -233,6 +325,9 @@ def compute_attention(
         Class to explain; default the predicted one.
     start, end : float or None
         Range in seconds (default: the whole input, at most :data:`MAX_ATTENTION_DURATION` s).
+    occlusion : bool
+        Also compute :func:`occlusion_map` for the explained class (one forward pass per
+        Conv5 cell; a long range's windows each on their own, as their maps are).
 
     Returns
     -------
@@ -270,7 +365,7 @@ def compute_attention(
         bounds.append(y.size)
         pieces = [(a, y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    spectra, grids_td, grids_bu, probs, voiced = [], [], [], [], []
+    spectra, grids_td, grids_bu, probs, voiced, inputs = [], [], [], [], [], []
     strides = None
     for i in range(0, len(pieces), BATCH_WINDOWS):
         batch = pieces[i : i + BATCH_WINDOWS]
@@ -291,6 +386,7 @@ def compute_attention(
                     f, s = f[: w.size // hop], s[: w.size // hop]
             feats.append(f)
             specs.append(s)
+        inputs.extend(feats if occlusion else [])
         logits, top_down, bottom_up, st, sf_ = _head_maps(classifier, feats)
         strides = (st, sf_)
         for f, s, td, bu in zip(feats, specs, top_down, bottom_up, strict=True):
@@ -330,6 +426,9 @@ def compute_attention(
         mode = classifier.members[0].get_layer("head").bottom_up
     else:
         mode = "constant"
+    hidden = None
+    if occlusion:
+        hidden = np.concatenate([occlusion_map(classifier, f, k, st, sf_) for f in inputs])
     return AttentionMaps(
         spectrogram=spectrogram,
         times=(t0 + np.arange(frames) * hop / sr).astype(np.float64),
@@ -359,6 +458,8 @@ def compute_attention(
         functionals=classifier.functionals is not None,
         cnn_weight=classifier.cnn_weight,
         adapted_to=_adapted_to(classifier),
+        occlusion=hidden,
+        occlusion_up=None if hidden is None else upsample(hidden, st, sf_, frames, n_mels),
     )
 
 
@@ -664,6 +765,27 @@ def figure_title(maps: AttentionMaps) -> str:
     return "\n".join([title, *lines])
 
 
+def _overlay(
+    fig, ax, spec: np.ndarray, grid: np.ndarray, grid_up: np.ndarray, label: str, image_kw: dict
+) -> None:
+    """Draw a signed map over the spectrogram in grey: red for, blue against, opacity growing
+    with strength up to +-the :data:`PRODUCT_COLOR_PERCENTILE` percentile of ``|grid|``."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    ax.imshow(spec.T, cmap="Greys", **image_kw)
+    lim = _symmetric_limit(grid, PRODUCT_COLOR_PERCENTILE)
+    norm = Normalize(-lim, lim, clip=True)
+    cmap = colormaps["RdBu_r"]
+    rgba = cmap(norm(grid_up.T))
+    rgba[..., 3] = 0.85 * np.minimum(np.abs(grid_up.T) / lim, 1.0)
+    ax.imshow(rgba, **image_kw)
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01, label=label, extend=_extend(grid_up, lim)
+    )
+
+
 def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str | None = None) -> None:
     """Draw the spectrogram and the attention maps, one above the other, to a picture file.
 
@@ -681,9 +803,6 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     title : str or None
         Default: :func:`figure_title`.
     """
-    from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas
 
     spec = maps.spectrogram
@@ -692,8 +811,9 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     half = (maps.times[1] - maps.times[0]) / 2 if frames > 1 else 0.005
     extent = (maps.times[0] - half, maps.times[-1] + half, -0.5, n_mels - 0.5)
     width = float(np.clip(6.0 + 0.5 * duration, 9.0, 22.0))
-    fig = Figure(figsize=(width, 11.0), dpi=110, layout="constrained")
-    axes = fig.subplots(4, 1, sharex=True, sharey=True)
+    panels = 4 if maps.occlusion is None else 5
+    fig = Figure(figsize=(width, 2.75 * panels), dpi=110, layout="constrained")
+    axes = fig.subplots(panels, 1, sharex=True, sharey=True)
     image_kw = {"origin": "lower", "aspect": "auto", "extent": extent, "interpolation": "nearest"}
 
     ticks, positions = _freq_ticks(maps.freqs)
@@ -741,27 +861,26 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
 
     # 4. product over the spectrogram; a robust limit, so one strong cell does not wash out the rest
     ax = axes[3]
-    ax.imshow(spec.T, cmap="Greys", **image_kw)
-    lim = _symmetric_limit(maps.product, PRODUCT_COLOR_PERCENTILE)
-    norm = Normalize(-lim, lim, clip=True)
-    cmap = colormaps["RdBu_r"]
-    rgba = cmap(norm(maps.product_up.T))
-    rgba[..., 3] = 0.85 * np.minimum(np.abs(maps.product_up.T) / lim, 1.0)
-    ax.imshow(rgba, **image_kw)
-    fig.colorbar(
-        ScalarMappable(norm=norm, cmap=cmap),
-        ax=ax,
-        pad=0.01,
-        label="t·h",
-        extend=_extend(maps.product_up, lim),
-    )
+    _overlay(fig, ax, spec, maps.product, maps.product_up, "t·h", image_kw)
     if maps.head == "max":
         text = f"class activation map for '{explained}' (red for, blue against; max head: logit uses peaks)"
     else:
         how = "sum" if maps.bottom_up_mode == "softmax" else "mean"
         text = f"t·h: evidence for '{explained}' (red for, blue against; the logit is its {how})"
     ax.set_title(text, loc="left", fontsize=10)
-    ax.set_xlabel("time (s)")
+
+    # 5. occlusion, where computed: what the CNN's output depends on, on the same grid
+    if maps.occlusion is not None:
+        ax = axes[4]
+        _overlay(fig, ax, spec, maps.occlusion, maps.occlusion_up, "logit fall", image_kw)
+        agreement = maps.agreement
+        agrees = "" if agreement is None else f"; rank correlation with t·h {agreement:.2f}"
+        ax.set_title(
+            f"occlusion: fall of the CNN's '{explained}' logit with the region set to the training mean{agrees}",
+            loc="left",
+            fontsize=10,
+        )
+    axes[-1].set_xlabel("time (s)")
 
     for ax in axes:
         freq_axis(ax)
@@ -789,6 +908,7 @@ def attention_command(
     start: float | None = None,
     end: float | None = None,
     same_speaker=None,
+    occlusion: bool = False,
 ) -> int:
     """``ser attention``: draw the maps of one file to a PNG (and save them to an ``.npz``).
 
@@ -797,6 +917,8 @@ def attention_command(
     same_speaker : list of str or None
         Other recordings of the file's speaker: the model adapts to them and the file itself
         (as ``ser classify --same-speaker`` does) before the maps are computed.
+    occlusion : bool
+        Add the occlusion map (:func:`occlusion_map`) as a fifth panel and to the ``.npz``.
 
     Returns
     -------
@@ -826,7 +948,9 @@ def attention_command(
                 failed += 1
                 print(f"{path}: error: {message}", file=sys.stderr, flush=True)
     try:
-        maps = compute_attention(classifier, audio_path, class_name=class_name, start=start, end=end)
+        maps = compute_attention(
+            classifier, audio_path, class_name=class_name, start=start, end=end, occlusion=occlusion
+        )
     except AudioError as exc:
         print(f"{audio_path}: error: {_error_text(str(audio_path), exc)}", file=sys.stderr, flush=True)
         return 1

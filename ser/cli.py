@@ -119,6 +119,7 @@ def _cmd_attention(args) -> int:
         start=args.start,
         end=args.end,
         same_speaker=args.same_speaker,
+        occlusion=args.occlusion,
     )
 
 
@@ -275,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="other recordings of this file's speaker (with the file, 5 or more, several emotions): the "
         "model adapts to them without labels before drawing, as classify --same-speaker does",
+    )
+    p.add_argument(
+        "--occlusion",
+        action="store_true",
+        help="add a panel of what the CNN's output depends on: the fall of its logit when each region is "
+        "replaced by the training mean (one forward pass per region), and its rank correlation with t·h",
     )
     p.set_defaults(func=_cmd_attention)
     return parser

@@ -22,6 +22,7 @@ from ser.attention import (
     compute_attention,
     figure_title,
     mel_band_centers,
+    occlusion_map,
     plot_attention,
     upsample,
 )
@@ -308,6 +309,7 @@ def test_command_writes_png_and_npz(classifier, folder, capsys):
         assert data["product"].shape == (13, 8) and str(data["explained_class"]) == "happy"
         for key in ("bottom_up_up", "top_down_up", "product_up"):
             assert data[key].shape == (201, 64)
+        assert "occlusion" not in data and "occlusion_up" not in data  # only with --occlusion
         np.testing.assert_allclose(
             data["product"], data["top_down"][..., 1] * data["bottom_up"][..., 0], rtol=1e-6
         )
@@ -428,6 +430,47 @@ def test_ensemble_maps_average_the_members(folder):
     )
     plot_attention(maps, folder / "ens.png")
     assert (folder / "ens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_occlusion_is_the_logit_fall_with_each_region_hidden(classifier, folder):
+    y = voiced(2.0, seed=3)
+    maps = compute_attention(classifier, y, sample_rate=SR, class_name="sad", occlusion=True)
+    assert maps.occlusion.shape == maps.product.shape == (13, 8)
+    assert maps.occlusion_up.shape == (201, 64) and np.all(np.isfinite(maps.occlusion))
+    np.testing.assert_array_equal(maps.occlusion_up, maps.occlusion.repeat(16, 0)[:201].repeat(8, 1))
+    # by hand: hide one cell's 16 frames x 8 bands (the last, partial cell too) and run the model again
+    feats = model_features(classifier, y)
+    fill = np.asarray(classifier.model.get_layer("normalization").mean)
+    k = LABELS.index("sad")
+    base = classifier.logits([feats])[0, k]
+    for i, j in ((0, 0), (5, 3), (12, 7)):
+        hidden = feats.copy()
+        hidden[16 * i : 16 * (i + 1), 8 * j : 8 * (j + 1)] = fill[8 * j : 8 * (j + 1)]
+        fall = base - classifier.logits([hidden])[0, k]
+        assert maps.occlusion[i, j] == pytest.approx(fall, rel=1e-3, abs=1e-5)
+    # a region that already holds the training mean changes nothing when hidden
+    feats[16:32, 8:16] = fill[8:16]
+    assert occlusion_map(classifier, feats, k, 16, 8)[1, 1] == pytest.approx(0.0, abs=1e-5)
+    assert maps.agreement is not None and -1.0 <= maps.agreement <= 1.0
+    assert compute_attention(classifier, y, sample_rate=SR).occlusion is None  # only when asked
+    # a long input: each window's cells hidden within that window, as its maps are computed
+    long = compute_attention(classifier, voiced(14.0, seed=4), sample_rate=SR, occlusion=True)
+    assert len(long.window_starts) == 4 and long.occlusion.shape == long.product.shape == (88, 8)
+    plot_attention(long, folder / "occluded.png")
+    assert (folder / "occluded.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_command_draws_the_occlusion_panel(classifier, folder, capsys):
+    sf.write(folder / "clip_o.wav", voiced(2.0, seed=8), SR)
+    png, npz = folder / "occ" / "clip.png", folder / "occ" / "clip.npz"
+    code = main(
+        ["attention", str(folder / "model.keras"), str(folder / "clip_o.wav"), "--out", str(png)]
+        + ["--npz", str(npz), "--occlusion"]
+    )
+    assert code == 0 and capsys.readouterr().err == ""
+    with np.load(npz) as data:
+        assert data["occlusion"].shape == data["product"].shape == (13, 8)
+        assert data["occlusion_up"].shape == (201, 64)
 
 
 def test_command_same_speaker_adapts_before_drawing(folder, capsys):
