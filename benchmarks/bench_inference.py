@@ -4,7 +4,9 @@ Measures, on this machine:
 
 1. warm latency (model loaded once, median of ``--runs`` calls) of a 3-second utterance
    (from a file and from an array) and of a 60-second file (sliding windows, streamed);
-2. cold wall time of ``python -m ser classify MODEL 3s.wav`` in a fresh process, against
+2. warm time of the attention maps of the 3-second file (``ser attention``'s computation,
+   without the picture), without and with ``--occlusion``, as a ratio to classifying it;
+3. cold wall time of ``python -m ser classify MODEL 3s.wav`` in a fresh process, against
    ``python -c "import tensorflow"`` measured the same way, so the ratio shows what
    ``ser`` adds on top of the unavoidable TensorFlow import.
 
@@ -140,6 +142,14 @@ def main(argv=None) -> int:
         classifier.set_speaker_reference(None)
         classify_refs = median_time(lambda: [classifier.classify(r) for r in references], 3)
 
+        # the maps of `ser attention`, without and with the occlusion panel (one pass per cell)
+        from ser.attention import compute_attention
+
+        compute_attention(classifier, short, occlusion=True)
+        maps_s = median_time(lambda: compute_attention(classifier, short), args.runs)
+        occluded_s = median_time(lambda: compute_attention(classifier, short, occlusion=True), 3)
+        cells = compute_attention(classifier, short).product.size
+
         python = sys.executable
         cold_tf = cold_time([python, "-c", "import tensorflow"], args.cold_runs)
         cold_help = cold_time([python, "-m", "ser", "--help"], args.cold_runs)
@@ -157,6 +167,15 @@ def main(argv=None) -> int:
     print(f"  3 s utterance, file                    {warm_file:8.4f}   {3 / warm_file:8.0f}")
     print(f"  3 s utterance, array                   {warm_array:8.4f}   {3 / warm_array:8.0f}")
     print(f"  60 s file ({n_windows} windows of 4 s, hop 2 s)  {warm_long:8.4f}   {60 / warm_long:8.0f}")
+    print()
+    print("attention maps of the 3 s file, warm (median)                   seconds   / classifying it")
+    print(
+        f"  the maps (ser attention without the picture)               {maps_s:8.3f}   {maps_s / warm_file:8.2f}"
+    )
+    print(
+        f"  with --occlusion ({cells} cells, one pass each)               "
+        f"{occluded_s:8.3f}   {occluded_s / warm_file:8.2f}"
+    )
     print()
     print("speaker adaptation (--same-speaker), 20 recordings of 3 s      seconds   / classifying them")
     print(
