@@ -118,6 +118,7 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     _say("Next:")
     _say(f"  ser classify {out / 'run'} {wav} --json")
     _say(f"  ser attention {out / 'run'} {wav} --out attention.png --npz attention.npz")
+    _say(f"  ser attention {out / 'run'} {wav} --out occlusion.png --occlusion    # + what the output needs")
     _say("  ser train ravdess --data-root /path/to/RAVDESS --out runs/ravdess")
     _say("Note: this corpus is synthetic; it demonstrates the pipeline, not real-world accuracy.")
     sys.stdout.flush()
