@@ -4,7 +4,8 @@ Attentional pooling scores class ``k`` as the inner product, over the Conv5 posi
 class-specific *top-down* map ``t_k`` and a class-agnostic *bottom-up* map ``h`` (see
 :mod:`ser.layers`). :func:`compute_attention` returns both maps and their product on the
 Conv5 grid and upsampled to the spectrogram's frames and mel bands; :func:`plot_attention`
-draws them under the spectrogram.
+draws them under the spectrogram. :func:`occlusion_map` measures, for comparison, what the
+network's output depends on: the fall of the logit when each cell's input region is hidden.
 
 For the baseline heads (masked average or max pooling followed by a dense layer) the maps
 are class activation maps: ``t_k`` is the dense layer applied at every position and ``h``
@@ -386,7 +387,8 @@ def compute_attention(
                     f, s = f[: w.size // hop], s[: w.size // hop]
             feats.append(f)
             specs.append(s)
-        inputs.extend(feats if occlusion else [])
+        if occlusion:
+            inputs.extend(feats)
         logits, top_down, bottom_up, st, sf_ = _head_maps(classifier, feats)
         strides = (st, sf_)
         for f, s, td, bu in zip(feats, specs, top_down, bottom_up, strict=True):
@@ -793,7 +795,9 @@ def plot_attention(maps: AttentionMaps, out_png: str | os.PathLike, title: str |
     mel-spaced axis), the bottom-up map, the top-down map of the explained class, and their
     product over the spectrogram (red: evidence for the class, blue: against; opacity grows
     with strength up to +-the :data:`PRODUCT_COLOR_PERCENTILE` percentile of ``|t·h|``, beyond
-    which cells get the end colours, shown by the colour bar's pointed ends). The file is
+    which cells get the end colours, shown by the colour bar's pointed ends). Maps computed
+    with ``occlusion=True`` get a fifth panel, drawn the same way: the occlusion map, with its
+    rank correlation with ``t·h`` (:attr:`AttentionMaps.agreement`) in its title. The file is
     written atomically, as PNG, PDF, SVG or JPEG by its suffix (:func:`figure_format`).
 
     Parameters
