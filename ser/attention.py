@@ -494,25 +494,20 @@ def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
     )
 
 
-def _read_frames(path: str, a: int, b: int, block: int = 1 << 18) -> np.ndarray:
-    """Samples ``a:b`` of a file, mixed to mono at the file's rate (seeks, reads only the range)."""
+def _read_frames(path: str, a: int, b: int) -> np.ndarray:
+    """Samples ``a:b`` of a file, mixed to mono at the file's rate (seeks, reads only the range,
+    a few channels' worth at a time: :func:`ser.audio.read_mono`)."""
     import soundfile as sf
 
-    parts = []
+    from ser.audio import read_mono
+
     try:
         with sf.SoundFile(path) as f:
             f.seek(a)
-            remaining = b - a
-            while remaining > 0:
-                data = f.read(min(remaining, block), dtype="float32", always_2d=True)
-                if data.shape[0] == 0:
-                    break
-                parts.append(data.mean(axis=1))
-                remaining -= data.shape[0]
+            return read_mono(f, b - a)
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise AudioError(f"{path}: cannot decode audio ({reason}); expected a complete audio file") from None
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def _check_output(path) -> Path:
