@@ -521,18 +521,39 @@ def _check_output(path) -> Path:
     return path
 
 
+def _check_writable(path: Path) -> None:
+    """Check a file can be created in ``path``'s folder, or in the nearest folder above it that
+    exists (the rest is made when the file is written), by creating and removing one there."""
+    import tempfile
+
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write here ({exc.strerror or exc}); expected a folder you can write to"
+        ) from None
+
+
 def check_outputs(out: str | os.PathLike, npz: str | os.PathLike | None = None) -> None:
     """Check ``ser attention``'s output names before any work: ``out`` a picture of a format
-    :func:`plot_attention` writes (:func:`figure_format`), both files that can be made.
+    :func:`plot_attention` writes (:func:`figure_format`), ``npz`` a name ending in ``.npz``,
+    both files that can be made in folders that can be written.
 
     Raises
     ------
     ConfigError
     """
     figure_format(out)
+    if npz is not None:
+        # (so it cannot name the picture too, which it overwrote)
+        if Path(npz).suffix.lower() != ".npz":
+            raise ConfigError(f"{npz}: not a .npz name; expected a file name ending in .npz for --npz")
     for path in (out, npz):
         if path is not None:
-            _check_output(path)
+            _check_writable(_check_output(path))
 
 
 def _write_atomically(path: str | os.PathLike, write) -> None:

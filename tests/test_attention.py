@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,6 +312,42 @@ def test_command_writes_png_and_npz(classifier, folder, capsys):
         np.testing.assert_allclose(
             data["product"], data["top_down"][..., 1] * data["bottom_up"][..., 0], rtol=1e-6
         )
+
+
+def test_outputs_that_cannot_be_written_fail_before_any_work(tmp_path, monkeypatch, capsys):
+    # checked before the model is loaded (it does not exist here), not after the maps are drawn
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    mkstemp = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):  # a read-only folder (chmod does not stop root)
+        if dir is not None and Path(dir) == locked:
+            raise PermissionError(13, "Permission denied")
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    model, clip, png = str(tmp_path / "none.keras"), str(tmp_path / "a.wav"), str(tmp_path / "a.png")
+    for args, bad in [
+        (["--out", png, "--npz", str(locked / "maps.npz")], locked / "maps.npz"),
+        (["--out", str(locked / "new" / "a.png")], locked / "new" / "a.png"),  # its folder made later
+    ]:
+        assert main(["attention", model, clip, *args]) == 2
+        _, err = capsys.readouterr()
+        assert err == (
+            f"ser attention: error: {bad}: cannot write here (Permission denied); expected a folder you "
+            "can write to\n"
+        )
+    # --npz names a .npz file: `--npz a.png` overwrote the picture with the maps
+    for npz in (png, str(tmp_path / "maps")):
+        assert main(["attention", model, clip, "--out", png, "--npz", npz]) == 2
+        _, err = capsys.readouterr()
+        assert (
+            err
+            == f"ser attention: error: {npz}: not a .npz name; expected a file name ending in .npz for --npz\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked"]
 
 
 def test_command_errors_are_one_line(classifier, folder, capsys):
