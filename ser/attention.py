@@ -442,7 +442,7 @@ def _check_range(start, end, duration: float, name: str) -> tuple[float, float]:
         raise ConfigError(f"{name}: start {t0:g} s is past the end of the audio ({duration:.2f} s)")
     if end is not None and float(end) <= t0:
         raise ConfigError(f"end must be after start. Received: start={t0:g}, end={end:g}")
-    if t1 - t0 < MIN_DURATION:
+    if t1 - t0 < MIN_DURATION - 1e-9:  # 4.1 - 4.0 is 0.0999...: a range of 0.1 s as typed is enough
         if start is None and end is None:  # the whole input: as classify says it
             raise AudioError(
                 f"{name}: too short ({duration * 1000:.0f} ms); expected at least {MIN_DURATION * 1000:.0f} ms"
