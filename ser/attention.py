@@ -545,7 +545,7 @@ def _check_range(start, end, duration: float, name: str) -> tuple[float, float]:
         raise ConfigError(f"{name}: start {t0:g} s is past the end of the audio ({duration:.2f} s)")
     if end is not None and float(end) <= t0:
         raise ConfigError(f"end must be after start. Received: start={t0:g}, end={end:g}")
-    if t1 - t0 < MIN_DURATION:
+    if t1 - t0 < MIN_DURATION - 1e-9:  # 4.1 - 4.0 is 0.0999...: a range of 0.1 s as typed is enough
         if start is None and end is None:  # the whole input: as classify says it
             raise AudioError(
                 f"{name}: too short ({duration * 1000:.0f} ms); expected at least {MIN_DURATION * 1000:.0f} ms"
@@ -597,25 +597,20 @@ def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
     )
 
 
-def _read_frames(path: str, a: int, b: int, block: int = 1 << 18) -> np.ndarray:
-    """Samples ``a:b`` of a file, mixed to mono at the file's rate (seeks, reads only the range)."""
+def _read_frames(path: str, a: int, b: int) -> np.ndarray:
+    """Samples ``a:b`` of a file, mixed to mono at the file's rate (seeks, reads only the range,
+    a few channels' worth at a time: :func:`ser.audio.read_mono`)."""
     import soundfile as sf
 
-    parts = []
+    from ser.audio import read_mono
+
     try:
         with sf.SoundFile(path) as f:
             f.seek(a)
-            remaining = b - a
-            while remaining > 0:
-                data = f.read(min(remaining, block), dtype="float32", always_2d=True)
-                if data.shape[0] == 0:
-                    break
-                parts.append(data.mean(axis=1))
-                remaining -= data.shape[0]
+            return read_mono(f, b - a)
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise AudioError(f"{path}: cannot decode audio ({reason}); expected a complete audio file") from None
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def _check_output(path) -> Path:
@@ -629,18 +624,39 @@ def _check_output(path) -> Path:
     return path
 
 
+def _check_writable(path: Path) -> None:
+    """Check a file can be created in ``path``'s folder, or in the nearest folder above it that
+    exists (the rest is made when the file is written), by creating and removing one there."""
+    import tempfile
+
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write here ({exc.strerror or exc}); expected a folder you can write to"
+        ) from None
+
+
 def check_outputs(out: str | os.PathLike, npz: str | os.PathLike | None = None) -> None:
     """Check ``ser attention``'s output names before any work: ``out`` a picture of a format
-    :func:`plot_attention` writes (:func:`figure_format`), both files that can be made.
+    :func:`plot_attention` writes (:func:`figure_format`), ``npz`` a name ending in ``.npz``,
+    both files that can be made in folders that can be written.
 
     Raises
     ------
     ConfigError
     """
     figure_format(out)
+    if npz is not None:
+        # (so it cannot name the picture too, which it overwrote)
+        if Path(npz).suffix.lower() != ".npz":
+            raise ConfigError(f"{npz}: not a .npz name; expected a file name ending in .npz for --npz")
     for path in (out, npz):
         if path is not None:
-            _check_output(path)
+            _check_writable(_check_output(path))
 
 
 def _write_atomically(path: str | os.PathLike, write) -> None:

@@ -32,6 +32,11 @@ MAX_INPUT_RATE = 192000
 #: spectrogram's float32 power.
 MAX_PEAK = 1000.0
 
+#: Samples (frames x channels) read from a file at a time, mixed to mono as they are read: the
+#: memory a file takes is that of its mono waveform, whatever its channel count (a 12 s file
+#: of 1024 channels at 192 kHz would otherwise be read as 9 GB of float32).
+READ_SAMPLES = 1 << 20
+
 
 def _check_peak(y: np.ndarray, name: str) -> None:
     peak = float(np.max(np.abs(y), initial=0.0))
@@ -69,6 +74,24 @@ class AudioInfo:
             f"note: {self.path}: cut short: its header promises {self.promised_frames / self.sample_rate:.2f} s, "
             f"the file holds {self.duration:.2f} s (an interrupted copy?); using what is there"
         )
+
+
+def read_mono(f: sf.SoundFile, frames: int | None = None) -> np.ndarray:
+    """Read ``frames`` frames (None: to the end) of an open file from where it stands, mixed
+    to mono float32 in pieces of at most :data:`READ_SAMPLES` samples, so memory stays that
+    of the mono result. Fewer frames come back where the file ends first."""
+    step = max(1, READ_SAMPLES // max(1, f.channels))
+    parts = []
+    remaining = frames
+    while remaining is None or remaining > 0:
+        n = step if remaining is None else min(step, remaining)
+        data = f.read(n, dtype="float32", always_2d=True)
+        if data.shape[0] == 0:
+            break
+        parts.append(data[:, 0].copy() if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32))
+        if remaining is not None:
+            remaining -= data.shape[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def _promised_frames(info) -> int | None:
@@ -254,15 +277,14 @@ def load_audio(
             "long files in windows)"
         )
     try:
-        y, sr = sf.read(info.path, dtype="float32", always_2d=True)
+        with sf.SoundFile(info.path) as f:
+            y, sr = read_mono(f), f.samplerate
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise AudioError(
             f"{info.path}: cannot decode audio ({reason}); expected a complete audio file"
         ) from None
-    return prepare_waveform(
-        y, int(sr), sample_rate, name=info.path, min_duration=min_duration, frames_first=True
-    )
+    return prepare_waveform(y, int(sr), sample_rate, name=info.path, min_duration=min_duration)
 
 
 def iter_audio_blocks(
@@ -289,20 +311,19 @@ def iter_audio_blocks(
     total = 0
     limit = 1.0  # as in prepare_waveform: resampling never leaves [-max(1, peak), max(1, peak)]
     try:
-        blocks = sf.blocks(info.path, blocksize=block_frames, dtype="float32", always_2d=True)
-        for block in blocks:
-            if not np.all(np.isfinite(block)):
-                raise AudioError(f"{info.path}: contains NaN or infinite samples; expected finite audio")
-            mono = block.mean(axis=1).astype(np.float32)
-            _check_peak(mono, info.path)
-            total += mono.size
-            if stream is None:
-                out = mono
-            else:
-                limit = max(limit, float(np.max(np.abs(mono), initial=0.0)))
-                out = np.clip(stream.resample_chunk(mono, last=False), -limit, limit)
-            if out.size:
-                yield np.ascontiguousarray(out, dtype=np.float32)
+        with sf.SoundFile(info.path) as f:
+            while (mono := read_mono(f, block_frames)).size:
+                if not np.all(np.isfinite(mono)):
+                    raise AudioError(f"{info.path}: contains NaN or infinite samples; expected finite audio")
+                _check_peak(mono, info.path)
+                total += mono.size
+                if stream is None:
+                    out = mono
+                else:
+                    limit = max(limit, float(np.max(np.abs(mono), initial=0.0)))
+                    out = np.clip(stream.resample_chunk(mono, last=False), -limit, limit)
+                if out.size:
+                    yield np.ascontiguousarray(out, dtype=np.float32)
         if stream is not None:
             tail = np.clip(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True), -limit, limit)
             if tail.size:

@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--window",
         type=float,
         default=None,
-        help="sliding windows of this many seconds, for files of any length (default: 4 s, over 12 s only)",
+        help="sliding windows of this many seconds (at most 600), for files of any length (default: 4 s, "
+        "over 12 s only)",
     )
     p.add_argument(
         "--hop",

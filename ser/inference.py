@@ -7,7 +7,8 @@ were normalised, so :class:`EmotionClassifier` needs nothing but the file.
 Audio up to :data:`WHOLE_MAX_DURATION` seconds is classified in one pass. Longer audio, or
 any audio when a window is asked for, is cut into windows of :data:`DEFAULT_WINDOW` seconds
 every :data:`DEFAULT_HOP` seconds, read from disk block by block (memory stays bounded for
-a file of any length) and run through the model :data:`BATCH_WINDOWS` windows at a time.
+a file of any length) and run through the model :data:`BATCH_WINDOWS` windows at a time
+(fewer, long ones: :data:`BATCH_SECONDS`).
 The file's scores are the mean of the windows' probabilities.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.constants import SILENCE_PEAK
+from ser.constants import MAX_LOAD_DURATION, SILENCE_PEAK
 from ser.errors import AudioError, ConfigError, ModelError, SerError
 from ser.features import standardize, standardize_utterance
 
@@ -48,6 +49,16 @@ ONE_EMOTION_SHARE = 0.6
 
 #: Windows run through the model together.
 BATCH_WINDOWS = 16
+
+#: Seconds of audio run through the model together at most: fewer than
+#: :data:`BATCH_WINDOWS` windows when they are longer than :data:`DEFAULT_WINDOW`, so memory
+#: does not grow with ``--window`` (16 windows of 120 s took 2.8 GB).
+BATCH_SECONDS = BATCH_WINDOWS * DEFAULT_WINDOW
+
+#: Longest window (seconds) and so the longest audio classified in one pass: the model holds
+#: a window whole in memory (600 s: about 1 GB beside the model), as ``ser attention`` draws
+#: at most this much.
+MAX_WINDOW = MAX_LOAD_DURATION
 
 #: Seconds of audio read from disk at a time when streaming a long file.
 STREAM_BLOCK_SECONDS = 30.0
@@ -244,7 +255,8 @@ def check_window(window: float | None, hop: float | None) -> tuple[float, float]
     """Validate sliding-window settings and fill in the defaults.
 
     A window without a hop hops by half a window; a hop without a window uses
-    :data:`DEFAULT_WINDOW`. The hop may not exceed the window, so windows cover the audio.
+    :data:`DEFAULT_WINDOW`. The hop may not exceed the window, so windows cover the audio, and
+    the window may not exceed :data:`MAX_WINDOW`, so memory stays bounded.
 
     Returns
     -------
@@ -268,6 +280,11 @@ def check_window(window: float | None, hop: float | None) -> tuple[float, float]
         hop = window / 2.0
     if window < MIN_DURATION:
         raise ConfigError(f"window must be at least {MIN_DURATION} s. Received: window={window}")
+    if window > MAX_WINDOW:
+        raise ConfigError(
+            f"window must be at most {MAX_WINDOW:.0f} s (each window is classified in one pass, "
+            f"in memory). Received: window={window:g}"
+        )
     if hop > window:
         raise ConfigError(
             f"hop must not exceed the window, or audio between windows is never heard. "
@@ -767,7 +784,7 @@ class EmotionClassifier:
             heard = heard or bool(np.any(np.abs(w) > SILENCE_PEAK))
             batch.append((start, w))
             end = max(end, start + w.size)
-            if len(batch) == BATCH_WINDOWS:
+            if len(batch) == BATCH_WINDOWS or sum(b.size for _, b in batch) >= BATCH_SECONDS * sr:
                 flush()
         if batch:
             flush()

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,6 +244,15 @@ def test_bad_ranges(classifier, folder, start, end, match):
         compute_attention(classifier, path, start=start, end=end)
 
 
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_a_range_of_the_shortest_length_as_typed_is_drawn(classifier, folder, rate):
+    # 4.1 - 4.0 is 0.0999... in floating point: "range 4-4.1 s is shorter than 0.1 s" was refused
+    path = folder / f"ten{rate}.wav"
+    sf.write(path, noise(10.0, rate=rate, seed=6), rate)
+    maps = compute_attention(classifier, path, start=4.0, end=4.1)
+    assert maps.start == pytest.approx(4.0) and maps.end == pytest.approx(4.1)
+
+
 def test_a_too_short_file_is_named_as_classify_names_it(classifier, folder):
     from ser.errors import AudioError
 
@@ -313,6 +323,42 @@ def test_command_writes_png_and_npz(classifier, folder, capsys):
         np.testing.assert_allclose(
             data["product"], data["top_down"][..., 1] * data["bottom_up"][..., 0], rtol=1e-6
         )
+
+
+def test_outputs_that_cannot_be_written_fail_before_any_work(tmp_path, monkeypatch, capsys):
+    # checked before the model is loaded (it does not exist here), not after the maps are drawn
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    mkstemp = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):  # a read-only folder (chmod does not stop root)
+        if dir is not None and Path(dir) == locked:
+            raise PermissionError(13, "Permission denied")
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    model, clip, png = str(tmp_path / "none.keras"), str(tmp_path / "a.wav"), str(tmp_path / "a.png")
+    for args, bad in [
+        (["--out", png, "--npz", str(locked / "maps.npz")], locked / "maps.npz"),
+        (["--out", str(locked / "new" / "a.png")], locked / "new" / "a.png"),  # its folder made later
+    ]:
+        assert main(["attention", model, clip, *args]) == 2
+        _, err = capsys.readouterr()
+        assert err == (
+            f"ser attention: error: {bad}: cannot write here (Permission denied); expected a folder you "
+            "can write to\n"
+        )
+    # --npz names a .npz file: `--npz a.png` overwrote the picture with the maps
+    for npz in (png, str(tmp_path / "maps")):
+        assert main(["attention", model, clip, "--out", png, "--npz", npz]) == 2
+        _, err = capsys.readouterr()
+        assert (
+            err
+            == f"ser attention: error: {npz}: not a .npz name; expected a file name ending in .npz for --npz\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked"]
 
 
 def test_command_errors_are_one_line(classifier, folder, capsys):

@@ -441,3 +441,28 @@ def test_a_wav_cut_short_is_read_and_noted(tmp_path):
     whole = tmp_path / "whole.wav"
     whole.write_bytes(data)
     assert audio_info(whole).promised_frames is None and audio_info(whole).truncation_note() is None
+
+
+def test_many_channels_are_read_a_bounded_number_of_samples_at_a_time(tmp_path, monkeypatch):
+    # a file of 64 channels takes the memory of its mono mix, not 64 times it: every read
+    # (load_audio, iter_audio_blocks, ser attention's range) asks for at most READ_SAMPLES samples
+    import ser.audio
+    from ser.attention import _read_frames
+
+    rng = np.random.default_rng(0)
+    y = (rng.standard_normal((2 * SAMPLE_RATE, 64)) * 0.1).astype(np.float32)
+    path = write(tmp_path / "wide.wav", y, subtype="FLOAT")
+    monkeypatch.setattr(ser.audio, "READ_SAMPLES", 64 * 1000)
+    asked = []
+    read = sf.SoundFile.read
+
+    def spy(self, frames=-1, *args, **kwargs):
+        asked.append(frames * self.channels)
+        return read(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    mono = y.mean(axis=1)
+    np.testing.assert_allclose(load_audio(path), mono, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(list(iter_audio_blocks(path))), mono, atol=1e-6)
+    np.testing.assert_allclose(_read_frames(str(path), 100, 5100), mono[100:5100], atol=1e-6)
+    assert len(asked) >= 2 * 32 + 5 and 0 < max(asked) <= 64 * 1000

@@ -256,6 +256,7 @@ def test_bad_arguments(classifier, tmp_path):
         (0.05, None, r"window must be at least 0\.1 s\. Received: window=0\.05"),
         (2.0, 3.0, r"hop must not exceed the window.*Received: window=2\.0, hop=3\.0"),
         (None, 5.0, r"Received: window=4\.0, hop=5\.0"),
+        (601.0, None, r"window must be at most 600 s .*Received: window=601"),
     ],
 )
 def test_window_validation(classifier, window, hop, match):
@@ -267,6 +268,23 @@ def test_window_defaults():
     assert check_window(None, None) == (DEFAULT_WINDOW, DEFAULT_HOP) == (4.0, 2.0)
     assert check_window(3.0, None) == (3.0, 1.5)
     assert check_window(None, 1.0) == (4.0, 1.0)
+
+
+def test_long_windows_go_through_the_model_a_bounded_amount_of_audio_at_a_time(classifier, monkeypatch):
+    # 16 windows of 120 s at once took 2.8 GB: a batch holds at most BATCH_SECONDS of audio
+    from ser.inference import BATCH_SECONDS, BATCH_WINDOWS
+
+    frames = []
+    logits = classifier.logits
+    monkeypatch.setattr(
+        classifier, "logits", lambda feats: frames.append(sum(map(len, feats))) or logits(feats)
+    )
+    prediction = classifier.classify(noise(100.0), sample_rate=SR, window=30.0, hop=5.0)
+    assert len(prediction.segments) == 15
+    assert len(frames) > 1 and max(frames) <= (BATCH_SECONDS + 30.0) * classifier.frontend.frame_rate
+    frames.clear()
+    assert len(classifier.classify(noise(40.0), sample_rate=SR, window=2.0).segments) == 39
+    assert len(frames) == 3 and BATCH_WINDOWS == 16  # short windows: still 16 at a time
 
 
 def test_iter_windows_exact_spans():
