@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--hop",
         type=float,
         default=None,
-        help="hop between windows in seconds (default: half a window; without --window, that of files over 12 s)",
+        help="hop between windows in seconds, at least 0.1 (default: half a window; without --window, that of files over 12 s)",
     )
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most probable classes")
     p.add_argument(

@@ -254,9 +254,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def check_window(window: float | None, hop: float | None) -> tuple[float, float]:
     """Validate sliding-window settings and fill in the defaults.
 
-    A window without a hop hops by half a window; a hop without a window uses
+    A window without a hop hops by half a window (at least 0.1 s); a hop without a window uses
     :data:`DEFAULT_WINDOW`. The hop may not exceed the window, so windows cover the audio, and
-    the window may not exceed :data:`MAX_WINDOW`, so memory stays bounded.
+    the window may not exceed :data:`MAX_WINDOW`, so memory stays bounded. Both are at least
+    0.1 s (:data:`ser.constants.MIN_DURATION`): the shortest audio classified, and at most ten
+    windows a second.
 
     Returns
     -------
@@ -277,7 +279,7 @@ def check_window(window: float | None, hop: float | None) -> tuple[float, float]
         window = DEFAULT_WINDOW
         hop = DEFAULT_HOP if hop is None else hop
     elif hop is None:
-        hop = window / 2.0
+        hop = max(window / 2.0, MIN_DURATION)
     if window < MIN_DURATION:
         raise ConfigError(f"window must be at least {MIN_DURATION} s. Received: window={window}")
     if window > MAX_WINDOW:
@@ -285,6 +287,9 @@ def check_window(window: float | None, hop: float | None) -> tuple[float, float]
             f"window must be at most {MAX_WINDOW:.0f} s (each window is classified in one pass, "
             f"in memory). Received: window={window:g}"
         )
+    if hop < MIN_DURATION:
+        # (a hop of 1 ms would classify an hour-long file as 3.6 million windows)
+        raise ConfigError(f"hop must be at least {MIN_DURATION} s. Received: hop={hop:g}")
     if hop > window:
         raise ConfigError(
             f"hop must not exceed the window, or audio between windows is never heard. "

@@ -257,6 +257,8 @@ def test_bad_arguments(classifier, tmp_path):
         (2.0, 3.0, r"hop must not exceed the window.*Received: window=2\.0, hop=3\.0"),
         (None, 5.0, r"Received: window=4\.0, hop=5\.0"),
         (601.0, None, r"window must be at most 600 s .*Received: window=601"),
+        (None, 0.001, r"hop must be at least 0\.1 s\. Received: hop=0\.001"),
+        (0.5, 0.05, r"hop must be at least 0\.1 s\. Received: hop=0\.05"),
     ],
 )
 def test_window_validation(classifier, window, hop, match):
@@ -268,6 +270,7 @@ def test_window_defaults():
     assert check_window(None, None) == (DEFAULT_WINDOW, DEFAULT_HOP) == (4.0, 2.0)
     assert check_window(3.0, None) == (3.0, 1.5)
     assert check_window(None, 1.0) == (4.0, 1.0)
+    assert check_window(0.15, None) == (0.15, 0.1)  # half a window, but at least 0.1 s
 
 
 def test_long_windows_go_through_the_model_a_bounded_amount_of_audio_at_a_time(classifier, monkeypatch):
