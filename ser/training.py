@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser import interrupts
 from ser.adaptation import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError, CorpusError
 from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
@@ -63,6 +64,7 @@ def predict_logits(model, features, *, batch_size: int = 32, multiple: int = 16)
     out = np.zeros((len(features), model.output_shape[-1]), dtype=np.float32)
     for idx, x, m in length_batches(features, batch_size, multiple):
         out[idx] = np.asarray(forward(x, m))
+        interrupts.check()  # a Ctrl-C that came during TensorFlow's work (ser.interrupts)
     return out
 
 
@@ -301,6 +303,7 @@ def train_model(
             if tcfg.mixup > 0:
                 x, m, target, weight = mixup(x, m, target, weight, mix_rng, tcfg.mixup)
             losses.append(step(x, m, target, weight))
+            interrupts.check()  # a Ctrl-C that came during the step (ser.interrupts)
         train_loss = float(np.mean(losses))
         logits = predict_logits(model, val_features, batch_size=tcfg.batch_size, multiple=mcfg.time_stride)
         val = scores(val_labels, logits.argmax(1), k)
@@ -928,171 +931,176 @@ def run_recipe(
         }
         run_in_workers(_train_folds_worker, [(task, lane) for lane in lanes], n_jobs)
         in_workers = {fold.number for fold in pending}  # trained and saved there
-    for fold in all_folds:
-        fold_dir = out / "folds" / f"fold_{fold.number:02d}"
-        if fold.number not in chosen or fold.number in in_workers:
-            continue
-        prefix = f"fold {fold.number}/{len(all_folds)} "
-        done = earlier[fold.number]
-        if done is not None:
-            _log(f"{prefix}done in an earlier run (UA {done['ua']:.3f}): kept")
-            continue
-        t0 = time.time()
-        _log(
-            f"{prefix}test {_groups_text(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
-            f"validation {len(fold.validation)} files"
-        )
-        # curves of an interrupted attempt at this fold would overlap the new ones
-        shutil.rmtree(out / "tensorboard" / f"fold_{fold.number:02d}", ignore_errors=True)
-        # The test fold is touched once per member, after that member is fixed.
-        test_features = [features[i] for i in fold.test]
-        _, per_speaker = np.unique(speakers[fold.test], return_counts=True)
-        # adapted scores: the CNN's batch-norm statistics and/or the functionals head's
-        # per-speaker standardisation, whichever the model has (as `--same-speaker` does)
-        adapt_blocks = recipe["model"].adapt_blocks
-        # (the head has a per-speaker regression only if a training speaker has enough files)
-        _, per_train_speaker = np.unique(
-            speakers[np.concatenate([fold.train, fold.validation])], return_counts=True
-        )
-        head_adapts = functionals is not None and per_train_speaker.max() >= MIN_ADAPTATION_FILES
-        adapt = (bool(adapt_blocks) or head_adapts) and per_speaker.max() >= MIN_ADAPTATION_FILES
-        member_logits, member_adapted, members, validation_logits = [], [], [], {}
-        member_weights = []
-        for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
-            model, history = _train_split(
-                split,
-                features,
-                y,
-                labels,
-                recipe,
-                info=info,
-                board=out / "tensorboard" / f"fold_{fold.number:02d}",
-                prefix=prefix,
-                trainer=get_trainer(),
-                copies=copies,
+    # Ctrl-C waits for a safe point between TensorFlow calls: Keras and TensorFlow can lose a
+    # KeyboardInterrupt raised inside them (see ser.interrupts)
+    with interrupts.deferred():
+        for fold in all_folds:
+            fold_dir = out / "folds" / f"fold_{fold.number:02d}"
+            if fold.number not in chosen or fold.number in in_workers:
+                continue
+            prefix = f"fold {fold.number}/{len(all_folds)} "
+            done = earlier[fold.number]
+            if done is not None:
+                _log(f"{prefix}done in an earlier run (UA {done['ua']:.3f}): kept")
+                continue
+            t0 = time.time()
+            _log(
+                f"{prefix}test {_groups_text(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
+                f"validation {len(fold.validation)} files"
             )
-            member_logits.append(predict_logits(model, test_features, multiple=recipe["model"].time_stride))
-            if functionals is not None:  # each member's logits on its own validation speakers
-                weights, val = _member_fusion_weights(
-                    model, split, features, functionals, y, speakers, recipe, len(labels)
+            # curves of an interrupted attempt at this fold would overlap the new ones
+            shutil.rmtree(out / "tensorboard" / f"fold_{fold.number:02d}", ignore_errors=True)
+            # The test fold is touched once per member, after that member is fixed.
+            test_features = [features[i] for i in fold.test]
+            _, per_speaker = np.unique(speakers[fold.test], return_counts=True)
+            # adapted scores: the CNN's batch-norm statistics and/or the functionals head's
+            # per-speaker standardisation, whichever the model has (as `--same-speaker` does)
+            adapt_blocks = recipe["model"].adapt_blocks
+            # (the head has a per-speaker regression only if a training speaker has enough files)
+            _, per_train_speaker = np.unique(
+                speakers[np.concatenate([fold.train, fold.validation])], return_counts=True
+            )
+            head_adapts = functionals is not None and per_train_speaker.max() >= MIN_ADAPTATION_FILES
+            adapt = (bool(adapt_blocks) or head_adapts) and per_speaker.max() >= MIN_ADAPTATION_FILES
+            member_logits, member_adapted, members, validation_logits = [], [], [], {}
+            member_weights = []
+            for split in member_splits(manifest, fold, recipe["protocol"], tcfg):
+                model, history = _train_split(
+                    split,
+                    features,
+                    y,
+                    labels,
+                    recipe,
+                    info=info,
+                    board=out / "tensorboard" / f"fold_{fold.number:02d}",
+                    prefix=prefix,
+                    trainer=get_trainer(),
+                    copies=copies,
                 )
-                member_weights.append(weights)
-                validation_logits = validation_logits or val  # the first member's are saved
-            if adapt and adapt_blocks:
-                from ser.adaptation import speaker_adapted_logits
+                member_logits.append(
+                    predict_logits(model, test_features, multiple=recipe["model"].time_stride)
+                )
+                if functionals is not None:  # each member's logits on its own validation speakers
+                    weights, val = _member_fusion_weights(
+                        model, split, features, functionals, y, speakers, recipe, len(labels)
+                    )
+                    member_weights.append(weights)
+                    validation_logits = validation_logits or val  # the first member's are saved
+                if adapt and adapt_blocks:
+                    from ser.adaptation import speaker_adapted_logits
 
-                member_adapted.append(
-                    speaker_adapted_logits(
-                        model,
-                        test_features,
-                        speakers[fold.test],
-                        adapt_blocks,
-                        multiple=recipe["model"].time_stride,
+                    member_adapted.append(
+                        speaker_adapted_logits(
+                            model,
+                            test_features,
+                            speakers[fold.test],
+                            adapt_blocks,
+                            multiple=recipe["model"].time_stride,
+                        )
+                    )
+                elif adapt:  # no CNN blocks to adapt: only the functionals head adapts
+                    member_adapted.append(member_logits[-1])
+                members.append(
+                    {
+                        "member": split.member,
+                        "seed": split.seed,
+                        "validation_speakers": list(split.validation_groups),
+                        "history": history,
+                        "ua": scores(y[fold.test], member_logits[-1].argmax(1), len(labels))["ua"],
+                    }
+                    | (
+                        {"fusion_weights": dict(zip(("single", "adapted"), member_weights[-1], strict=True))}
+                        if member_weights
+                        else {}
+                    )
+                    | (
+                        {"adapted_ua": scores(y[fold.test], member_adapted[-1].argmax(1), len(labels))["ua"]}
+                        if adapt
+                        else {}
                     )
                 )
-            elif adapt:  # no CNN blocks to adapt: only the functionals head adapts
-                member_adapted.append(member_logits[-1])
-            members.append(
+            # An ensemble averages its members' logits (as ser.model.ensemble_model does).
+            logits = np.mean(member_logits, axis=0)
+            adapted_logits = np.mean(member_adapted, axis=0) if adapt else None
+            with atomic_path(fold_dir / "logits.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(
+                        fh,
+                        rows=np.asarray(fold.test),
+                        cnn=logits,
+                        **({"cnn_adapted": adapted_logits} if adapt else {}),
+                        **validation_logits,
+                    )
+            parts = {}
+            if functionals is not None:
+                # The functionals head sees the fold's training speakers only (train + validation).
+                weights = _ensemble_weights(member_weights)
+                logits, adapted_logits, parts = _fuse_fold(
+                    logits, adapted_logits, functionals, y, speakers, fold, len(labels), weights
+                )
+            history = members[0]["history"]
+            pred = logits.argmax(1)
+            s = scores(y[fold.test], pred, len(labels))
+            adapted = None
+            if adapt:
+                adapted_pred = adapted_logits.argmax(1)
+                a = scores(y[fold.test], adapted_pred, len(labels))
+                adapted = {k: a[k] for k in ("wa", "ua", "macro_f1", "confusion")} | {
+                    "y_pred": adapted_pred.tolist()
+                }
+            _log(
+                f"{prefix}test WA {s['wa']:.3f}  UA {s['ua']:.3f}"
+                + (
+                    f"; adapted to each test speaker WA {adapted['wa']:.3f}  UA {adapted['ua']:.3f}"
+                    if adapted
+                    else ""
+                )
+                + ("; members UA " + ", ".join(f"{m['ua']:.3f}" for m in members) if len(members) > 1 else "")
+                + (
+                    f"; CNN alone UA {parts['cnn']['ua']:.3f}"
+                    + (f", adapted {parts['cnn']['adapted_ua']:.3f}" if adapt else "")
+                    if parts
+                    else ""
+                )
+                + f"  ({time.time() - t0:.0f}s)"
+            )
+            with atomic_path(fold_dir / "predictions.csv") as tmp:
+                import pandas as pd
+
+                from ser.inference import softmax
+
+                probabilities = softmax(logits)
+                pd.DataFrame(
+                    {
+                        "path": manifest["path"].to_numpy()[fold.test],
+                        "speaker": speakers[fold.test],
+                        "label": [labels[i] for i in y[fold.test]],
+                        "predicted": [labels[i] for i in pred],
+                        **{f"p_{name}": probabilities[:, j] for j, name in enumerate(labels)},
+                        **({"predicted_adapted": [labels[i] for i in adapted["y_pred"]]} if adapted else {}),
+                    }
+                ).to_csv(tmp, index=False, float_format="%.5f")
+            write_json(
+                fold_dir / "result.json",
                 {
-                    "member": split.member,
-                    "seed": split.seed,
-                    "validation_speakers": list(split.validation_groups),
+                    "fold": fold.number,
+                    "test_speakers": list(fold.test_groups),
+                    "validation_speakers": list(fold.validation_groups),
+                    "training_files": _training_files(manifest, fold),
+                    "n": s["n"],
+                    "wa": s["wa"],
+                    "ua": s["ua"],
+                    "macro_f1": s["macro_f1"],
+                    "confusion": s["confusion"],
+                    "y_true": y[fold.test].tolist(),
+                    "y_pred": pred.tolist(),
                     "history": history,
-                    "ua": scores(y[fold.test], member_logits[-1].argmax(1), len(labels))["ua"],
+                    "seconds": time.time() - t0,
                 }
-                | (
-                    {"fusion_weights": dict(zip(("single", "adapted"), member_weights[-1], strict=True))}
-                    if member_weights
-                    else {}
-                )
-                | (
-                    {"adapted_ua": scores(y[fold.test], member_adapted[-1].argmax(1), len(labels))["ua"]}
-                    if adapt
-                    else {}
-                )
+                | ({"members": members} if tcfg.members > 1 else {})
+                | ({"adapted": adapted} if adapted else {})
+                | parts,
             )
-        # An ensemble averages its members' logits (as ser.model.ensemble_model does).
-        logits = np.mean(member_logits, axis=0)
-        adapted_logits = np.mean(member_adapted, axis=0) if adapt else None
-        with atomic_path(fold_dir / "logits.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    rows=np.asarray(fold.test),
-                    cnn=logits,
-                    **({"cnn_adapted": adapted_logits} if adapt else {}),
-                    **validation_logits,
-                )
-        parts = {}
-        if functionals is not None:
-            # The functionals head sees the fold's training speakers only (train + validation).
-            weights = _ensemble_weights(member_weights)
-            logits, adapted_logits, parts = _fuse_fold(
-                logits, adapted_logits, functionals, y, speakers, fold, len(labels), weights
-            )
-        history = members[0]["history"]
-        pred = logits.argmax(1)
-        s = scores(y[fold.test], pred, len(labels))
-        adapted = None
-        if adapt:
-            adapted_pred = adapted_logits.argmax(1)
-            a = scores(y[fold.test], adapted_pred, len(labels))
-            adapted = {k: a[k] for k in ("wa", "ua", "macro_f1", "confusion")} | {
-                "y_pred": adapted_pred.tolist()
-            }
-        _log(
-            f"{prefix}test WA {s['wa']:.3f}  UA {s['ua']:.3f}"
-            + (
-                f"; adapted to each test speaker WA {adapted['wa']:.3f}  UA {adapted['ua']:.3f}"
-                if adapted
-                else ""
-            )
-            + ("; members UA " + ", ".join(f"{m['ua']:.3f}" for m in members) if len(members) > 1 else "")
-            + (
-                f"; CNN alone UA {parts['cnn']['ua']:.3f}"
-                + (f", adapted {parts['cnn']['adapted_ua']:.3f}" if adapt else "")
-                if parts
-                else ""
-            )
-            + f"  ({time.time() - t0:.0f}s)"
-        )
-        with atomic_path(fold_dir / "predictions.csv") as tmp:
-            import pandas as pd
-
-            from ser.inference import softmax
-
-            probabilities = softmax(logits)
-            pd.DataFrame(
-                {
-                    "path": manifest["path"].to_numpy()[fold.test],
-                    "speaker": speakers[fold.test],
-                    "label": [labels[i] for i in y[fold.test]],
-                    "predicted": [labels[i] for i in pred],
-                    **{f"p_{name}": probabilities[:, j] for j, name in enumerate(labels)},
-                    **({"predicted_adapted": [labels[i] for i in adapted["y_pred"]]} if adapted else {}),
-                }
-            ).to_csv(tmp, index=False, float_format="%.5f")
-        write_json(
-            fold_dir / "result.json",
-            {
-                "fold": fold.number,
-                "test_speakers": list(fold.test_groups),
-                "validation_speakers": list(fold.validation_groups),
-                "training_files": _training_files(manifest, fold),
-                "n": s["n"],
-                "wa": s["wa"],
-                "ua": s["ua"],
-                "macro_f1": s["macro_f1"],
-                "confusion": s["confusion"],
-                "y_true": y[fold.test].tolist(),
-                "y_pred": pred.tolist(),
-                "history": history,
-                "seconds": time.time() - t0,
-            }
-            | ({"members": members} if tcfg.members > 1 else {})
-            | ({"adapted": adapted} if adapted else {})
-            | parts,
-        )
 
     if worker:
         return {}
@@ -1150,57 +1158,59 @@ def run_recipe(
     if final_model and not complete:
         _log("final model: trained once every fold is done (run the remaining folds, or all)")
     if final_model and complete and not (out / "model.keras").is_file():
-        t0 = time.time()
-        shutil.rmtree(out / "tensorboard" / "final", ignore_errors=True)
-        splits = member_splits(manifest, None, recipe["protocol"], tcfg)
-        final_info = dict(info)
-        if results is not None:
-            final_info["cv"] = {
-                "protocol": protocol_text,
-                "ua_mean": results["ua_mean"],
-                "wa_mean": results["wa_mean"],
-            }
-        trained, member_weights = [], []
-        for split in splits:
-            tag = f" member {split.member}/{tcfg.members}" if tcfg.members > 1 else ""
-            _log(
-                f"final model{tag}: all speakers ({len(split.train)} train, "
-                f"{len(split.validation)} validation files)"
-            )
-            model, _ = _train_split(
-                split,
-                features,
-                y,
-                labels,
-                recipe,
-                info=final_info,
-                board=out / "tensorboard" / "final",
-                prefix="final ",
-                trainer=get_trainer(),
-                copies=copies,
-            )
-            if functionals is not None:
-                member_weights.append(
-                    _member_fusion_weights(
-                        model, split, features, functionals, y, speakers, recipe, len(labels)
-                    )[0]
+        # (Ctrl-C waits for a safe point, as in the folds above)
+        with interrupts.deferred():
+            t0 = time.time()
+            shutil.rmtree(out / "tensorboard" / "final", ignore_errors=True)
+            splits = member_splits(manifest, None, recipe["protocol"], tcfg)
+            final_info = dict(info)
+            if results is not None:
+                final_info["cv"] = {
+                    "protocol": protocol_text,
+                    "ua_mean": results["ua_mean"],
+                    "wa_mean": results["wa_mean"],
+                }
+            trained, member_weights = [], []
+            for split in splits:
+                tag = f" member {split.member}/{tcfg.members}" if tcfg.members > 1 else ""
+                _log(
+                    f"final model{tag}: all speakers ({len(split.train)} train, "
+                    f"{len(split.validation)} validation files)"
                 )
-            trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
-        if len(trained) > 1:
-            model = _ensemble_of(trained, labels, recipe)
-        if functionals is not None:
-            from ser.functionals import FunctionalsHead
+                model, _ = _train_split(
+                    split,
+                    features,
+                    y,
+                    labels,
+                    recipe,
+                    info=final_info,
+                    board=out / "tensorboard" / "final",
+                    prefix="final ",
+                    trainer=get_trainer(),
+                    copies=copies,
+                )
+                if functionals is not None:
+                    member_weights.append(
+                        _member_fusion_weights(
+                            model, split, features, functionals, y, speakers, recipe, len(labels)
+                        )[0]
+                    )
+                trained.append((model.get_weights(), dict(model.get_layer("ser_metadata").info)))
+            if len(trained) > 1:
+                model = _ensemble_of(trained, labels, recipe)
+            if functionals is not None:
+                from ser.functionals import FunctionalsHead
 
-            head = FunctionalsHead.fit(functionals, y, speakers, len(labels))
-            head.weight, head.speaker_weight = _ensemble_weights(member_weights)
-            _log(
-                f"final model: fusion weights of the CNN chosen on the validation speakers: "
-                f"{head.weight:.2f} for a single file, {head.speaker_weight:.2f} speaker-adapted"
-            )
-            model.get_layer("ser_metadata").info["functionals"] = head.to_dict()
-        with atomic_path(out / "model.keras") as tmp:
-            model.save(tmp)
-        _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
+                head = FunctionalsHead.fit(functionals, y, speakers, len(labels))
+                head.weight, head.speaker_weight = _ensemble_weights(member_weights)
+                _log(
+                    f"final model: fusion weights of the CNN chosen on the validation speakers: "
+                    f"{head.weight:.2f} for a single file, {head.speaker_weight:.2f} speaker-adapted"
+                )
+                model.get_layer("ser_metadata").info["functionals"] = head.to_dict()
+            with atomic_path(out / "model.keras") as tmp:
+                model.save(tmp)
+            _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
     trainer = None
     _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
