@@ -68,19 +68,13 @@ def fold_model(overrides: list[str], data_root: str, fold_number: int, cache: st
     Returns the model, the fold's test features (as the model takes them), their labels,
     the label names, the training features' per-band mean, the test actors and the strides.
     """
-    from ser.features import feature_stats
-    from ser.protocol import make_folds, member_splits
-    from ser.training import _load, _load_recipe, _prepare, _train_split, normalize_features
+    from one_fold import prepare_fold, train_fold_model
 
-    recipe = _load_recipe("ravdess", overrides)
-    manifest = _load(recipe, data_root, skip_bad=False, progress=False)
-    manifest, labels, features, y, _, _, copies = _prepare(
-        recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False
-    )
-    folds = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)
-    fold = folds[fold_number - 1]
-    split = member_splits(manifest, fold, recipe["protocol"], recipe["training"])[0]
-    speakers = manifest["speaker"].astype(str).to_numpy()
+    from ser.features import feature_stats
+    from ser.training import normalize_features
+
+    f = prepare_fold(overrides, data_root, fold_number, cache)
+    recipe, fold, split, speakers = f.recipe, f.fold, f.split, f.speakers
     stamp = {"fold": fold_number, "test": list(map(str, fold.test_groups)), "set": sorted(overrides)}
     model = None
     if keep and Path(keep).exists():
@@ -95,18 +89,7 @@ def fold_model(overrides: list[str], data_root: str, fold_number: int, cache: st
         print(f"  reloaded {keep}", flush=True)
     if model is None:
         t0 = time.time()
-        model, _ = _train_split(
-            split,
-            features,
-            y,
-            labels,
-            recipe,
-            info={},
-            board=Path(cache) / "bench_deletion_tb",
-            prefix="",
-            trainer=None,
-            copies=copies,
-        )
+        model = train_fold_model(f, Path(cache) / "bench_deletion_tb")
         print(
             f"  trained on {len(split.train)} files of the training actors in {time.time() - t0:.0f} s",
             flush=True,
@@ -115,12 +98,13 @@ def fold_model(overrides: list[str], data_root: str, fold_number: int, cache: st
             model.save(keep)
             Path(keep + ".json").write_text(json.dumps(stamp))
     normalization = recipe["features"]["normalization"]
+    features = f.features
     test = normalize_features([features[i] for i in fold.test], speakers[fold.test].tolist(), normalization)
     train = normalize_features(
         [features[i] for i in split.train], speakers[split.train].tolist(), normalization
     )
     mean, _ = feature_stats(train)
-    return model, test, y[fold.test], labels, mean, list(fold.test_groups), recipe["model"].time_stride
+    return model, test, f.y[fold.test], f.labels, mean, list(fold.test_groups), recipe["model"].time_stride
 
 
 def cell_maps(model, features: list[np.ndarray], time_stride: int):

@@ -46,43 +46,19 @@ def scaled(path: str, sample_rate: int, gain_db: float) -> np.ndarray:
 
 def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list[float], cache: str) -> dict:
     """UA per (expert, gain) on one fold's test actors, for the recipe with ``overrides``."""
+    from one_fold import prepare_fold, train_fold_model
+
     from ser.evaluation import scores
     from ser.features import model_input
     from ser.functionals import FunctionalsHead, utterance_functionals
-    from ser.protocol import make_folds, member_splits
-    from ser.training import (
-        _fusion_weights,
-        _load,
-        _load_recipe,
-        _prepare,
-        _train_split,
-        _validation_logits,
-        normalize_features,
-        predict_logits,
-    )
+    from ser.training import _fusion_weights, _validation_logits, normalize_features, predict_logits
 
-    recipe = _load_recipe("ravdess", overrides)
-    manifest = _load(recipe, data_root, skip_bad=False, progress=False)
-    manifest, labels, features, y, _, functionals, copies = _prepare(
-        recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False
-    )
-    folds = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)
-    fold = folds[fold_number - 1]
-    split = member_splits(manifest, fold, recipe["protocol"], recipe["training"])[0]
+    f = prepare_fold(overrides, data_root, fold_number, cache)
+    recipe, manifest, labels, features, y = f.recipe, f.manifest, f.labels, f.features, f.y
+    functionals, fold, split = f.functionals, f.fold, f.split
     t0 = time.time()
-    model, _ = _train_split(
-        split,
-        features,
-        y,
-        labels,
-        recipe,
-        info={},
-        board=Path(cache) / "bench_gain_tb",
-        prefix="",
-        trainer=None,
-        copies=copies,
-    )
-    speakers = manifest["speaker"].astype(str).to_numpy()
+    model = train_fold_model(f, Path(cache) / "bench_gain_tb")
+    speakers = f.speakers
     train = np.concatenate([fold.train, fold.validation])
     head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], len(labels))
     # the fusion weights chosen on the validation actors, as the recipe's folds choose them

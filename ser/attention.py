@@ -627,13 +627,11 @@ def _check_output(path) -> Path:
 def _check_writable(path: Path) -> None:
     """Check a file can be created in ``path``'s folder, or in the nearest folder above it that
     exists (the rest is made when the file is written), by creating and removing one there."""
-    import tempfile
+    from ser.io import probe_writable
 
     folder = next((p for p in path.parents if p.exists()), Path("."))
     try:
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot write here ({exc.strerror or exc}); expected a folder you can write to"

@@ -60,6 +60,13 @@ def read_json(path):
         return None
 
 
+def probe_writable(folder) -> None:
+    """Create and remove a file in ``folder``; raises :class:`OSError` where that fails."""
+    fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def ensure_folder(path, what: str = "output folder") -> Path:
     """Create folder ``path`` if needed and check it can be written to.
 
@@ -73,9 +80,7 @@ def ensure_folder(path, what: str = "output folder") -> Path:
         raise ConfigError(f"{path}: is a file; expected an {what}")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path)
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot write here ({exc.strerror or exc}); expected an {what} you can write to"
