@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser import interrupts
 from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
 from ser.features import trim_bounds, voiced_fraction
@@ -297,6 +298,7 @@ def occlusion_map(
                 xs[n, i * time_stride : min((i + 1) * time_stride, frames), bands] = fill[bands]
             out = np.asarray(forward(xs, np.repeat(m, len(chunk), axis=0)), dtype=np.float64)
             fall[a : a + len(chunk)] += base - out[:, k]
+            interrupts.check()  # a Ctrl-C that came during the model call (ser.interrupts)
     if not np.all(np.isfinite(fall)):
         raise ModelError(
             f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?"
@@ -512,6 +514,7 @@ def _head_maps(classifier: EmotionClassifier, features: list[np.ndarray]):
             bottom_up = np.ones(top_down.shape[:3] + (1,), dtype=np.float32) * valid
         rank = bottom_up.shape[-1]
         all_logits.append(np.asarray(logits, dtype=np.float64))
+        interrupts.check()
         all_td.append(top_down.reshape(top_down.shape[:3] + (-1, rank)))
         all_bu.append(bottom_up)
     # An ensemble averages its members' logits; their maps are stacked along the rank axis

@@ -90,17 +90,19 @@ def _cmd_demo(args) -> int:
 
 def _cmd_classify(args) -> int:
     _import_tensorflow_quietly()
+    from ser import interrupts
     from ser.inference import classify_command
 
-    return classify_command(
-        args.model,
-        args.audio,
-        as_json=args.json,
-        window=args.window,
-        hop=args.hop,
-        top=args.top,
-        same_speaker=args.same_speaker,
-    )
+    with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next file or batch
+        return classify_command(
+            args.model,
+            args.audio,
+            as_json=args.json,
+            window=args.window,
+            hop=args.hop,
+            top=args.top,
+            same_speaker=args.same_speaker,
+        )
 
 
 def _cmd_attention(args) -> int:
@@ -108,19 +110,21 @@ def _cmd_attention(args) -> int:
 
     check_outputs(args.out, args.npz)  # a bad --out or --npz fails before TensorFlow loads
     _import_tensorflow_quietly()
+    from ser import interrupts
     from ser.attention import attention_command
 
-    return attention_command(
-        args.model,
-        args.audio,
-        out=args.out,
-        class_name=args.class_name,
-        npz=args.npz,
-        start=args.start,
-        end=args.end,
-        same_speaker=args.same_speaker,
-        occlusion=args.occlusion,
-    )
+    with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next model call's end
+        return attention_command(
+            args.model,
+            args.audio,
+            out=args.out,
+            class_name=args.class_name,
+            npz=args.npz,
+            start=args.start,
+            end=args.end,
+            same_speaker=args.same_speaker,
+            occlusion=args.occlusion,
+        )
 
 
 def _warning_printer(command: str):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser import interrupts
 from ser.constants import MAX_LOAD_DURATION, SILENCE_PEAK
 from ser.errors import AudioError, ConfigError, ModelError, SerError
 from ser.features import standardize, standardize_utterance
@@ -616,6 +617,7 @@ class EmotionClassifier:
         else:
             out = self._compiled()(x, m)
         out = np.asarray(out, dtype=np.float32)
+        interrupts.check()  # a Ctrl-C that came during the model call (ser.interrupts)
         if not np.all(np.isfinite(out)):
             raise ModelError(
                 f"{self.path}: the model produced NaN or infinite outputs; is the file corrupted?"

@@ -9,9 +9,10 @@ leave it set, so that it surfaces as a ``SystemError`` or ``TypeError`` with a t
 Ctrl-C that landed there was lost (``ser train`` went on to its end and exited 0) or ended
 the run with a traceback instead of its one line.
 
-So while this process trains and evaluates models (:func:`deferred`), SIGINT only marks the
-interrupt, and :func:`check`, called between two training steps or prediction batches,
-raises it there, in ``ser``'s own code, where nothing catches it. A second Ctrl-C before
+So while this process trains and evaluates models (``ser train``) or runs them (``ser
+classify``, ``ser attention``) inside :func:`deferred`, SIGINT only marks the interrupt, and
+:func:`check`, called after each training step and each model call, raises it there, in
+``ser``'s own code, where nothing catches it. A second Ctrl-C before
 that raises at once, wherever it lands.
 """
 

@@ -202,6 +202,34 @@ def test_interrupted_json_keeps_the_files_done(files, capsys, monkeypatch):
     assert "error" in done[1] and done[0]["label"] in LABELS
 
 
+def test_a_ctrl_c_that_tensorflow_would_swallow_still_stops_classify(files, capsys, monkeypatch):
+    """A Ctrl-C landing in Keras's or TensorFlow's code can be caught there (a bare ``except:``,
+    or C++ that clears it): ``ser classify`` holds it back (ser.interrupts) and stops after
+    that model call, with its one line, instead of going on or ending in a traceback."""
+    import os
+    import signal
+
+    from ser.inference import EmotionClassifier
+
+    real, calls = EmotionClassifier.logits, []
+
+    def logits(self, features):
+        calls.append(1)
+        if len(calls) == 2:
+            try:  # as Keras calls code it only tries
+                os.kill(os.getpid(), signal.SIGINT)
+            except:  # noqa: E722
+                pass
+        return real(self, features)
+
+    monkeypatch.setattr(EmotionClassifier, "logits", logits)
+    good = files / "good.wav"
+    code, out, err = run(capsys, files / "model.keras", good, good, good, good)
+    assert code == 130 and err.strip() == "ser classify: interrupted"
+    assert len(calls) == 2 and len(out.splitlines()) == 1  # the first file, then stopped
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_an_output_that_cannot_be_written_is_one_line(files, capsys, monkeypatch):
     import errno
     import sys
