@@ -582,8 +582,11 @@ def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
         a = int(round(t0 * info.sample_rate))
         b = min(info.frames, int(round(t1 * info.sample_rate)))
         y = _read_frames(info.path, a, b)
+        # the range was checked above; rounding its ends to samples may cost it one sample (the
+        # extra half keeps floating-point error on the right side)
+        shortest = MIN_DURATION - 1.5 / info.sample_rate
         return (
-            prepare_waveform(y, info.sample_rate, sr, name=info.path),
+            prepare_waveform(y, info.sample_rate, sr, name=info.path, min_duration=shortest),
             name,
             t0,
             t0 + (b - a) / info.sample_rate,
@@ -975,6 +978,7 @@ def attention_command(
     except AudioError as exc:
         print(f"{audio_path}: error: {_error_text(str(audio_path), exc)}", file=sys.stderr, flush=True)
         return 1
+    interrupts.check()  # a Ctrl-C during the maps stops before anything is written
     for note in audio_notes(classifier, audio_path):
         print(note, file=sys.stderr, flush=True)
     if not maps.speech:

@@ -789,9 +789,11 @@ class EmotionClassifier:
         heard = False
         for start, w in iter_windows(blocks, win_n, hop_n):
             heard = heard or bool(np.any(np.abs(w) > SILENCE_PEAK))
+            if batch and sum(b.size for _, b in batch) + w.size > BATCH_SECONDS * sr:
+                flush()  # (a window longer than BATCH_SECONDS goes alone)
             batch.append((start, w))
             end = max(end, start + w.size)
-            if len(batch) == BATCH_WINDOWS or sum(b.size for _, b in batch) >= BATCH_SECONDS * sr:
+            if len(batch) == BATCH_WINDOWS:
                 flush()
         if batch:
             flush()

@@ -59,7 +59,9 @@ def deferred():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # read and clear the mark before Python's handler is back, so that a Ctrl-C in
+        # between raises here and leaves no stale mark for a later check()
         pending, _pending = _pending, False
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if pending:  # one that came after the last check
         raise KeyboardInterrupt

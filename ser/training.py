@@ -1208,6 +1208,7 @@ def run_recipe(
                     f"{head.weight:.2f} for a single file, {head.speaker_weight:.2f} speaker-adapted"
                 )
                 model.get_layer("ser_metadata").info["functionals"] = head.to_dict()
+            interrupts.check()  # a Ctrl-C during the head's fit: stop before the model is written
             with atomic_path(out / "model.keras") as tmp:
                 model.save(tmp)
             _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")

@@ -244,13 +244,15 @@ def test_bad_ranges(classifier, folder, start, end, match):
         compute_attention(classifier, path, start=start, end=end)
 
 
-@pytest.mark.parametrize("rate", [8000, 44100])
+@pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100])
 def test_a_range_of_the_shortest_length_as_typed_is_drawn(classifier, folder, rate):
-    # 4.1 - 4.0 is 0.0999... in floating point: "range 4-4.1 s is shorter than 0.1 s" was refused
+    # 4.1 - 4.0 is 0.0999... in floating point: "range 4-4.1 s is shorter than 0.1 s" was refused;
+    # and at 11025 and 22050 Hz the range's ends, rounded to samples, could hold one sample less
     path = folder / f"ten{rate}.wav"
     sf.write(path, noise(10.0, rate=rate, seed=6), rate)
-    maps = compute_attention(classifier, path, start=4.0, end=4.1)
-    assert maps.start == pytest.approx(4.0) and maps.end == pytest.approx(4.1)
+    for start in (4.0, 0.03, 1.27):
+        maps = compute_attention(classifier, path, start=start, end=start + 0.1)
+        assert maps.start == pytest.approx(start) and maps.end == pytest.approx(start + 0.1, abs=1e-4)
 
 
 def test_a_too_short_file_is_named_as_classify_names_it(classifier, folder):

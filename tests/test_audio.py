@@ -465,4 +465,4 @@ def test_many_channels_are_read_a_bounded_number_of_samples_at_a_time(tmp_path, 
     np.testing.assert_allclose(load_audio(path), mono, atol=1e-6)
     np.testing.assert_allclose(np.concatenate(list(iter_audio_blocks(path))), mono, atol=1e-6)
     np.testing.assert_allclose(_read_frames(str(path), 100, 5100), mono[100:5100], atol=1e-6)
-    assert len(asked) >= 2 * 32 + 5 and 0 < max(asked) <= 64 * 1000
+    assert len(asked) >= 2 * 32 + 5 and all(0 < n <= 64 * 1000 for n in asked)

@@ -284,7 +284,7 @@ def test_long_windows_go_through_the_model_a_bounded_amount_of_audio_at_a_time(c
     )
     prediction = classifier.classify(noise(100.0), sample_rate=SR, window=30.0, hop=5.0)
     assert len(prediction.segments) == 15
-    assert len(frames) > 1 and max(frames) <= (BATCH_SECONDS + 30.0) * classifier.frontend.frame_rate
+    assert len(frames) > 1 and max(frames) <= BATCH_SECONDS * classifier.frontend.frame_rate + 1
     frames.clear()
     assert len(classifier.classify(noise(40.0), sample_rate=SR, window=2.0).segments) == 39
     assert len(frames) == 3 and BATCH_WINDOWS == 16  # short windows: still 16 at a time
