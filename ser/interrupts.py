@@ -23,6 +23,7 @@ import threading
 from contextlib import contextmanager
 
 _pending = False
+_active = False  # inside a deferred() block that installed the handler
 
 
 def _mark(signum, frame) -> None:
@@ -33,8 +34,8 @@ def _mark(signum, frame) -> None:
 
 
 def check() -> None:
-    """Raise the Ctrl-C that :func:`deferred` held back, if one came."""
-    if _pending:
+    """Raise the Ctrl-C that :func:`deferred` held back, if one came (outside a block: nothing)."""
+    if _active and _pending:
         raise KeyboardInterrupt
 
 
@@ -47,7 +48,7 @@ def deferred():
     not Python's default handler: ignored (a worker process, a job started in the background)
     or handled by the program's own.
     """
-    global _pending
+    global _pending, _active
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -56,12 +57,15 @@ def deferred():
         return
     _pending = False
     signal.signal(signal.SIGINT, _mark)
+    _active = True
     try:
         yield
     finally:
-        # read and clear the mark before Python's handler is back, so that a Ctrl-C in
-        # between raises here and leaves no stale mark for a later check()
-        pending, _pending = _pending, False
+        # A Ctrl-C before Python's handler is back is marked and read below; one after it
+        # raises at once. A mark it leaves is never stale: check() looks at it only inside a
+        # block, and each block starts with none.
+        _active = False
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        pending, _pending = _pending, False
     if pending:  # one that came after the last check
         raise KeyboardInterrupt
