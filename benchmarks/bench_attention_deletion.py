@@ -193,6 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides")
     args = p.parse_args(argv)
 
+    from ser.attention import occlusion_falls
     from ser.evaluation import scores
     from ser.training import predict_logits
 
@@ -217,11 +218,9 @@ def main(argv=None) -> int:
     if args.occlusion:
         corr = {name: [] for name in RANKINGS[:-1]}
         for m, f in zip(maps, feats, strict=True):
-            shape = m["th"].shape
-            cells = [np.unravel_index(c, shape) for c in range(m["th"].size)]
-            versions = [occlude(f, [c], m["st"], m["sf"], fill) for c in cells]
-            logits = predict_logits(model, versions, multiple=stride)
-            drops.append(m["logits"][m["k"]] - logits[:, m["k"]])
+            # what `ser attention --occlusion` draws, computed by the same function
+            falls = occlusion_falls([model], f, m["k"], m["st"], m["sf"], multiple=stride, name="fold model")
+            drops.append(falls.ravel().astype(np.float64))
             for name, key in cell_scores(m, f).items():
                 corr[name].append(spearman(key.ravel(), drops[-1]))
     rankings = RANKINGS + (("occlusion",) if drops else ())

@@ -272,20 +272,43 @@ def occlusion_map(
         supported class ``k``, negative where it spoke against it. One forward pass per cell
         (batched by :data:`OCCLUSION_BATCH`).
     """
+    return occlusion_falls(
+        classifier.members,
+        features,
+        k,
+        time_stride,
+        freq_stride,
+        multiple=classifier.time_stride,
+        name=classifier.path,
+    )
+
+
+def occlusion_falls(
+    models: list,
+    features: np.ndarray,
+    k: int,
+    time_stride: int,
+    freq_stride: int,
+    *,
+    multiple: int,
+    name: str,
+) -> np.ndarray:
+    """:func:`occlusion_map` of Keras models built by :func:`ser.model.build_model` (their
+    falls averaged); ``multiple``: the models' time stride, ``name``: what errors call them."""
     from ser.features import pad_batch
     from ser.model import forward_function
 
     frames, n_mels = features.shape
     rows, cols = -(-frames // time_stride), -(-n_mels // freq_stride)
-    x, m = pad_batch([features], multiple=classifier.time_stride)
+    x, m = pad_batch([features], multiple=multiple)
     cells = [(i, j) for i in range(rows) for j in range(cols)]
     fall = np.zeros(len(cells), dtype=np.float64)
-    for member in classifier.members:
+    for member in models:
         try:
             fill = np.asarray(member.get_layer("normalization").mean, dtype=np.float32)
         except ValueError:
             raise ModelError(
-                f"{classifier.path}: no input normalisation layer to take the training mean from "
+                f"{name}: no input normalisation layer to take the training mean from "
                 "(saved by another version of ser?); expected a model written by `ser train`"
             ) from None
         forward = forward_function(member)
@@ -300,10 +323,8 @@ def occlusion_map(
             fall[a : a + len(chunk)] += base - out[:, k]
             interrupts.check()  # a Ctrl-C that came during the model call (ser.interrupts)
     if not np.all(np.isfinite(fall)):
-        raise ModelError(
-            f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?"
-        )
-    return (fall / len(classifier.members)).reshape(rows, cols).astype(np.float32)
+        raise ModelError(f"{name}: the model produced NaN or infinite outputs; is the file corrupted?")
+    return (fall / len(models)).reshape(rows, cols).astype(np.float32)
 
 
 def compute_attention(
