@@ -25,7 +25,10 @@ import weakref
 
 import numpy as np
 
+from ser.constants import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError
+from ser.model import ensemble_members
+from ser.runtime import length_batches, predict_logits
 
 #: Per model, its block sub-models (built once; they share the model's weights).
 _BLOCK_MODELS = weakref.WeakKeyDictionary()
@@ -53,8 +56,6 @@ def _block_models(model, blocks):
 
 def _batchnorms(model, blocks) -> list:
     """The batch-norm layer of each block, member by member for an ensemble."""
-    from ser.model import ensemble_members
-
     return [member.get_layer(f"bn{i}") for member in ensemble_members(model) for i in blocks]
 
 
@@ -89,9 +90,6 @@ def adapt_batchnorm(model, features, blocks, *, batch_size: int = 32, multiple: 
     blocks : sequence of int
         Blocks (1..5) to adapt; done in increasing order.
     """
-    from ser.data import length_batches
-    from ser.model import ensemble_members
-
     blocks = sorted(int(b) for b in blocks)
     if not blocks:
         return
@@ -127,11 +125,6 @@ def adapted(model, features, blocks, **kwargs):
         set_batchnorm_state(model, blocks, saved)
 
 
-#: Fewest recordings a speaker needs to be adapted to; with fewer, statistics are too noisy
-#: (one file is then normalised by itself) and the unadapted model is used.
-MIN_ADAPTATION_FILES = 5
-
-
 def speaker_adapted_logits(
     model,
     features,
@@ -153,14 +146,13 @@ def speaker_adapted_logits(
         One per utterance; each speaker's statistics come from all their utterances here.
     blocks : sequence of int
     min_files : int
-        Speakers with fewer utterances get the unadapted model's logits.
+        Speakers with fewer utterances (default :data:`ser.constants.MIN_ADAPTATION_FILES`)
+        get the unadapted model's logits.
 
     Returns
     -------
     np.ndarray [shape=(len(features), n_classes)]
     """
-    from ser.training import predict_logits
-
     speakers = np.asarray(speakers).astype(str)
     out = np.zeros((len(features), model.output_shape[-1]), dtype=np.float32)
     for speaker in sorted(set(speakers)):

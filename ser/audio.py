@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ser.constants import MAX_LOAD_DURATION, MIN_DURATION, SAMPLE_RATE
+from ser.constants import MAX_LOAD_DURATION, MIN_DURATION, SAMPLE_RATE, SILENCE_PEAK
 from ser.errors import AudioError
 
 #: Sample rates accepted from files and arrays, in Hz (telephone 8 kHz to studio 96 kHz,
@@ -36,6 +36,21 @@ MAX_PEAK = 1000.0
 #: memory a file takes is that of its mono waveform, whatever its channel count (a 12 s file
 #: of 1024 channels at 192 kHz would otherwise be read as 9 GB of float32).
 READ_SAMPLES = 1 << 20
+
+
+def is_silent(y: np.ndarray) -> bool:
+    """Whether no sample of ``y`` is above :data:`ser.constants.SILENCE_PEAK` in magnitude.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)]
+        A waveform (any shape; an empty one is silent).
+
+    Returns
+    -------
+    bool
+    """
+    return not np.any(np.abs(y) > SILENCE_PEAK)
 
 
 def _check_peak(y: np.ndarray, name: str) -> None:

@@ -18,3 +18,9 @@ SILENCE_PEAK = 1e-4
 
 #: File extensions treated as audio when scanning corpus folders.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")
+
+#: Fewest recordings of one speaker that label-free speaker adaptation (batch-norm statistics,
+#: :mod:`ser.adaptation`; the per-speaker functionals regression, :mod:`ser.fusion`) uses; with
+#: fewer, the statistics are too noisy (one file is then normalised by itself) and the
+#: unadapted model is used.
+MIN_ADAPTATION_FILES = 5

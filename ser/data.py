@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.constants import SILENCE_PEAK
+from ser.audio import is_silent, load_audio
+from ser.augment import SPEED_RESAMPLER, spec_augment, speed_perturbed
 from ser.errors import AudioError
 from ser.features import FrontendConfig, crop_or_pad, model_input
+from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS, utterance_functionals
+from ser.io import atomic_path
 
 #: Part of every cache key: bump it whenever the feature code changes (``logmel``,
-#: ``trim_silence``, ``load_audio``), so stale cached features are never reused. Version 2:
-#: :func:`ser.features.speech_level` bounded by the 99th percentile (2026-11-28). Version 3:
-#: :func:`ser.features.trim_bounds` trims digital silence whatever the threshold (2026-11-29).
+#: ``trim_silence``, ``load_audio``), so stale cached features are never reused.
 FEATURES_VERSION = 3
 
 
@@ -80,21 +81,18 @@ class UnusableAudio(AudioError):
 
 
 def _store(target: Path | None, value: np.ndarray) -> None:
-    if target is None:
-        return
-    tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, value)
-    os.replace(tmp, target)
+    """Write ``value`` to the cache file ``target`` atomically (``None``: no cache)."""
+    if target is not None:
+        with atomic_path(target) as tmp:
+            np.save(tmp, value)
 
 
 def usable_audio(path: str, sample_rate: int) -> np.ndarray:
     """A corpus file's audio at ``sample_rate`` (:func:`ser.audio.load_audio`), as training
     decodes it; :class:`AudioError` where it cannot train a model (unreadable, too short or
     long, non-finite, far beyond full scale, silent)."""
-    from ser.audio import load_audio
-
     y = load_audio(path, sample_rate)
-    if not np.any(np.abs(y) > SILENCE_PEAK):
+    if is_silent(y):
         raise AudioError(f"{path}: silent (no sample above -80 dB full scale); expected speech to train on")
     return y
 
@@ -105,11 +103,9 @@ def _cached(
     """Log-mel features of one file (and its functionals), from the cache where present.
 
     With ``speeds``, the functionals are ``(1 + len(speeds), N)``: the file's, then those of
-    the file played at each speed (:func:`ser.functionals.speed_perturbed`). The audio is
+    the file played at each speed (:func:`ser.augment.speed_perturbed`). The audio is
     loaded once for everything that is not cached.
     """
-    from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS, SPEED_RESAMPLER
-
     key = _cache_key(path, frontend) if cache_dir is not None else None
     target = cache_dir / f"{key}.npy" if key else None
     f_target = cache_dir / f"{key}.functionals{FUNCTIONALS_VERSION}.npy" if key else None
@@ -134,8 +130,6 @@ def _cached(
             feats = model_input(y, frontend)
             _store(target, feats)
         if functionals:
-            from ser.functionals import speed_perturbed, utterance_functionals
-
             sr = frontend.sample_rate
             if func is None:
                 func = utterance_functionals(y, sr)
@@ -200,8 +194,6 @@ def release_workers() -> None:
 
 def _cached_copies(path: str, frontend: FrontendConfig, cache_dir: Path | None, speeds: tuple) -> tuple:
     """Model input of ``path`` played at each of ``speeds``, from the cache where present."""
-    from ser.functionals import SPEED_RESAMPLER, speed_perturbed
-
     key = _cache_key(path, frontend) if cache_dir is not None else None
     out, y = [], None
     for v in speeds:
@@ -226,7 +218,7 @@ def speed_copies(
     progress: bool = True,
 ) -> list[tuple]:
     """Model input (:func:`ser.features.model_input`) of every file played at each of
-    ``speeds`` (:func:`ser.functionals.speed_perturbed`; ``training.speeds``), cached beside
+    ``speeds`` (:func:`ser.augment.speed_perturbed`; ``training.speeds``), cached beside
     the file's own features.
 
     Returns
@@ -321,8 +313,6 @@ def extract_all(
     if failures:
         out = [None if i in failures else x for i, x in enumerate(out)]
     if functionals:
-        from ser.functionals import N_FUNCTIONALS
-
         shape = (len(out), 1 + len(speeds), N_FUNCTIONALS) if speeds else (len(out), N_FUNCTIONALS)
         func = np.full(shape, np.nan, dtype=np.float32)
         for i, x in enumerate(out):
@@ -334,25 +324,6 @@ def extract_all(
     if failures:
         raise UnusableAudio(failures, result)
     return result
-
-
-def spec_augment(
-    x: np.ndarray, rng: np.random.Generator, *, freq_masks=2, freq_width=8, time_masks=2, time_width=20
-):
-    """SpecAugment-style masking of one ``(frames, n_mels)`` crop (in place, set to the crop mean)."""
-    t, f = x.shape
-    fill = float(x.mean())
-    for _ in range(freq_masks):
-        w = int(rng.integers(0, freq_width + 1))
-        if w and f > w:
-            s = int(rng.integers(0, f - w))
-            x[:, s : s + w] = fill
-    for _ in range(time_masks):
-        w = int(rng.integers(0, min(time_width, max(t // 5, 1)) + 1))
-        if w and t > w:
-            s = int(rng.integers(0, t - w))
-            x[s : s + w, :] = fill
-    return x
 
 
 class CropBatches:
@@ -374,7 +345,7 @@ class CropBatches:
     seed : int
     mask_widths : (int, int) or None
         Largest SpecAugment mask widths: mel bands, frames (``None``: those of
-        :func:`spec_augment`).
+        :func:`ser.augment.spec_augment`).
     copies : list of tuple of np.ndarray, or None
         Speed perturbation (``training.speeds``): each utterance's copies played at other
         speeds (:func:`speed_copies`). Each crop is then cut from the utterance or from one
@@ -435,53 +406,3 @@ class CropBatches:
                 xs.append(x)
                 ms.append(m)
             yield [np.stack(xs), np.stack(ms)], self.labels[idx]
-
-
-def mixup(x, mask, targets, weights, rng: np.random.Generator, alpha: float):
-    """Blend each crop of a batch with another one of the same batch (mixup).
-
-    Each crop ``i`` gets ``lam_i ~ Beta(alpha, alpha)`` and becomes
-    ``lam_i * x_i + (1 - lam_i) * x_j`` for a random partner ``j``; its soft target and
-    sample weight are blended the same way. Where only one of the two crops has real frames
-    (a short utterance's zero padding), that crop's frames are kept as they are.
-
-    Parameters
-    ----------
-    x : np.ndarray [shape=(batch, frames, n_mels)]
-    mask : np.ndarray [shape=(batch, frames)]
-    targets : np.ndarray [shape=(batch, n_classes)]
-    weights : np.ndarray [shape=(batch,)]
-    rng : np.random.Generator
-    alpha : float
-
-    Returns
-    -------
-    x, mask, targets, weights : the blended batch (new arrays)
-    """
-    n = len(x)
-    lam = rng.beta(alpha, alpha, size=n).astype(np.float32)
-    j = rng.permutation(n)
-    both = (mask * mask[j])[:, :, None]
-    a = lam[:, None, None] * both + mask[:, :, None] * (1 - both)
-    b = (1 - lam)[:, None, None] * both + mask[j][:, :, None] * (1 - both)
-    x = a * x + b * x[j]
-    mask = np.maximum(mask, mask[j])
-    targets = lam[:, None] * targets + (1 - lam)[:, None] * targets[j]
-    weights = lam * weights + (1 - lam) * weights[j]
-    return x.astype(np.float32), mask, targets.astype(np.float32), weights
-
-
-def length_batches(features, batch_size: int, multiple: int = 1):
-    """Batches of whole utterances grouped by length (little padding), for evaluation.
-
-    Yields
-    ------
-    (indices, x, mask)
-    """
-    from ser.features import pad_batch
-
-    order = np.argsort([f.shape[0] for f in features], kind="stable")
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        x, m = pad_batch([features[i] for i in idx], multiple=multiple)
-        yield idx, x, m

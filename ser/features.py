@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ser.constants import SAMPLE_RATE
+from ser.constants import SAMPLE_RATE, SILENCE_PEAK
 from ser.errors import ConfigError
 
 #: Floor added to mel power before the log, so silence gives finite values.
@@ -216,8 +216,6 @@ def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
     import scipy.fft
     from scipy.signal import sosfilt
 
-    from ser.constants import SILENCE_PEAK
-
     y = np.asarray(y, dtype=np.float64)
     step = max(1, int(sample_rate // 8000))
     rate = sample_rate / step
@@ -387,95 +385,6 @@ def trim_silence(features: np.ndarray, top_db: float | None, min_frames: int = 1
 def model_input(y: np.ndarray, config: FrontendConfig) -> np.ndarray:
     """The features a model is trained and run on: :func:`logmel` then :func:`trim_silence`."""
     return trim_silence(logmel(y, config), config.trim_db)
-
-
-def feature_stats(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and variance over all frames of ``features``.
-
-    Parameters
-    ----------
-    features : list of np.ndarray [shape=(frames, n_mels)]
-
-    Returns
-    -------
-    mean, variance : np.ndarray [shape=(n_mels,), dtype=float32]
-    """
-    if not features:
-        raise ConfigError("feature_stats needs at least one feature matrix")
-    total = sum(f.shape[0] for f in features)
-    s = np.zeros(features[0].shape[1], dtype=np.float64)
-    ss = np.zeros_like(s)
-    for f in features:
-        f64 = f.astype(np.float64)
-        s += f64.sum(axis=0)
-        ss += (f64**2).sum(axis=0)
-    mean = s / total
-    var = np.maximum(ss / total - mean**2, 1e-6)
-    return mean.astype(np.float32), var.astype(np.float32)
-
-
-def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Shift and scale every mel band: ``(features - mean) / std`` as float32.
-
-    The one place the label-free normalisations (:func:`standardize_utterance`,
-    :func:`speaker_normalize`, a speaker reference at inference) do their arithmetic, so
-    training and inference standardise identically.
-
-    Parameters
-    ----------
-    features : np.ndarray [shape=(frames, n_mels)]
-    mean, std : np.ndarray [shape=(n_mels,)]
-
-    Returns
-    -------
-    np.ndarray [shape=(frames, n_mels), dtype=float32]
-    """
-    return ((features - mean) / std).astype(np.float32)
-
-
-def standardize_utterance(features: np.ndarray) -> np.ndarray:
-    """Standardise each mel band of one utterance by its own mean and variance over frames.
-
-    ``features.normalization = "utterance"`` in training and inference alike. The variance
-    floor of :func:`feature_stats` (1e-6) makes silence and constant bands zeros, not NaN.
-
-    Parameters
-    ----------
-    features : np.ndarray [shape=(frames, n_mels)]
-
-    Returns
-    -------
-    np.ndarray [shape=(frames, n_mels), dtype=float32]
-    """
-    mean, var = feature_stats([features])
-    return standardize(features, mean, np.sqrt(var))
-
-
-def speaker_normalize(features: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
-    """Standardise each utterance with label-free statistics of its own speaker's files.
-
-    Every band is shifted and scaled by the mean and standard deviation over all frames of
-    all files of the same speaker. No label is used, and a test speaker's statistics come
-    only from that speaker's own (unlabelled) audio. Beware confounds: for a speaker
-    recorded in a single emotion this erases the emotion.
-
-    Parameters
-    ----------
-    features : list of np.ndarray [shape=(frames, n_mels)]
-    speakers : list of str, same length
-
-    Returns
-    -------
-    list of np.ndarray, same shapes
-    """
-    if len(features) != len(speakers):
-        raise ConfigError(f"got {len(features)} feature matrices but {len(speakers)} speakers")
-    stats = {}
-    for spk in sorted(set(speakers)):
-        own = [f for f, s in zip(features, speakers, strict=True) if s == spk]
-        mean, var = feature_stats(own)
-        stats[spk] = (mean, np.sqrt(var))
-    return [standardize(f, *stats[s]) for f, s in zip(features, speakers, strict=True)]
 
 
 def crop_or_pad(features: np.ndarray, frames: int, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:

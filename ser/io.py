@@ -1,4 +1,8 @@
-"""Atomic file writes: a crash never leaves a truncated artefact behind."""
+"""Atomic file writes (a crash never leaves a truncated artefact behind) and folder checks.
+
+The one home of atomic writing in ``ser``: every artefact (models, reports, cached features,
+figures, ``.npz`` maps) is written through :func:`atomic_path`.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,32 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_atomically(path, write) -> None:
+    """Call ``write(file_object)`` on a temporary binary file beside ``path``, then rename it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write; missing folders above it are made.
+    write : callable
+        Takes a file object opened for binary writing (``np.savez_compressed``,
+        ``Figure.savefig`` with an explicit ``format``).
+
+    Raises
+    ------
+    ConfigError
+        The folder cannot be made or written, or the write fails (a full disk).
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            write(f)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write here ({exc.strerror or exc}); expected a folder you can write to"
+        ) from None
 
 
 def write_text(path, text: str) -> None:

@@ -19,13 +19,10 @@ import numbers
 import keras
 from keras import ops
 
+from ser.checks import is_int
+
 BOTTOM_UP_MODES = ("linear", "softmax")
 POOLING_MODES = ("average", "max")
-
-
-def _is_int(value):
-    """True for Python and NumPy integers, False for bools and everything else."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _position_mask(mask, x):
@@ -71,11 +68,11 @@ class AttentionalPooling(keras.layers.Layer):
 
     def __init__(self, num_classes, rank=1, bottom_up="linear", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        if not _is_int(num_classes) or num_classes < 1:
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(
                 f"`num_classes` must be a positive integer. Received: num_classes={num_classes!r}"
             )
-        if not _is_int(rank) or rank < 1:
+        if not is_int(rank) or rank < 1:
             raise ValueError(f"`rank` must be a positive integer. Received: rank={rank!r}")
         if bottom_up not in BOTTOM_UP_MODES:
             raise ValueError(

@@ -19,25 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser.augment import speed_factors
 from ser.errors import ConfigError
 
 HEADS = ("attention", "average", "max")
-
-
-def speed_factors(name: str, speeds) -> tuple:
-    """``speeds`` checked as a setting of speed-perturbation factors (``model.functionals_speeds``,
-    ``training.speeds``): distinct numbers from 0.5 to 2 other than 1, as a tuple of floats."""
-    if (
-        not _sequence(speeds)
-        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in speeds)
-        or not all(0.5 <= v <= 2.0 and v != 1.0 for v in speeds)
-        or len(set(speeds)) != len(speeds)
-    ):
-        raise ConfigError(
-            f"{name} must be a list of distinct speed factors from 0.5 to 2, other than 1 "
-            f"(e.g. [0.9, 1.1], or [] for none). Received: {name}={speeds!r}"
-        )
-    return tuple(float(v) for v in speeds)
 
 
 def _sequence(value) -> bool:
@@ -399,32 +384,3 @@ def feature_map_model(model):
     return keras.Model(
         model.inputs, [model.get_layer("conv5_map").output, model.get_layer("conv5_mask").output]
     )
-
-
-def forward_function(model):
-    """``f(x, mask) -> logits`` for inference, traced once for any batch size and length.
-
-    On the TensorFlow backend the model call is wrapped in one ``tf.function`` with unknown
-    batch and time dimensions, so batches of new shapes never retrace (which would cost a
-    trace per shape). The function is cached on the model and sees later weight updates.
-    """
-    cached = getattr(model, "_ser_forward", None)
-    if cached is not None:
-        return cached
-    import keras
-
-    def call(x, m):
-        return model([x, m], training=False)
-
-    fn = call
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        n_mels = model.inputs[0].shape[-1]
-        spec = [tf.TensorSpec((None, None, n_mels), tf.float32), tf.TensorSpec((None, None), tf.float32)]
-        fn = tf.function(call, input_signature=spec)
-        # Each model traces once; many models in one process (folds) would otherwise trip
-        # TensorFlow's "frequent retracing" warning.
-        fn._omit_frequent_tracing_warning = True
-    model._ser_forward = fn
-    return fn

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ser.checks import is_int
 from ser.errors import ConfigError
 
 PROTOCOL_KINDS = ("leave_one_group_out", "group_kfold")
@@ -26,10 +27,6 @@ PROTOCOL_DEFAULTS = {
     "validation_fraction": 0.15,
     "validation_min_groups": 6,
 }
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_protocol(protocol: dict) -> dict:
@@ -63,10 +60,10 @@ def check_protocol(protocol: dict) -> dict:
     if not isinstance(group, str) or not group:
         raise ConfigError(f"protocol.group must be a manifest column name. Received: group={group!r}")
     k = protocol.get("k", PROTOCOL_DEFAULTS["k"])
-    if not _is_int(k) or k < 2:
+    if not is_int(k) or k < 2:
         raise ConfigError(f"protocol.k must be an integer >= 2. Received: k={k!r}")
     seed = protocol.get("seed", PROTOCOL_DEFAULTS["seed"])
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ConfigError(f"protocol.seed must be an integer >= 0. Received: seed={seed!r}")
     fraction = protocol.get("validation_fraction", PROTOCOL_DEFAULTS["validation_fraction"])
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
@@ -74,7 +71,7 @@ def check_protocol(protocol: dict) -> dict:
             f"protocol.validation_fraction must be a number in (0, 1). Received: validation_fraction={fraction!r}"
         )
     min_groups = protocol.get("validation_min_groups", PROTOCOL_DEFAULTS["validation_min_groups"])
-    if not _is_int(min_groups) or min_groups < 2:
+    if not is_int(min_groups) or min_groups < 2:
         raise ConfigError(
             "protocol.validation_min_groups must be an integer >= 2. "
             f"Received: validation_min_groups={min_groups!r}"
