@@ -70,8 +70,7 @@ def fold_model(overrides: list[str], data_root: str, fold_number: int, cache: st
     """
     from one_fold import prepare_fold, train_fold_model
 
-    from ser.features import feature_stats
-    from ser.training import normalize_features
+    from ser.normalization import feature_stats, normalize
 
     f = prepare_fold(overrides, data_root, fold_number, cache)
     recipe, fold, split, speakers = f.recipe, f.fold, f.split, f.speakers
@@ -99,10 +98,8 @@ def fold_model(overrides: list[str], data_root: str, fold_number: int, cache: st
             Path(keep + ".json").write_text(json.dumps(stamp))
     normalization = recipe["features"]["normalization"]
     features = f.features
-    test = normalize_features([features[i] for i in fold.test], speakers[fold.test].tolist(), normalization)
-    train = normalize_features(
-        [features[i] for i in split.train], speakers[split.train].tolist(), normalization
-    )
+    test = normalize([features[i] for i in fold.test], speakers[fold.test].tolist(), normalization)
+    train = normalize([features[i] for i in split.train], speakers[split.train].tolist(), normalization)
     mean, _ = feature_stats(train)
     return model, test, f.y[fold.test], f.labels, mean, list(fold.test_groups), recipe["model"].time_stride
 
@@ -168,12 +165,6 @@ def occlude(f: np.ndarray, cells, st: int, sf: int, fill: np.ndarray) -> np.ndar
     return g
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra = np.argsort(np.argsort(a)).astype(float)
     rb = np.argsort(np.argsort(b)).astype(float)
@@ -195,7 +186,7 @@ def main(argv=None) -> int:
 
     from ser.attention import occlusion_falls
     from ser.evaluation import scores
-    from ser.training import predict_logits
+    from ser.runtime import predict_logits, softmax
 
     t_start = time.time()
     model, feats, y, labels, fill, test_actors, stride = fold_model(

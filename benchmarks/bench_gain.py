@@ -50,8 +50,11 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
 
     from ser.evaluation import scores
     from ser.features import model_input
-    from ser.functionals import FunctionalsHead, utterance_functionals
-    from ser.training import _fusion_weights, _validation_logits, normalize_features, predict_logits
+    from ser.functionals import utterance_functionals
+    from ser.fusion import FunctionalsHead
+    from ser.normalization import normalize
+    from ser.runtime import predict_logits
+    from ser.training import _fusion_weights, _validation_logits
 
     f = prepare_fold(overrides, data_root, fold_number, cache)
     recipe, manifest, labels, features, y = f.recipe, f.manifest, f.labels, f.features, f.y
@@ -72,7 +75,7 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     out = {}
     for gain in gains:
         waves = [scaled(paths[i], frontend.sample_rate, gain) for i in fold.test]
-        feats = normalize_features(
+        feats = normalize(
             [model_input(w, frontend) for w in waves],
             speakers[fold.test].tolist(),
             recipe["features"]["normalization"],

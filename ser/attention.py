@@ -30,20 +30,26 @@ from pathlib import Path
 import numpy as np
 
 from ser import interrupts
+from ser.audio import audio_info, is_silent, prepare_waveform, read_mono
 from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
-from ser.features import trim_bounds, voiced_fraction
+from ser.features import logmel, pad_batch, trim_bounds, voiced_fraction
 from ser.inference import (
     BATCH_WINDOWS,
     DEFAULT_WINDOW,
-    SILENCE_PEAK,
+    NO_SPEECH_NOTE,
     WHOLE_MAX_DURATION,
     EmotionClassifier,
+    _error_text,
     _silent,
+    adapt_to_speaker,
+    audio_notes,
     counted_windows,
     holds_speech,
     model_features,
 )
+from ser.io import probe_writable, write_atomically
+from ser.runtime import forward_function
 
 #: Longest stretch of audio (seconds) one attention figure shows.
 MAX_ATTENTION_DURATION = MAX_LOAD_DURATION
@@ -295,8 +301,6 @@ def occlusion_falls(
 ) -> np.ndarray:
     """:func:`occlusion_map` of Keras models built by :func:`ser.model.build_model` (their
     falls averaged); ``multiple``: the models' time stride, ``name``: what errors call them."""
-    from ser.features import pad_batch
-    from ser.model import forward_function
 
     frames, n_mels = features.shape
     rows, cols = -(-frames // time_stride), -(-n_mels // freq_stride)
@@ -371,7 +375,7 @@ def compute_attention(
     if head not in ("attention", "average", "max"):
         raise ModelError(f"{classifier.path}: unknown head {head!r}; cannot draw its attention")
     y, name, t0, t1 = _read_input(classifier, audio, sample_rate, start, end)
-    if not np.any(np.abs(y) > SILENCE_PEAK):
+    if is_silent(y):
         # as classify does: no picture of a guess about silence
         raise _silent(name, None if start is None and end is None else (t0, t1))
     hop = classifier.frontend.hop_length
@@ -499,7 +503,6 @@ def _adapted_to(classifier: EmotionClassifier) -> int:
 
 
 def _raw_logmel(classifier: EmotionClassifier, waveform: np.ndarray) -> np.ndarray:
-    from ser.features import logmel
 
     return logmel(waveform, classifier.frontend)
 
@@ -514,9 +517,8 @@ def _head_maps(classifier: EmotionClassifier, features: list[np.ndarray]):
     top_down : np.ndarray [shape=(b, t', f', n_classes * members * rank)]
     bottom_up : np.ndarray [shape=(b, t', f', members * rank)]
     time_stride, freq_stride : int
-        Derived from the shapes of the input and of the Conv5 map.
+        The model's Conv5 strides (:func:`ser.runtime.conv5_strides`).
     """
-    from ser.features import pad_batch
 
     x, m = pad_batch(features, multiple=classifier.time_stride)
     all_logits, all_td, all_bu = [], [], []
@@ -544,14 +546,11 @@ def _head_maps(classifier: EmotionClassifier, features: list[np.ndarray]):
     top_down = np.concatenate(all_td, axis=-1)
     top_down = top_down.reshape(top_down.shape[:3] + (-1,))
     bottom_up = np.concatenate(all_bu, axis=-1)
-    X_shape = tuple(X.shape)
-    time_stride = x.shape[1] // X_shape[1]
-    freq_stride = -(-x.shape[2] // X_shape[2])
     if not np.all(np.isfinite(logits)):
         raise ModelError(
             f"{classifier.path}: the model produced NaN or infinite outputs; is the file corrupted?"
         )
-    return logits, top_down, bottom_up, time_stride, freq_stride
+    return logits, top_down, bottom_up, classifier.time_stride, classifier.freq_stride
 
 
 def _check_range(start, end, duration: float, name: str) -> tuple[float, float]:
@@ -589,7 +588,6 @@ def _check_range(start, end, duration: float, name: str) -> tuple[float, float]:
 
 def _read_input(classifier: EmotionClassifier, audio, sample_rate, start, end):
     """The waveform of the range to explain, its name, and the range in seconds."""
-    from ser.audio import audio_info, prepare_waveform
 
     sr = classifier.sample_rate
     if isinstance(audio, (str, os.PathLike)):
@@ -629,8 +627,6 @@ def _read_frames(path: str, a: int, b: int) -> np.ndarray:
     a few channels' worth at a time: :func:`ser.audio.read_mono`)."""
     import soundfile as sf
 
-    from ser.audio import read_mono
-
     try:
         with sf.SoundFile(path) as f:
             f.seek(a)
@@ -654,7 +650,6 @@ def _check_output(path) -> Path:
 def _check_writable(path: Path) -> None:
     """Check a file can be created in ``path``'s folder, or in the nearest folder above it that
     exists (the rest is made when the file is written), by creating and removing one there."""
-    from ser.io import probe_writable
 
     folder = next((p for p in path.parents if p.exists()), Path("."))
     try:
@@ -685,30 +680,9 @@ def check_outputs(out: str | os.PathLike, npz: str | os.PathLike | None = None) 
 
 
 def _write_atomically(path: str | os.PathLike, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    import tempfile
+    """:func:`ser.io.write_atomically` to ``path``, checked first (:func:`_check_output`)."""
 
-    from ser.io import default_file_mode
-
-    path = _check_output(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot write here ({exc.strerror or exc}); expected a folder you can write to"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; the file gets the usual mode
-            write(f)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(_check_output(path), write)
 
 
 def _freq_ticks(freqs: np.ndarray, min_gap: float = 1 / 12) -> tuple[list, list]:
@@ -981,8 +955,6 @@ def attention_command(
     """
     import sys
 
-    from ser.inference import NO_SPEECH_NOTE, _error_text, adapt_to_speaker, audio_notes
-
     check_outputs(out, npz)
     classifier = EmotionClassifier.load(model_path)
     failed = 0
@@ -1005,8 +977,6 @@ def attention_command(
     if not maps.speech:
         print(f"note: {audio_path}: {NO_SPEECH_NOTE}", file=sys.stderr, flush=True)
     if (start is not None or end is not None) and len(maps.window_starts) == 1:
-        from ser.audio import audio_info
-
         duration = audio_info(audio_path).duration
         asked = (
             0.0 if start is None else float(start),

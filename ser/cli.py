@@ -11,6 +11,14 @@ import os
 import sys
 import warnings
 
+from ser import interrupts
+from ser.attention import attention_command, check_outputs
+from ser.demo import run_demo
+from ser.errors import SerError
+from ser.inference import classify_command
+from ser.training import check_corpus, run_recipe
+from ser.workers import parse_jobs
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran but something failed (e.g. an audio file it cannot use)
 EXIT_USAGE = 2  # a user error: bad argument, bad model or recipe file, bad corpus
@@ -26,7 +34,6 @@ def _import_tensorflow_quietly() -> None:
     """
     if "tensorflow" in sys.modules:
         return
-    from ser.errors import SerError
 
     try:
         fd = sys.stderr.fileno()
@@ -51,11 +58,9 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _cmd_train(args) -> int:
-    from ser.workers import parse_jobs
 
     jobs = parse_jobs(args.jobs)  # a bad value fails before TensorFlow loads
     _import_tensorflow_quietly()
-    from ser.training import run_recipe
 
     run_recipe(
         args.recipe,
@@ -74,7 +79,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from ser.training import check_corpus
 
     print(check_corpus(args.recipe, data_root=args.data_root, overrides=args.set, skip_bad=args.skip_bad))
     return EXIT_OK
@@ -82,7 +86,6 @@ def _cmd_check(args) -> int:
 
 def _cmd_demo(args) -> int:
     _import_tensorflow_quietly()
-    from ser.demo import run_demo
 
     run_demo(args.out, quick=args.quick)
     return EXIT_OK
@@ -90,8 +93,6 @@ def _cmd_demo(args) -> int:
 
 def _cmd_classify(args) -> int:
     _import_tensorflow_quietly()
-    from ser import interrupts
-    from ser.inference import classify_command
 
     with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next file or batch
         return classify_command(
@@ -106,12 +107,9 @@ def _cmd_classify(args) -> int:
 
 
 def _cmd_attention(args) -> int:
-    from ser.attention import check_outputs
 
     check_outputs(args.out, args.npz)  # a bad --out or --npz fails before TensorFlow loads
     _import_tensorflow_quietly()
-    from ser import interrupts
-    from ser.attention import attention_command
 
     with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next model call's end
         return attention_command(
@@ -297,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter off the terminal
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ser.errors import SerError
 
     warnings.showwarning = _warning_printer(args.command)
 

@@ -13,6 +13,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from corpora import synthetic
+from ser.attention import compute_attention, plot_attention
+from ser.errors import ConfigError
+from ser.inference import EmotionClassifier
+from ser.io import atomic_path, ensure_folder
+from ser.training import _has_results, run_recipe
+
 #: Corpus size of the full demo and of ``--quick`` (speakers, utterances per class).
 DEMO_SIZE = {"n_speakers": 6, "per_class": 12}
 QUICK_SIZE = {"n_speakers": 6, "per_class": 10}
@@ -26,13 +33,10 @@ def _check_earlier_demo(out: Path, size: dict, seed: int) -> None:
     """Refuse, before anything is rewritten, a folder holding a demo run of another size or seed."""
     import json
 
-    from ser.errors import ConfigError
-
     try:
         earlier = json.loads((out / "corpus" / "synthetic.json").read_text())
     except (OSError, ValueError):
         return
-    from ser.training import _has_results
 
     if not _has_results(out / "run"):
         return  # no finished work to keep: the corpus is simply made again
@@ -56,11 +60,6 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     quick : bool
         Smaller corpus and fewer epochs (for smoke tests).
     """
-    from corpora import synthetic
-    from ser.attention import compute_attention, plot_attention
-    from ser.inference import EmotionClassifier
-    from ser.io import atomic_path, ensure_folder
-    from ser.training import run_recipe
 
     out = ensure_folder(out_dir)
     size = QUICK_SIZE if quick else DEMO_SIZE

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ser.io import atomic_path
+
 
 def scores(y_true, y_pred, num_classes: int) -> dict:
     """WA, UA and macro-F1 of integer predictions.
@@ -69,7 +71,6 @@ def plot_confusion(confusion, labels, path, title: str = "") -> None:
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall")
     fig.tight_layout()
-    from ser.io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -27,9 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from ser import interrupts
-from ser.constants import MAX_LOAD_DURATION, SILENCE_PEAK
+from ser.adaptation import MIN_ADAPTATION_FILES, adapt_batchnorm, batchnorm_state, set_batchnorm_state
+from ser.audio import audio_info, is_silent, iter_audio_blocks, load_audio, prepare_waveform
+from ser.constants import MAX_LOAD_DURATION, MIN_DURATION, SILENCE_PEAK
 from ser.errors import AudioError, ConfigError, ModelError, SerError
-from ser.features import standardize, standardize_utterance
+from ser.features import MIN_VOICED_FRACTION, FrontendConfig, logmel, model_input, pad_batch, voiced_fraction
+from ser.fusion import FunctionalsHead
+from ser.model import ensemble_members, feature_map_model
+from ser.normalization import NORMALIZATIONS, feature_stats, normalize, standardization
+from ser.runtime import conv5_strides, forward_function, softmax
 
 #: Audio up to this long (seconds) is classified whole; longer audio in sliding windows.
 WHOLE_MAX_DURATION = 12.0
@@ -69,19 +75,10 @@ STREAM_BLOCK_SECONDS = 30.0
 #: calls (many files, long files, a server) run several times faster.
 EAGER_CALLS = 2
 
-#: ``info["normalization"]`` values of ``ser train`` models (see ``ser.recipe``): "global"
-#: statistics live inside the model; "utterance" models take features standardised by the
-#: input's own statistics; "speaker" models were trained with each speaker's statistics:
-#: give them with :meth:`EmotionClassifier.set_speaker_reference` (``ser classify
-#: --same-speaker``); without a reference the input's own statistics stand in for them (an
-#: approximation: the recipe's evaluation used true speaker statistics).
-NORMALIZATIONS = ("global", "utterance", "speaker")
-
 
 def _speech_mask(voiced) -> np.ndarray:
     """Which of ``voiced`` (:func:`ser.features.voiced_fraction` of each window, or of a
     whole recording) hold speech: at least :data:`ser.features.MIN_VOICED_FRACTION`."""
-    from ser.features import MIN_VOICED_FRACTION
 
     return np.asarray(voiced, dtype=np.float64) >= MIN_VOICED_FRACTION
 
@@ -204,10 +201,10 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim:
 
     The only place inference turns audio into model input, so classification and the
     attention maps always see the same features, and the same as training
-    (:func:`ser.features.model_input`, then :func:`ser.training.normalize_features`): the
+    (:func:`ser.features.model_input`, then :func:`ser.normalization.normalize`): the
     log-mel of :func:`ser.features.logmel` with the model's frontend settings, trimmed of
     leading and trailing silence, then, by ``info["normalization"]`` (see
-    :data:`NORMALIZATIONS`), standardised by the waveform's own statistics ("utterance";
+    :data:`ser.normalization.NORMALIZATIONS`), standardised by the waveform's own statistics ("utterance";
     also "speaker" without a speaker reference, an approximation) or by the speaker
     reference's ("speaker" after :meth:`EmotionClassifier.set_speaker_reference`). "global"
     normalisation is inside the model.
@@ -225,31 +222,12 @@ def model_features(classifier: EmotionClassifier, waveform: np.ndarray, *, trim:
     -------
     np.ndarray [shape=(frames, n_mels), dtype=float32]
     """
-    from ser.features import logmel, model_input
 
     if trim:
         features = model_input(waveform, classifier.frontend)
     else:
         features = logmel(waveform, classifier.frontend)
-    return _normalize_input(classifier, features)
-
-
-def _normalize_input(classifier: EmotionClassifier, features: np.ndarray) -> np.ndarray:
-    """The normalisation step of :func:`model_features` (log-mel in, model input out)."""
-    reference = classifier.speaker_reference
-    if classifier.normalization == "speaker" and reference is not None:
-        return standardize(features, *reference)
-    if classifier.standardizes_input:
-        features = standardize_utterance(features)
-    return features
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable for any finite logits)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return normalize([features], None, classifier.normalization, reference=classifier.speaker_reference)[0]
 
 
 def check_window(window: float | None, hop: float | None) -> tuple[float, float]:
@@ -266,7 +244,6 @@ def check_window(window: float | None, hop: float | None) -> tuple[float, float]
     window, hop : float
         In seconds.
     """
-    from ser.constants import MIN_DURATION
 
     for name, value in (("window", window), ("hop", hop)):
         if value is not None and (
@@ -365,8 +342,6 @@ class EmotionClassifier:
     """
 
     def __init__(self, model, path: str = "<model>"):
-        from ser.features import FrontendConfig
-        from ser.model import ensemble_members
 
         self.model = model
         self.members = ensemble_members(model)
@@ -399,11 +374,9 @@ class EmotionClassifier:
                 f"{self.path}: unknown feature normalization {self.normalization!r} in the model; "
                 f"expected one of {NORMALIZATIONS}"
             )
-        #: The functionals head fused with the CNN (:mod:`ser.functionals`), or None.
+        #: The functionals head fused with the CNN (:mod:`ser.fusion`), or None.
         self.functionals = None
         if self.info.get("functionals") is not None:
-            from ser.functionals import FunctionalsHead
-
             try:
                 self.functionals = FunctionalsHead.from_dict(self.info["functionals"])
             except ModelError as exc:
@@ -415,7 +388,7 @@ class EmotionClassifier:
                 )
         #: ``(mean, std)`` of the speaker reference's functionals (None: the global head).
         self.functionals_reference = None
-        self.time_stride, self.freq_stride = _strides(self.members[0])
+        self.time_stride, self.freq_stride = conv5_strides(self.members[0])
         self._calls = 0
         self._graph = None
         self._feature_map_model = None
@@ -486,7 +459,7 @@ class EmotionClassifier:
 
     @property
     def normalization(self) -> str:
-        """The model's feature normalisation, one of :data:`NORMALIZATIONS` ("global" if unset)."""
+        """The model's feature normalisation, one of :data:`ser.normalization.NORMALIZATIONS` ("global" if unset)."""
         return str(self.info.get("normalization") or "global")
 
     @property
@@ -498,10 +471,11 @@ class EmotionClassifier:
     def adapt_blocks(self) -> tuple:
         """Conv blocks whose batch-norm statistics a speaker reference re-estimates.
 
-        ``model.adapt_blocks`` of the recipe that trained the model; ``()`` for models saved
-        before speaker adaptation existed.
+        ``model.adapt_blocks`` of the recipe that trained the model (``ser train`` stores it in
+        ``info``); ``()`` for a model whose metadata names none (one made by
+        :func:`ser.model.build_model` with other ``info``).
         """
-        return tuple(int(b) for b in self.info.get("adapt_blocks") or ())
+        return tuple(int(b) for b in self.info.get("adapt_blocks", ()))
 
     def set_speaker_reference(self, audio_list, sample_rate: int | None = None) -> None:
         """Adapt the classifier to one speaker, from a few of their recordings (any emotions).
@@ -515,7 +489,7 @@ class EmotionClassifier:
           re-estimated from these recordings (:mod:`ser.adaptation`), if there are at least
           :data:`ser.adaptation.MIN_ADAPTATION_FILES` of them; :attr:`adapted_files` says how
           many were used (0: not adapted);
-        - a model with a functionals head (:mod:`ser.functionals`) standardises functionals by
+        - a model with a functionals head (:mod:`ser.fusion`) standardises functionals by
           the statistics of these recordings and uses its per-speaker regression (again with
           at least that many recordings).
 
@@ -531,7 +505,6 @@ class EmotionClassifier:
         sample_rate : int or None
             Rate of array inputs.
         """
-        from ser.adaptation import MIN_ADAPTATION_FILES, adapt_batchnorm, batchnorm_state, set_batchnorm_state
 
         if self._training_batchnorm is not None:
             set_batchnorm_state(self.model, self.adapt_blocks, self._training_batchnorm)
@@ -542,8 +515,6 @@ class EmotionClassifier:
         self.reference_labels = []
         if audio_list is None:
             return
-        from ser.audio import prepare_waveform
-        from ser.features import feature_stats, model_input
 
         feats, functionals, heard = [], [], []
         for audio in audio_list:
@@ -553,11 +524,11 @@ class EmotionClassifier:
                 y = prepare_waveform(audio, sample_rate, self.sample_rate)
             else:
                 y, _ = reference_audio(audio, self.sample_rate)
-            if not np.any(np.abs(y) > SILENCE_PEAK):
+            if is_silent(y):
                 continue  # no voice to learn from
             feats.append(model_input(y, self.frontend))
             # what the model hears without the reference: the whole recording, unadapted
-            logits = self.logits([_normalize_input(self, feats[-1])]).astype(np.float64)
+            logits = self.logits(normalize(feats[-1:], None, self.normalization)).astype(np.float64)
             if self.functionals is not None:
                 functionals.append(self.functionals.functionals(y, self.sample_rate))
                 logits = self.functionals.fuse(logits, functionals[-1][None], None)
@@ -568,14 +539,12 @@ class EmotionClassifier:
         mean, var = feature_stats(feats)
         self.speaker_reference = (mean, np.sqrt(var))
         if self.adapt_blocks and len(feats) >= MIN_ADAPTATION_FILES:
-            inputs = [_normalize_input(self, f) for f in feats]
+            inputs = normalize(feats, None, self.normalization, reference=self.speaker_reference)
             self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
             adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
             self.adapted_files = len(inputs)
         speaker_head = self.functionals is not None and self.functionals.speaker is not None
         if speaker_head and len(functionals) >= MIN_ADAPTATION_FILES:
-            from ser.functionals import standardization
-
             self.functionals_reference = standardization(np.stack(functionals))
 
     def __repr__(self) -> str:
@@ -585,8 +554,6 @@ class EmotionClassifier:
     def feature_map_models(self) -> list:
         """Per member, its Conv5 map and that map's mask (cached; see :func:`ser.model.feature_map_model`)."""
         if self._feature_map_model is None:
-            from ser.model import feature_map_model
-
             try:
                 self._feature_map_model = [feature_map_model(m) for m in self.members]
             except ValueError:
@@ -608,7 +575,6 @@ class EmotionClassifier:
         -------
         np.ndarray [shape=(len(features), n_classes), dtype=float32]
         """
-        from ser.features import pad_batch
 
         x, m = pad_batch(features, multiple=self.time_stride)
         self._calls += 1
@@ -654,7 +620,7 @@ class EmotionClassifier:
             return softmax(logits)
         logits = np.asarray(logits, dtype=np.float64)
         out = softmax(logits)
-        heard = [i for i, w in enumerate(waveforms) if np.any(np.abs(w) > SILENCE_PEAK)]
+        heard = [i for i, w in enumerate(waveforms) if not is_silent(w)]
         if heard:
             x = np.stack([self.functionals.functionals(waveforms[i], self.sample_rate) for i in heard])
             out[heard] = softmax(self.functionals.fuse(logits[heard], x, self.functionals_reference))
@@ -663,8 +629,6 @@ class EmotionClassifier:
     def _compiled(self):
         """The model call traced once for any batch size and length (TensorFlow backend)."""
         if self._graph is None:
-            from ser.model import forward_function
-
             self._graph = forward_function(self.model)
         return self._graph
 
@@ -704,7 +668,6 @@ class EmotionClassifier:
         ConfigError
             Bad window settings, or an array without its sample rate.
         """
-        from ser.audio import audio_info, iter_audio_blocks, load_audio, prepare_waveform
 
         # audio up to one window is classified whole; with no window given (a hop alone sets
         # only the hop of longer audio's windows), up to WHOLE_MAX_DURATION
@@ -744,9 +707,8 @@ class EmotionClassifier:
         return self._classify_windows(blocks, name, window, hop)
 
     def _classify_whole(self, y: np.ndarray, name: str | None) -> Prediction:
-        if not np.any(np.abs(y) > SILENCE_PEAK):
+        if is_silent(y):
             raise _silent(name)
-        from ser.features import voiced_fraction
 
         probs = self.fused(self.logits([model_features(self, y)]), [y])[0]
         scores = self._scores(probs)
@@ -762,7 +724,6 @@ class EmotionClassifier:
         sr = self.sample_rate
         win_n = max(1, int(round(window * sr)))
         hop_n = max(1, int(round(hop * sr)))
-        from ser.features import voiced_fraction
 
         segments: list[Segment] = []
         window_probs: list[np.ndarray] = []
@@ -788,7 +749,7 @@ class EmotionClassifier:
 
         heard = False
         for start, w in iter_windows(blocks, win_n, hop_n):
-            heard = heard or bool(np.any(np.abs(w) > SILENCE_PEAK))
+            heard = heard or not is_silent(w)
             if batch and sum(b.size for _, b in batch) + w.size > BATCH_SECONDS * sr:
                 flush()  # (a window longer than BATCH_SECONDS goes alone)
             batch.append((start, w))
@@ -870,21 +831,6 @@ def _saved_keras_version(file: str) -> str | None:
         return None
 
 
-def _strides(model) -> tuple[int, int]:
-    """Input frames and mel bands per Conv5 position: the product of the pool sizes and conv strides."""
-    import keras
-
-    time_stride, freq_stride = 1, 1
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.MaxPooling2D):
-            time_stride *= int(layer.pool_size[0])
-            freq_stride *= int(layer.pool_size[1])
-        elif isinstance(layer, keras.layers.Conv2D):
-            time_stride *= int(layer.strides[0])
-            freq_stride *= int(layer.strides[1])
-    return time_stride, freq_stride
-
-
 def _error_text(name: str, exc: Exception) -> str:
     """An error's message without the file name it starts with (the caller names the file)."""
     message = str(exc)
@@ -913,7 +859,6 @@ def _format_line(prediction: Prediction, top: int) -> str:
 def audio_notes(classifier: EmotionClassifier, path) -> list[str]:
     """Notes about a file that is classified all the same: cut short (see
     :meth:`ser.audio.AudioInfo.truncation_note`) or band-limited (:func:`band_limit_note`)."""
-    from ser.audio import audio_info
 
     try:
         info = audio_info(path)
@@ -943,7 +888,6 @@ def reference_audio(path, sample_rate: int) -> tuple[np.ndarray, bool]:
     """A speaker-reference recording at ``sample_rate``: the whole file, or its first
     :data:`REFERENCE_MAX_SECONDS` that are not silent (then the flag is True), so memory
     stays bounded whatever the files' length."""
-    from ser.audio import audio_info, iter_audio_blocks, load_audio
 
     if audio_info(path).duration <= REFERENCE_MAX_SECONDS:
         return load_audio(path, sample_rate, max_duration=None), False
@@ -951,7 +895,7 @@ def reference_audio(path, sample_rate: int) -> tuple[np.ndarray, bool]:
     for block in iter_audio_blocks(path, sample_rate, block_seconds=REFERENCE_MAX_SECONDS):
         block = block[:cap]
         first = block if first is None else first
-        if np.any(np.abs(block) > SILENCE_PEAK):
+        if not is_silent(block):
             return block, True
     return first, True
 
@@ -998,7 +942,6 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> dict[str, st
             flush=True,
         )
         return {}
-    from ser.adaptation import MIN_ADAPTATION_FILES
 
     # Only files that could be classified take part: an unreadable, too short, non-finite or
     # silent file would otherwise spoil the statistics the other files are scored with.
@@ -1006,7 +949,7 @@ def adapt_to_speaker(classifier: EmotionClassifier, audio_paths) -> dict[str, st
     for path in dict.fromkeys(str(p) for p in audio_paths):
         try:
             y, truncated = reference_audio(path, classifier.sample_rate)
-            if not np.any(np.abs(y) > SILENCE_PEAK):
+            if is_silent(y):
                 raise _silent(path)
             usable.append(y)
             cut += truncated

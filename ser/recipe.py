@@ -19,12 +19,17 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+from corpora import get_corpus
+from ser.augment import speed_factors
 from ser.errors import ConfigError
+from ser.features import FrontendConfig
+from ser.model import ModelConfig
+from ser.normalization import NORMALIZATIONS
+from ser.protocol import check_protocol
 
 #: Where the recipes shipped with ``ser`` live (``recipes/`` beside the ``ser`` package).
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
-NORMALIZATIONS = ("global", "speaker", "utterance")
 SECTIONS = ("corpus", "protocol", "frontend", "features", "model", "training")
 
 
@@ -104,8 +109,6 @@ class TrainingConfig:
     speeds: tuple = (0.9, 1.1)
 
     def __post_init__(self):
-        from ser.model import speed_factors
-
         object.__setattr__(self, "speeds", speed_factors("training.speeds", self.speeds))
         for name in (
             "epochs",
@@ -234,10 +237,6 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
         "frontend": FrontendConfig, "features": {"normalization"}, "model": ModelConfig,
         "training": TrainingConfig}``.
     """
-    from corpora import get_corpus
-    from ser.features import FrontendConfig
-    from ser.model import ModelConfig
-    from ser.protocol import check_protocol
 
     path = find_recipe(name_or_path)
     try:

@@ -28,10 +28,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import interrupts
-from ser.adaptation import MIN_ADAPTATION_FILES
+from corpora import describe_manifest, load_corpus
+from corpora.base import FIX_HINT, UNUSABLE, Report, absolute_root, detail_of, skipped_line, warn
+from ser import __version__, interrupts
+from ser.adaptation import speaker_adapted_logits
+from ser.augment import mixup
+from ser.constants import MIN_ADAPTATION_FILES
+from ser.data import CropBatches, UnusableAudio, extract_all, find_unusable, release_workers, speed_copies
 from ser.errors import ConfigError, CorpusError
+from ser.evaluation import plot_confusion, scores
+from ser.functionals import FUNCTIONALS_VERSION
+from ser.fusion import FUSION_WEIGHT, FunctionalsHead, choose_fusion_weight, fuse, speaker_log_probabilities
 from ser.io import atomic_path, ensure_folder, read_json, write_json, write_text
+from ser.model import ModelConfig, build_model, ensemble_model
+from ser.normalization import feature_stats, normalize
+from ser.protocol import describe_protocol, fold_splits, make_folds, member_splits
+from ser.recipe import TrainingConfig, load_recipe, recipe_to_dict
+from ser.runtime import predict_logits, softmax
 from ser.workers import run_in_workers, threads_per_worker, worker_count
 
 
@@ -39,54 +52,14 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def normalize_features(features, speakers, normalization: str):
-    """Apply the recipe's label-free normalisation before training and evaluation.
-
-    ``"global"`` leaves features as they are (the model standardises them with statistics of
-    its training data); ``"utterance"`` standardises each utterance by its own statistics;
-    ``"speaker"`` by the statistics of all files of its speaker (no labels used).
-    """
-    from ser.features import speaker_normalize, standardize_utterance
-
-    if normalization == "global":
-        return features
-    if normalization == "speaker":
-        return speaker_normalize(features, list(speakers))
-    return [standardize_utterance(f) for f in features]
-
-
-def predict_logits(model, features, *, batch_size: int = 32, multiple: int = 16) -> np.ndarray:
-    """Logits of whole utterances, batched by length."""
-    from ser.data import length_batches
-    from ser.model import forward_function
-
-    forward = forward_function(model)
-    out = np.zeros((len(features), model.output_shape[-1]), dtype=np.float32)
-    for idx, x, m in length_batches(features, batch_size, multiple):
-        out[idx] = np.asarray(forward(x, m))
-        interrupts.check()  # a Ctrl-C that came during TensorFlow's work (ser.interrupts)
-    return out
-
-
 def train_step_function(model, optimizer, loss_fn):
     """``step(x, mask, targets, weights) -> loss``: one optimiser update of ``model``.
 
     The loss is ``loss_fn`` (sample-weighted, averaged over the batch) plus the model's
-    regularisation losses, as ``model.compile`` + ``train_on_batch`` would compute it. On the
-    TensorFlow backend the step is one ``tf.function``: it traces in about half the time of
-    ``train_on_batch`` (seconds per model, and a recipe trains one model per fold) and skips
-    its per-call bookkeeping. Other backends fall back to ``train_on_batch``.
+    regularisation losses, as ``model.compile`` + ``train_on_batch`` would compute it. The step
+    is one ``tf.function``: it traces in about half the time of ``train_on_batch`` (seconds per
+    model, and a recipe trains one model per fold) and skips its per-call bookkeeping.
     """
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        model.compile(optimizer=optimizer, loss=loss_fn)
-
-        def fallback(x, m, y, w):
-            return float(model.train_on_batch([x, m], y, sample_weight=w))
-
-        return fallback
-
     import tensorflow as tf
 
     optimizer.build(model.trainable_variables)
@@ -164,8 +137,6 @@ class Trainer:
 
     def __init__(self, labels, recipe: dict):
         import keras
-
-        from ser.model import build_model
 
         frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
         self._build = lambda seed: build_model(
@@ -246,9 +217,6 @@ def train_model(
         ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [...]}``; ``best_epoch`` is the
         epoch whose weights were kept.
     """
-    from ser.data import CropBatches, mixup
-    from ser.evaluation import scores
-    from ser.features import feature_stats
 
     frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
     k = len(labels)
@@ -372,7 +340,6 @@ def _where(manifest, recipe: dict) -> str:
 def _fold_splits(manifest, recipe: dict) -> list:
     """The recipe's folds of ``manifest`` (:func:`ser.protocol.fold_splits`); an error names
     the corpus, since the protocol may suit the full release and not this copy of it."""
-    from ser.protocol import fold_splits
 
     try:
         return fold_splits(manifest, recipe["protocol"])
@@ -402,9 +369,6 @@ def _load(recipe: dict, data_root, *, skip_bad: bool, decode: bool = True, progr
     not to be refused.
     """
     from functools import partial
-
-    from corpora import load_corpus
-    from ser.data import find_unusable
 
     rate = recipe["frontend"].sample_rate
     return load_corpus(
@@ -446,7 +410,6 @@ def _prepare(
     ``training.speeds``, normalised as the file's own) is None unless ``training.speeds`` has
     any. ``n_jobs``: processes computing features (joblib; -1: one per core).
     """
-    from ser.data import UnusableAudio, extract_all, speed_copies
 
     labels = _labels(manifest, recipe, folds)
     t0 = time.time()
@@ -494,14 +457,12 @@ def _prepare(
     if copies is not None and normalization != "global":
         # each speed of a speaker is normalised as another speaker, as the functionals head counts it
         per_speed = [
-            normalize_features(
-                [c[j] for c in copies], [f"{s}\x1fspeed{v:g}" for s in speakers], normalization
-            )
+            normalize([c[j] for c in copies], [f"{s}\x1fspeed{v:g}" for s in speakers], normalization)
             for j, v in enumerate(speeds)
         ]
         copies = list(zip(*per_speed, strict=True))
     feature_seconds = time.time() - t0
-    features = normalize_features(features, speakers, normalization)
+    features = normalize(features, speakers, normalization)
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
     return manifest, labels, features, y, feature_seconds, functionals, copies
 
@@ -529,7 +490,6 @@ def _drop_unusable(manifest, failures: dict, recipe: dict, skip_bad: bool, folds
     :class:`AudioError`, as :class:`ser.data.UnusableAudio` holds them) and the mask of the
     rows kept; or, unless ``skip_bad``, a :class:`CorpusError` naming them all. The folds
     asked for (``folds``, as :func:`_chosen_folds` takes them) must still be possible."""
-    from corpora.base import FIX_HINT, UNUSABLE, Report, detail_of, skipped_line, warn
 
     root = Path(manifest.attrs["root"])  # absolute, as the loader named it
     # a CSV (custom): paths are shown relative to its folder, as the loader does
@@ -572,8 +532,6 @@ def check_corpus(
     use are listed with the corpus's other problems (or, with ``skip_bad``, left out with
     them), as ``ser train`` lists them.
     """
-    from corpora import describe_manifest
-    from ser.protocol import describe_protocol
 
     recipe = _load_recipe(recipe_name, overrides)
     manifest = _load(recipe, data_root, skip_bad=skip_bad, decode=decode, progress=progress)
@@ -593,14 +551,12 @@ def check_corpus(
 
 def _load_recipe(name, overrides):
     """The resolved recipe (see :func:`ser.recipe.load_recipe`)."""
-    from ser.recipe import load_recipe
 
     return load_recipe(name, list(overrides or []))
 
 
 def aggregate(fold_results: list[dict], labels: list[str]) -> dict:
     """Per-fold means/stds and pooled WA/UA/macro-F1/confusion over all test predictions."""
-    from ser.evaluation import scores
 
     y_true = np.concatenate([np.asarray(r["y_true"]) for r in fold_results])
     y_pred = np.concatenate([np.asarray(r["y_pred"]) for r in fold_results])
@@ -782,10 +738,6 @@ def run_recipe(
         True in such a worker process: train the chosen folds only, with no report and no
         final model.
     """
-    from corpora.base import absolute_root
-    from ser.evaluation import plot_confusion, scores
-    from ser.protocol import describe_protocol, make_folds, member_splits
-    from ser.recipe import recipe_to_dict
 
     t_start = time.time()
     overrides = list(overrides or [])
@@ -801,8 +753,6 @@ def run_recipe(
     data_root = str(absolute_root(data_root))  # as the loader names it (and ser check)
     run_info = {"recipe": recipe["name"], "settings": settings, "data_root": data_root}
     if recipe["model"].functionals:
-        from ser.functionals import FUNCTIONALS_VERSION
-
         run_info["functionals_version"] = FUNCTIONALS_VERSION
     previous = read_json(out / "run.json")
     old_model = ((previous or {}).get("settings") or {}).get("model")
@@ -913,8 +863,6 @@ def run_recipe(
     n_jobs = 1 if worker else worker_count(jobs, len(pending), _data_bytes(features, copies))
     in_workers = set()
     if n_jobs > 1:
-        from ser.data import release_workers
-
         release_workers()  # their memory goes to the fold workers
         lanes = _lanes(pending, n_jobs)
         _log(
@@ -987,8 +935,6 @@ def run_recipe(
                     member_weights.append(weights)
                     validation_logits = validation_logits or val  # the first member's are saved
                 if adapt and adapt_blocks:
-                    from ser.adaptation import speaker_adapted_logits
-
                     member_adapted.append(
                         speaker_adapted_logits(
                             model,
@@ -1066,8 +1012,6 @@ def run_recipe(
             )
             with atomic_path(fold_dir / "predictions.csv") as tmp:
                 import pandas as pd
-
-                from ser.inference import softmax
 
                 probabilities = softmax(logits)
                 pd.DataFrame(
@@ -1199,8 +1143,6 @@ def run_recipe(
             if len(trained) > 1:
                 model = _ensemble_of(trained, labels, recipe)
             if functionals is not None:
-                from ser.functionals import FunctionalsHead
-
                 head = FunctionalsHead.fit(functionals, y, speakers, len(labels))
                 head.weight, head.speaker_weight = _ensemble_weights(member_weights)
                 _log(
@@ -1246,17 +1188,11 @@ def _fusion_weights(functionals, y, speakers, train_rows, validation: dict, n_cl
     """The CNN's fusion weights ``(single file, speaker-adapted)``, chosen on validation speakers.
 
     A head fitted on ``train_rows`` alone scores the validation rows; each weight is the one
-    of :data:`ser.functionals.FUSION_GRID` whose fusion with the CNN's validation logits
+    of :data:`ser.fusion.FUSION_GRID` whose fusion with the CNN's validation logits
     (``validation``, from :func:`_validation_logits`) predicts them best (see
-    :func:`ser.functionals.choose_fusion_weight`). Without
-    validation rows both are :data:`ser.functionals.FUSION_WEIGHT`.
+    :func:`ser.fusion.choose_fusion_weight`). Without
+    validation rows both are :data:`ser.fusion.FUSION_WEIGHT`.
     """
-    from ser.functionals import (
-        FUSION_WEIGHT,
-        FunctionalsHead,
-        choose_fusion_weight,
-        speaker_log_probabilities,
-    )
 
     rows = validation.get("validation_rows")
     if rows is None or len(rows) == 0 or len(train_rows) == 0:
@@ -1290,7 +1226,7 @@ def _ensemble_weights(member_weights: list) -> tuple:
 
 
 def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes, weights):
-    """Fold logits fused with the functionals head (:mod:`ser.functionals`).
+    """Fold logits fused with the functionals head (:mod:`ser.fusion`).
 
     The head is fitted on the fold's training speakers (train + validation rows); the test
     rows are scored with the global regression, and, for the adapted scores, with the
@@ -1301,8 +1237,6 @@ def _fuse_fold(logits, adapted_logits, functionals, y, speakers, fold, n_classes
     (fused logits, fused adapted logits or None, parts)
         ``parts``: ``{"cnn": ..., "functionals": ...}``, the scores of each expert alone.
     """
-    from ser.evaluation import scores
-    from ser.functionals import FunctionalsHead, fuse, speaker_log_probabilities
 
     train = np.concatenate([fold.train, fold.validation])
     head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], n_classes)
@@ -1336,8 +1270,6 @@ def _validation_logits(model, split, features, speakers, recipe) -> dict:
     out = {"validation_rows": rows, "validation_cnn": predict_logits(model, val_features, multiple=multiple)}
     blocks = recipe["model"].adapt_blocks
     if blocks:
-        from ser.adaptation import speaker_adapted_logits
-
         out["validation_cnn_adapted"] = speaker_adapted_logits(
             model, val_features, speakers[rows], blocks, multiple=multiple
         )
@@ -1382,7 +1314,6 @@ def _train_split(split, features, y, labels, recipe, *, info, board: Path, prefi
 
 def _ensemble_of(trained, labels, recipe):
     """An :func:`ser.model.ensemble_model` of members given as ``(weights, info)`` pairs."""
-    from ser.model import build_model, ensemble_model
 
     frontend = recipe["frontend"]
     members = []
@@ -1473,8 +1404,6 @@ def _comparable(settings):
     A training or model setting added after a run was written (e.g. ``training.members``)
     counts as its default, which is what that run did, so the run resumes under this version.
     """
-    from ser.model import ModelConfig
-    from ser.recipe import TrainingConfig
 
     out = {k: v for k, v in (settings or {}).items() if k != "path"}
     if isinstance(out.get("model"), dict) and "functionals" not in out["model"]:
@@ -1504,7 +1433,6 @@ def _comparable(settings):
 
 
 def _version() -> str:
-    from ser import __version__
 
     return __version__
 

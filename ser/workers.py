@@ -18,6 +18,8 @@ import os
 import threading
 import time
 
+from ser.errors import ConfigError, SerError
+
 #: Memory a worker needs beside the features it loads: TensorFlow, the model, its optimiser
 #: and batches (a worker of the EmoDB-sized stand-in, its features included, held about
 #: 1 GB resident).
@@ -72,7 +74,6 @@ def worker_count(jobs, tasks: int, data_bytes: int = 0) -> int:
 
 def parse_jobs(text):
     """``--jobs`` as given: ``"auto"`` or a positive integer."""
-    from ser.errors import ConfigError
 
     if text is None or str(text).strip().lower() == "auto":
         return "auto"
@@ -136,8 +137,6 @@ def run_in_workers(function, tasks: list, jobs: int) -> list:
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
-
-    from ser.errors import SerError
 
     threads = threads_per_worker(jobs)
     pool = ProcessPoolExecutor(

@@ -10,3 +10,8 @@ def speaking_tone(t: np.ndarray, pitch: float = 150.0) -> np.ndarray:
     periodic, so :func:`ser.features.voiced_fraction` counts it as voiced; a steady tone
     would count as hum, not speech."""
     return np.sin(2 * np.pi * pitch * t + 3.0 * np.sin(2 * np.pi * 5.0 * t))
+
+
+def random_features(rng, lengths, n_mels=8, offset=0.0, scale=1.0) -> list[np.ndarray]:
+    """Log-mel-like float32 matrices ``(t, n_mels)`` for each ``t`` of ``lengths``."""
+    return [(offset + scale * rng.standard_normal((t, n_mels))).astype(np.float32) for t in lengths]

@@ -17,7 +17,7 @@ from ser.adaptation import (
 )
 from ser.errors import ConfigError
 from ser.model import ModelConfig, build_model
-from ser.training import predict_logits
+from ser.runtime import predict_logits
 
 LABELS = ["angry", "happy", "neutral"]
 N_MELS = 32

@@ -466,3 +466,12 @@ def test_many_channels_are_read_a_bounded_number_of_samples_at_a_time(tmp_path, 
     np.testing.assert_allclose(np.concatenate(list(iter_audio_blocks(path))), mono, atol=1e-6)
     np.testing.assert_allclose(_read_frames(str(path), 100, 5100), mono[100:5100], atol=1e-6)
     assert len(asked) >= 2 * 32 + 5 and all(0 < n <= 64 * 1000 for n in asked)
+
+
+def test_is_silent_is_no_sample_above_the_silence_peak():
+    from ser.audio import is_silent
+    from ser.constants import SILENCE_PEAK
+
+    assert is_silent(np.zeros(100, np.float32)) and is_silent(np.zeros(0, np.float32))
+    assert is_silent(np.full(10, SILENCE_PEAK, np.float32))
+    assert not is_silent(np.array([0.0, -2 * SILENCE_PEAK]))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ser.data import CropBatches, mixup
+from ser.data import CropBatches
 
 
 def utterances(lengths, n_mels=4, seed=0):
@@ -30,66 +30,6 @@ def test_every_batch_has_one_shape_and_every_utterance_is_seen(n, batch):
         assert len(seen) - len(set(seen)) == len(seen) - n
         last = seen[-min(batch, n) :]
         assert len(set(last)) == len(last)
-
-
-def batch_of(lengths, frames=10, n_mels=3, k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = np.zeros((len(lengths), frames, n_mels), np.float32)
-    m = np.zeros((len(lengths), frames), np.float32)
-    for i, t in enumerate(lengths):
-        x[i, :t] = rng.standard_normal((t, n_mels))
-        m[i, :t] = 1
-    targets = np.eye(k, dtype=np.float32)[np.arange(len(lengths)) % k]
-    weights = np.arange(1, len(lengths) + 1, dtype=np.float64)
-    return x, m, targets, weights
-
-
-def test_mixup_blends_features_targets_and_weights_alike():
-    n = 8
-    x = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 10, 3)).copy()
-    m = np.ones((n, 10), np.float32)
-    t = np.eye(n, dtype=np.float32)  # crop i is class i: its target shows who it was mixed with
-    w = np.arange(1, n + 1, dtype=np.float64)
-    mx, mm, mt, mw = mixup(x, m, t, w, np.random.default_rng(0), 0.4)
-    assert mx.dtype == np.float32 and mt.dtype == np.float32
-    np.testing.assert_array_equal(mm, m)
-    np.testing.assert_allclose(mt.sum(1), 1, rtol=1e-6)
-    assert ((mt > 0).sum(1) <= 2).all() and (mt.diagonal() > 0).all()  # itself and one partner
-    assert (mt.diagonal() < 1).any()  # some crops really are blends
-    # the features and the sample weights are blended with the target's proportions
-    np.testing.assert_allclose(mx, np.broadcast_to((mt @ np.arange(n))[:, None, None], mx.shape), atol=1e-5)
-    np.testing.assert_allclose(mw, mt @ w, rtol=1e-5)
-
-
-def test_mixup_keeps_the_real_frames_where_the_partner_is_padding():
-    x, m, _, w = batch_of([10, 4])
-    t = np.eye(2, dtype=np.float32)
-    rng = np.random.default_rng(3)
-    blends = 0
-    for _ in range(10):
-        mx, mm, mt, _ = mixup(x, m, t, w, rng, 1.0)
-        for i in range(2):
-            if mt[i, 1 - i] == 0:  # paired with itself: unchanged
-                np.testing.assert_allclose(mx[i], x[i], atol=1e-6)
-                np.testing.assert_array_equal(mm[i], m[i])
-                continue
-            blends += 1
-            np.testing.assert_array_equal(mm[i], 1)  # the union of both crops' frames
-            # frames 4..9 exist in the long crop only: the blend holds them unchanged
-            np.testing.assert_allclose(mx[i, 4:], x[0, 4:], atol=1e-6)
-            lam = mt[i, i]
-            np.testing.assert_allclose(mx[i, :4], lam * x[i, :4] + (1 - lam) * x[1 - i, :4], atol=1e-5)
-    assert blends > 0
-
-
-def test_mixup_lambda_follows_beta_alpha():
-    x, m, t, w = batch_of([10] * 4000, k=2)
-    x[:] = 0
-    x[::2] = 1  # even crops are 1, odd crops 0 (two classes alternate as well)
-    _, _, mt, _ = mixup(x, m, t, w, np.random.default_rng(0), 0.2)
-    lam_like = mt[:, 0]
-    # Beta(0.2, 0.2) is U-shaped: most blends stay close to one of the two crops
-    assert np.mean((lam_like < 0.1) | (lam_like > 0.9)) > 0.5
 
 
 def test_spec_augment_mask_widths_are_configurable():
@@ -135,9 +75,9 @@ def test_speed_copies_are_cached_and_as_long_as_their_speed(tmp_path, monkeypatc
     import soundfile as sf
 
     import ser.data
+    from ser.augment import speed_perturbed
     from ser.data import UnusableAudio, speed_copies
     from ser.features import FrontendConfig, model_input
-    from ser.functionals import speed_perturbed
 
     sr = 16000
     t = np.arange(int(1.5 * sr)) / sr

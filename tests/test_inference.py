@@ -13,7 +13,7 @@ import soundfile as sf
 
 import ser
 from ser.errors import AudioError, ConfigError, ModelError
-from ser.features import FrontendConfig, feature_stats, logmel, pad_batch
+from ser.features import FrontendConfig, logmel, pad_batch
 from ser.inference import (
     DEFAULT_HOP,
     DEFAULT_WINDOW,
@@ -25,6 +25,7 @@ from ser.inference import (
     standardize_utterance,
 )
 from ser.model import ModelConfig, build_model
+from ser.normalization import feature_stats
 from tests.signals import speaking_tone
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -442,8 +443,9 @@ def test_leading_and_trailing_silence_is_trimmed_as_in_training(classifier):
 
 def test_speaker_reference_normalises_speaker_models(tmp_path):
     # A "speaker" model standardises inputs by the statistics of the speaker's reference files.
-    from ser.features import FrontendConfig, feature_stats, logmel, trim_silence
+    from ser.features import FrontendConfig, logmel, trim_silence
     from ser.inference import EmotionClassifier, model_features
+    from ser.normalization import feature_stats
 
     path = save_model(tmp_path / "spk.keras", info={"normalization": "speaker"})
     clf = EmotionClassifier.load(path)

@@ -115,7 +115,7 @@ def test_normalisation_statistics_are_applied():
 
 def test_normalisation_statistics_are_saved_and_can_be_replaced(tmp_path):
     """The statistics are weights: saved with the model, and new ones take effect at once."""
-    from ser.model import forward_function
+    from ser.runtime import forward_function
 
     mean = np.linspace(-5, 5, N_MELS).astype(np.float32)
     variance = np.linspace(0.5, 4, N_MELS).astype(np.float32)

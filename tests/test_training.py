@@ -586,8 +586,10 @@ def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_co
     import numpy as np
 
     from ser.audio import load_audio
-    from ser.functionals import FUSION_GRID, fuse, utterance_functionals
-    from ser.inference import EmotionClassifier, model_features, softmax
+    from ser.functionals import utterance_functionals
+    from ser.fusion import FUSION_GRID, fuse
+    from ser.inference import EmotionClassifier, model_features
+    from ser.runtime import softmax
 
     out, results = tiny_run
     assert set(results["parts"]) == {"cnn", "functionals"}
@@ -828,8 +830,9 @@ def test_silent_windows_get_the_cnn_alone_and_a_head_without_speakers_is_never_r
     import numpy as np
 
     from ser.audio import load_audio
-    from ser.functionals import FunctionalsHead
-    from ser.inference import EmotionClassifier, softmax
+    from ser.fusion import FunctionalsHead
+    from ser.inference import EmotionClassifier
+    from ser.runtime import softmax
 
     c = EmotionClassifier.load(tiny_run[0])
     wavs = sorted(str(p) for p in tiny_corpus.rglob("*.wav"))
@@ -1075,9 +1078,10 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
     import numpy as np
     import soundfile as sf
 
-    import ser.data
+    import ser.training
     from corpora import CorpusWarning
     from ser.data import UnusableAudio
+    from ser.errors import AudioError
     from ser.recipe import load_recipe
     from ser.training import _load, _prepare
 
@@ -1099,14 +1103,14 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
             frames = np.concatenate([copies[i][j] for i in np.flatnonzero(speakers == s)])
             np.testing.assert_allclose(frames.mean(0), 0, atol=1e-3)
     # a file found unusable only when its copies are made is dropped everywhere with --skip-bad
-    real = ser.data.speed_copies
+    real = ser.training.speed_copies
 
     def failing(paths, *args, **kwargs):
         out = real(paths, *args, **kwargs)
-        error = ser.data.AudioError(f"{paths[3]}: silent (no sample above -80 dB full scale)")
+        error = AudioError(f"{paths[3]}: silent (no sample above -80 dB full scale)")
         raise UnusableAudio({3: error}, [None if i == 3 else c for i, c in enumerate(out)])
 
-    monkeypatch.setattr(ser.data, "speed_copies", failing)
+    monkeypatch.setattr(ser.training, "speed_copies", failing)  # (imported there)
     with pytest.warns(
         CorpusWarning, match=r"skipped the 1 file\(s\) listed out of 35; using the remaining 34"
     ):
