@@ -124,7 +124,7 @@ class AttentionMaps:
         Models of the ensemble whose maps these are (1: a single model).
     functionals : bool
         Whether ``scores`` (and ``label``) fuse the CNN with the model's functionals head
-        (:mod:`ser.functionals`), as ``ser classify`` does; the maps are the CNN's.
+        (:mod:`ser.fusion`), as ``ser classify`` does; the maps are the CNN's.
     cnn_weight : float
         The CNN's weight in that fusion (1.0 without a functionals head): how much of the
         score the maps explain; at 0 the functionals decide alone.

@@ -487,7 +487,7 @@ class EmotionClassifier:
           standardised by the statistics of these recordings;
         - a model with :attr:`adapt_blocks` gets the batch-norm statistics of those blocks
           re-estimated from these recordings (:mod:`ser.adaptation`), if there are at least
-          :data:`ser.adaptation.MIN_ADAPTATION_FILES` of them; :attr:`adapted_files` says how
+          :data:`ser.constants.MIN_ADAPTATION_FILES` of them; :attr:`adapted_files` says how
           many were used (0: not adapted);
         - a model with a functionals head (:mod:`ser.fusion`) standardises functionals by
           the statistics of these recordings and uses its per-speaker regression (again with

@@ -75,16 +75,15 @@ class ModelConfig:
         How many leading blocks downsample by their conv's stride (equal to the block's pool)
         instead of a max-pool after the conv. Blocks 1 and 2 work at high resolution, where a
         stride-1 conv and its normalisation cost most of the training time on a CPU; striding
-        them skips those maps (training 2.3x faster, UA on RAVDESS within the fold-to-fold
+        them skips those maps (training several times faster, UA within the fold-to-fold
         spread). ``0`` pools every block.
     functionals : bool
         Fuse the CNN with a logistic regression on utterance functionals of pitch, loudness
-        and spectral shape (:mod:`ser.functionals`): the model's probabilities are the
+        and spectral shape (:mod:`ser.fusion`): the model's probabilities are the
         weighted geometric mean of the two (weights chosen on the validation speakers).
         Per-speaker standardised functionals are used wherever the speaker adaptation is
         (the recipe's adapted scores, ``--same-speaker``). The recipe also reports the CNN
-        alone. On RAVDESS (seed 0, 2026-11-29): the CNN alone UA 0.598, fused 0.660; adapted
-        0.639 and 0.743.
+        alone.
     functionals_speeds : tuple of float
         Speed perturbation of the functionals head's training data (Ko et al., 2015): each
         training recording also takes part played this many times faster (resampled, so
@@ -96,11 +95,8 @@ class ModelConfig:
         Feed Conv1 the delta and delta-delta of the normalised log-mel features along time
         (regression over 5 frames, :class:`ser.layers.TimeDeltas`) beside the features
         themselves: 3 input channels. Computed inside the model, so the frontend, the feature
-        cache and ``ser classify`` are unchanged. Off by default: on RAVDESS (2026-11-29, three
-        runs with and without on the same folds, ``recipes/ravdess/README.md``) the CNN alone
-        gained UA +0.022 on average and its validation actors +0.016, but the fused model only
-        +0.009 (-0.004 in one run), within what a run varies by; on the EmoDB-sized stand-in
-        the CNN alone lost 0.035 and the fused model did not move.
+        cache and ``ser classify`` are unchanged. Off by default (its measured effect on the
+        fused model is within what a run varies by; see ``recipes/ravdess/README.md``).
     """
 
     widths: tuple = (8, 16, 32, 64, 128)
