@@ -22,10 +22,9 @@ from ser.inference import (
     check_window,
     iter_windows,
     model_features,
-    standardize_utterance,
 )
 from ser.model import ModelConfig, build_model
-from ser.normalization import feature_stats
+from ser.normalization import feature_stats, standardize_utterance
 from tests.signals import speaking_tone
 
 LABELS = ["angry", "happy", "neutral", "sad"]
