@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from corpora.base import (
+from ser.corpora.base import (
     DUPLICATE,
     Record,
     Report,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from corpora.base import (
+from ser.corpora.base import (
     UNPARSEABLE,
     Record,
     Report,

@@ -19,10 +19,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+import ser.recipes
 from ser.errors import ConfigError
 
-#: Where the recipes shipped with ``ser`` live (``recipes/`` beside the ``ser`` package).
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+#: Where the recipes shipped with ``ser`` live: the package data of :mod:`ser.recipes`
+#: (the repository's ``recipes/`` folder, installed under ``ser``).
+RECIPES_DIR = Path(ser.recipes.__file__).resolve().parent
 
 NORMALIZATIONS = ("global", "speaker", "utterance")
 SECTIONS = ("corpus", "protocol", "frontend", "features", "model", "training")
@@ -234,7 +236,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
         "frontend": FrontendConfig, "features": {"normalization"}, "model": ModelConfig,
         "training": TrainingConfig}``.
     """
-    from corpora import get_corpus
+    from ser.corpora import get_corpus
     from ser.features import FrontendConfig
     from ser.model import ModelConfig
     from ser.protocol import check_protocol

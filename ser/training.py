@@ -387,7 +387,7 @@ def _chosen_folds(manifest, recipe: dict, folds) -> list[int]:
 
 
 def _load(recipe: dict, data_root, *, skip_bad: bool, decode: bool = True, progress: bool = True):
-    """The recipe's corpus as a manifest (:func:`corpora.load_corpus`).
+    """The recipe's corpus as a manifest (:func:`ser.corpora.load_corpus`).
 
     With ``decode``, every file whose header is fine is also decoded as training will decode
     it (:func:`ser.data.find_unusable`; about a millisecond per file), so that the files whose
@@ -403,7 +403,7 @@ def _load(recipe: dict, data_root, *, skip_bad: bool, decode: bool = True, progr
     """
     from functools import partial
 
-    from corpora import load_corpus
+    from ser.corpora import load_corpus
     from ser.data import find_unusable
 
     rate = recipe["frontend"].sample_rate
@@ -529,7 +529,7 @@ def _drop_unusable(manifest, failures: dict, recipe: dict, skip_bad: bool, folds
     :class:`AudioError`, as :class:`ser.data.UnusableAudio` holds them) and the mask of the
     rows kept; or, unless ``skip_bad``, a :class:`CorpusError` naming them all. The folds
     asked for (``folds``, as :func:`_chosen_folds` takes them) must still be possible."""
-    from corpora.base import FIX_HINT, UNUSABLE, Report, detail_of, skipped_line, warn
+    from ser.corpora.base import FIX_HINT, UNUSABLE, Report, detail_of, skipped_line, warn
 
     root = Path(manifest.attrs["root"])  # absolute, as the loader named it
     # a CSV (custom): paths are shown relative to its folder, as the loader does
@@ -572,7 +572,7 @@ def check_corpus(
     use are listed with the corpus's other problems (or, with ``skip_bad``, left out with
     them), as ``ser train`` lists them.
     """
-    from corpora import describe_manifest
+    from ser.corpora import describe_manifest
     from ser.protocol import describe_protocol
 
     recipe = _load_recipe(recipe_name, overrides)
@@ -782,7 +782,7 @@ def run_recipe(
         True in such a worker process: train the chosen folds only, with no report and no
         final model.
     """
-    from corpora.base import absolute_root
+    from ser.corpora.base import absolute_root
     from ser.evaluation import plot_confusion, scores
     from ser.protocol import describe_protocol, make_folds, member_splits
     from ser.recipe import recipe_to_dict

@@ -1076,7 +1076,7 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
     import soundfile as sf
 
     import ser.data
-    from corpora import CorpusWarning
+    from ser.corpora import CorpusWarning
     from ser.data import UnusableAudio
     from ser.recipe import load_recipe
     from ser.training import _load, _prepare

@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from corpora import COLUMNS, CorpusWarning, emodb
-from corpora.base import (
+from ser.corpora import COLUMNS, CorpusWarning, emodb
+from ser.corpora.base import (
     FIX_HINT,
     Record,
     Report,

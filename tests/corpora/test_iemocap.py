@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpora import CorpusWarning, iemocap, load_corpus
+from ser.corpora import CorpusWarning, iemocap, load_corpus
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from corpora import CorpusWarning, load_corpus, ravdess
+from ser.corpora import CorpusWarning, load_corpus, ravdess
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 

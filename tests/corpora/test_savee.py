@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpora import savee
+from ser.corpora import savee
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 

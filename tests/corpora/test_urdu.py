@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpora import urdu
+from ser.corpora import urdu
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 
