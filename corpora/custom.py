@@ -20,7 +20,6 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-
 from ser.corpora.base import (
     DUPLICATE,
     Record,
@@ -34,6 +33,7 @@ from ser.corpora.base import (
     relative,
     warn,
 )
+
 from ser.errors import CorpusError
 
 NAME = "custom"

@@ -18,7 +18,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-
 from ser.corpora.base import (
     UNPARSEABLE,
     Record,
@@ -31,6 +30,7 @@ from ser.corpora.base import (
     no_audio_error,
     relative,
 )
+
 from ser.errors import CorpusError
 
 NAME = "iemocap"

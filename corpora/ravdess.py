@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-
 from ser.corpora.base import (
     UNPARSEABLE,
     Record,

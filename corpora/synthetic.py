@@ -57,8 +57,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from scipy import signal
-
 from ser.corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio
+
 from ser.constants import SAMPLE_RATE
 from ser.errors import ConfigError
 

@@ -56,8 +56,8 @@ def run_demo(out_dir="ser-demo", *, quick: bool = False, seed: int = 0) -> dict:
     quick : bool
         Smaller corpus and fewer epochs (for smoke tests).
     """
-    from ser.corpora import synthetic
     from ser.attention import compute_attention, plot_attention
+    from ser.corpora import synthetic
     from ser.inference import EmotionClassifier
     from ser.io import atomic_path, ensure_folder
     from ser.training import run_recipe

@@ -17,7 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -39,7 +50,9 @@ def test_the_wheel_puts_everything_under_ser_with_the_recipes(wheel):
 def test_installed_wheel_checks_a_corpus_from_an_unrelated_folder(wheel, tmp_path):
     venv = tmp_path / "venv"
     # the venv reuses the dependencies already installed; ser itself comes from the wheel only
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
+    )
     bin_dir = venv / ("Scripts" if sys.platform == "win32" else "bin")
     python = bin_dir / "python"
     subprocess.run(
@@ -54,7 +67,9 @@ def test_installed_wheel_checks_a_corpus_from_an_unrelated_folder(wheel, tmp_pat
         "import ser, ser.recipe as r; "
         "print(ser.__file__); print(r.find_recipe('ravdess')); print(r.load_recipe('tess')['corpus']['name'])"
     )
-    run = subprocess.run([str(python), "-c", code], cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [str(python), "-c", code], cwd=elsewhere, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     installed = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
     package, recipe, corpus = run.stdout.split()
