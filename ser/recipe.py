@@ -3,6 +3,12 @@
 Config flows one way: ``recipes/<name>/recipe.toml`` (+ ``--set key=value`` overrides) ->
 :func:`load_recipe` -> dataclasses (:class:`~ser.features.FrontendConfig`,
 :class:`~ser.model.ModelConfig`, :class:`TrainingConfig`) -> constructor arguments.
+
+Each shipped ``recipe.toml`` states every hyperparameter that defines it, section by section
+(``[frontend]``, ``[features]``, ``[model]``, ``[training]``), as SpeechBrain's hparams files
+do. The defaults live in one documented place, the fields of those three dataclasses; a recipe
+of your own may leave out any setting to take its default. ``run.json`` records the resolved
+values of a run (:func:`recipe_to_dict`).
 """
 
 from __future__ import annotations
