@@ -18,3 +18,8 @@ SILENCE_PEAK = 1e-4
 
 #: File extensions treated as audio when scanning corpus folders.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")
+
+#: Format of what ``ser train`` writes: ``model.keras`` (in its ``ser_metadata`` info) and
+#: ``run.json`` carry it as ``format_version``; :func:`ser.io.check_format_version` refuses
+#: any other. Raise it when either file changes in a way this code cannot read.
+FORMAT_VERSION = 1
