@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.egemaps_only:
-        from corpora import load_corpus
+        from ser.corpora import load_corpus
 
         egemaps_features(load_corpus("ravdess", args.data_root)["path"].tolist(), out / "egemaps.npy")
         return 0
@@ -118,7 +118,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--data-root", args.data_root, "--out", str(out), "--egemaps-only"]
         subprocess.run(cmd, check=True)
 
-    from corpora import load_corpus
+    from ser.corpora import load_corpus
+
     from ser.protocol import describe_protocol, make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe

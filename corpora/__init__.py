@@ -18,9 +18,8 @@ import os
 import types
 
 import pandas as pd
-
-from corpora import cremad, custom, emodb, iemocap, ravdess, savee, tess, urdu
-from corpora.base import (
+from ser.corpora import cremad, custom, emodb, iemocap, ravdess, savee, tess, urdu
+from ser.corpora.base import (
     CANONICAL_LABELS,
     COLUMNS,
     CorpusWarning,
@@ -28,6 +27,7 @@ from corpora.base import (
     describe_manifest,
     speaker_label_table,
 )
+
 from ser.errors import ConfigError
 
 __all__ = [
@@ -68,7 +68,7 @@ CORPORA: dict[str, types.ModuleType] = {
     "savee": savee,
     "urdu": urdu,
     "custom": custom,
-    "synthetic": _LazyModule("corpora.synthetic"),
+    "synthetic": _LazyModule("ser.corpora.synthetic"),
 }
 
 

@@ -56,9 +56,9 @@ class CorpusWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    """Issue a :class:`CorpusWarning` attributed to the first caller outside :mod:`corpora`."""
+    """Issue a :class:`CorpusWarning` attributed to the first caller outside :mod:`ser.corpora`."""
     level, frame = 2, sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "corpora":
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("ser.corpora"):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, CorpusWarning, stacklevel=level)
 

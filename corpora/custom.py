@@ -20,8 +20,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-
-from corpora.base import (
+from ser.corpora.base import (
     DUPLICATE,
     Record,
     Report,
@@ -34,6 +33,7 @@ from corpora.base import (
     relative,
     warn,
 )
+
 from ser.errors import CorpusError
 
 NAME = "custom"

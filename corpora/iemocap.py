@@ -18,8 +18,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
-
-from corpora.base import (
+from ser.corpora.base import (
     UNPARSEABLE,
     Record,
     Report,
@@ -31,6 +30,7 @@ from corpora.base import (
     no_audio_error,
     relative,
 )
+
 from ser.errors import CorpusError
 
 NAME = "iemocap"

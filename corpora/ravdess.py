@@ -13,8 +13,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
-
-from corpora.base import (
+from ser.corpora.base import (
     UNPARSEABLE,
     Record,
     Report,

@@ -57,8 +57,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from scipy import signal
+from ser.corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio
 
-from corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio
 from ser.constants import SAMPLE_RATE
 from ser.errors import ConfigError
 
@@ -683,7 +683,7 @@ def generate(
 
     root = Path(root)
     params = {
-        "generator": "corpora.synthetic",
+        "generator": "ser.corpora.synthetic",
         "version": GENERATOR_VERSION,
         "n_speakers": n_speakers,
         "per_class": per_class,

@@ -13,8 +13,7 @@ import os
 import re
 
 import pandas as pd
-
-from corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
+from ser.corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "tess"
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")

@@ -7,6 +7,7 @@ answers at once and each command pays only for what it uses.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import warnings
@@ -132,8 +133,8 @@ def _warning_printer(command: str):
     source line that raised them are noise, and the same warning from every fold is one.
     Other libraries' warnings keep their category.
     """
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    own = tuple(os.path.join(package, name) + os.sep for name in ("ser", "corpora", "recipes"))
+    folders = (importlib.util.find_spec(name).origin for name in ("ser", "ser.corpora", "ser.recipes"))
+    own = tuple(os.path.dirname(os.path.abspath(origin)) + os.sep for origin in folders)
     shown = set()
 
     def show(message, category, filename, lineno, file=None, line=None):

@@ -24,3 +24,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".m
 #: fewer, the statistics are too noisy (one file is then normalised by itself) and the
 #: unadapted model is used.
 MIN_ADAPTATION_FILES = 5
+
+#: Format of what ``ser train`` writes: ``model.keras`` (in its ``ser_metadata`` info) and
+#: ``run.json`` carry it as ``format_version``; :func:`ser.io.check_format_version` refuses
+#: any other. Raise it when either file changes in a way this code cannot read.
+FORMAT_VERSION = 1

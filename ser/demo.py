@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from corpora import synthetic
 from ser.attention import compute_attention, plot_attention
+from ser.corpora import synthetic
 from ser.errors import ConfigError
 from ser.inference import EmotionClassifier
 from ser.io import atomic_path, ensure_folder

@@ -12,7 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ser.errors import ConfigError
+from ser.constants import FORMAT_VERSION
+from ser.errors import ConfigError, SerError
 
 
 def default_file_mode() -> int:
@@ -116,3 +117,30 @@ def ensure_folder(path, what: str = "output folder") -> Path:
             f"{path}: cannot write here ({exc.strerror or exc}); expected an {what} you can write to"
         ) from None
     return path
+
+
+def check_format_version(found, path, error: type[SerError] = ConfigError) -> None:
+    """Refuse a file ``ser`` wrote in another format than :data:`~ser.constants.FORMAT_VERSION`.
+
+    Parameters
+    ----------
+    found : int or None
+        The ``format_version`` the file holds (``None``: it holds none, as files written
+        before formats were versioned).
+    path : str or os.PathLike
+        The file, for the message.
+    error : type of SerError
+        What to raise (e.g. :class:`~ser.errors.ModelError` for a model).
+
+    Raises
+    ------
+    error
+        ``found`` is not the current version; the message names both and what to do.
+    """
+    if found == FORMAT_VERSION:
+        return
+    written = "no format version (an earlier pre-release)" if found is None else f"format version {found}"
+    raise error(
+        f"{path}: written in {written}; this ser reads format version {FORMAT_VERSION}: "
+        "retrain with this release, or use the release that wrote it"
+    )

@@ -3,6 +3,12 @@
 Config flows one way: ``recipes/<name>/recipe.toml`` (+ ``--set key=value`` overrides) ->
 :func:`load_recipe` -> dataclasses (:class:`~ser.features.FrontendConfig`,
 :class:`~ser.model.ModelConfig`, :class:`TrainingConfig`) -> constructor arguments.
+
+Each shipped ``recipe.toml`` states every hyperparameter that defines it, section by section
+(``[frontend]``, ``[features]``, ``[model]``, ``[training]``), as SpeechBrain's hparams files
+do. The defaults live in one documented place, the fields of those three dataclasses; a recipe
+of your own may leave out any setting to take its default. ``run.json`` records the resolved
+values of a run (:func:`recipe_to_dict`).
 """
 
 from __future__ import annotations
@@ -19,16 +25,18 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
-from corpora import get_corpus
+import ser.recipes
 from ser.augment import speed_factors
+from ser.corpora import get_corpus
 from ser.errors import ConfigError
 from ser.features import FrontendConfig
 from ser.model import ModelConfig
 from ser.normalization import NORMALIZATIONS
 from ser.protocol import check_protocol
 
-#: Where the recipes shipped with ``ser`` live (``recipes/`` beside the ``ser`` package).
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+#: Where the recipes shipped with ``ser`` live: the package data of :mod:`ser.recipes`
+#: (the repository's ``recipes/`` folder, installed under ``ser``).
+RECIPES_DIR = Path(ser.recipes.__file__).resolve().parent
 
 SECTIONS = ("corpus", "protocol", "frontend", "features", "model", "training")
 

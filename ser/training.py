@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from corpora import describe_manifest, load_corpus
-from corpora.base import FIX_HINT, UNUSABLE, Report, absolute_root, detail_of, skipped_line, warn
 from ser import __version__, interrupts
 from ser.adaptation import speaker_adapted_logits
 from ser.augment import mixup
 from ser.constants import MIN_ADAPTATION_FILES
+from ser.corpora import describe_manifest, load_corpus
+from ser.corpora.base import FIX_HINT, UNUSABLE, Report, absolute_root, detail_of, skipped_line, warn
 from ser.data import CropBatches, UnusableAudio, extract_all, find_unusable, release_workers, speed_copies
 from ser.errors import ConfigError, CorpusError
 from ser.evaluation import plot_confusion, scores
@@ -354,7 +354,7 @@ def _chosen_folds(manifest, recipe: dict, folds) -> list[int]:
 
 
 def _load(recipe: dict, data_root, *, skip_bad: bool, decode: bool = True, progress: bool = True):
-    """The recipe's corpus as a manifest (:func:`corpora.load_corpus`).
+    """The recipe's corpus as a manifest (:func:`ser.corpora.load_corpus`).
 
     With ``decode``, every file whose header is fine is also decoded as training will decode
     it (:func:`ser.data.find_unusable`; about a millisecond per file), so that the files whose

@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """3 synthetic speakers x 4 emotions x 3 utterances (36 short wav files)."""
-    from corpora import synthetic
+    from ser.corpora import synthetic
 
     root = tmp_path_factory.mktemp("synthetic") / "corpus"
     synthetic.generate(root, n_speakers=3, per_class=3, seed=0)

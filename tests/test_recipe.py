@@ -1,7 +1,12 @@
 import pytest
 
 from ser.errors import ConfigError
-from ser.recipe import RECIPES_DIR, apply_overrides, load_recipe
+from ser.recipe import RECIPES_DIR, apply_overrides, load_recipe, recipe_to_dict
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 
 def test_every_shipped_recipe_loads_and_has_a_readme():
@@ -13,6 +18,14 @@ def test_every_shipped_recipe_loads_and_has_a_readme():
         r = load_recipe(name)
         assert r["corpus"]["name"]
         assert (RECIPES_DIR / name / "README.md").is_file(), name
+
+
+def test_every_shipped_recipe_states_every_setting_it_resolves_to():
+    for path in sorted(RECIPES_DIR.glob("*/recipe.toml")):
+        stated = tomllib.loads(path.read_text(encoding="utf-8"))
+        resolved = recipe_to_dict(load_recipe(path.parent.name))
+        for section in ("frontend", "features", "model", "training"):
+            assert set(stated[section]) == set(resolved[section]), (path, section)
 
 
 def test_overrides_are_typed():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
-from corpora import COLUMNS, CorpusWarning, emodb
-from corpora.base import (
+from ser.corpora import COLUMNS, CorpusWarning, emodb
+from ser.corpora.base import (
     FIX_HINT,
     Record,
     Report,
@@ -17,6 +16,7 @@ from corpora.base import (
     find_audio,
     relative,
 )
+
 from ser.errors import AudioError, CorpusError
 from tests.corpora import fixtures as fx
 

@@ -1,4 +1,4 @@
-"""corpora.CORPORA and load_corpus: names, options, the lazy synthetic corpus, light imports."""
+"""ser.corpora.CORPORA and load_corpus: names, options, the lazy synthetic corpus, light imports."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import ser.corpora as corpora
+from ser.corpora import CANONICAL_LABELS, CORPORA, get_corpus, load_corpus
 
-import corpora
-from corpora import CANONICAL_LABELS, CORPORA, get_corpus, load_corpus
 from ser.errors import ConfigError
 from tests.corpora import fixtures as fx
 
@@ -90,7 +90,7 @@ def test_options_reach_the_loader(tmp_path):
 
 
 def test_missing_synthetic_module_fails_only_when_asked_for(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "corpora.synthetic", None)  # as if the module did not exist
+    monkeypatch.setitem(sys.modules, "ser.corpora.synthetic", None)  # as if the module did not exist
     assert "synthetic" in CORPORA
     with pytest.raises(ConfigError, match=r"corpus 'synthetic' is not available"):
         load_corpus("synthetic", tmp_path)
@@ -99,7 +99,7 @@ def test_missing_synthetic_module_fails_only_when_asked_for(monkeypatch, tmp_pat
 def test_import_is_light():
     code = (
         "import sys, corpora; "
-        "heavy = [m for m in ('tensorflow', 'keras', 'corpora.synthetic', 'librosa') if m in sys.modules]; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'ser.corpora.synthetic', 'librosa') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

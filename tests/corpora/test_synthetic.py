@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from ser.corpora import synthetic
+from ser.corpora.base import COLUMNS, CorpusWarning
+from ser.corpora.synthetic import CLASSES, generate, load, speaker_profile, synthesize_utterance
 
-from corpora import synthetic
-from corpora.base import COLUMNS, CorpusWarning
-from corpora.synthetic import CLASSES, generate, load, speaker_profile, synthesize_utterance
 from ser.errors import ConfigError, CorpusError
 
 SR = 16000
@@ -172,7 +172,7 @@ def test_generate_layout_and_parameters(corpus):
     assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
     params = json.loads((corpus / "synthetic.json").read_text())
     assert params == {
-        "generator": "corpora.synthetic",
+        "generator": "ser.corpora.synthetic",
         "version": synthetic.GENERATOR_VERSION,
         "n_speakers": 2,
         "per_class": 2,
@@ -296,7 +296,7 @@ def test_load_a_subset_of_classes(corpus):
 
 
 def test_load_through_the_registry(corpus):
-    from corpora import load_corpus
+    from ser.corpora import load_corpus
 
     pd.testing.assert_frame_equal(load_corpus("synthetic", corpus), load(corpus))
 
