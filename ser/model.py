@@ -96,7 +96,8 @@ class ModelConfig:
         (regression over 5 frames, :class:`ser.layers.TimeDeltas`) beside the features
         themselves: 3 input channels. Computed inside the model, so the frontend, the feature
         cache and ``ser classify`` are unchanged. Off by default (its measured effect on the
-        fused model is within what a run varies by; see ``recipes/ravdess/README.md``).
+        fused model is within what a run varies by; see "What we tried" in
+        ``recipes/ravdess/README.md``).
     """
 
     widths: tuple = (8, 16, 32, 64, 128)
