@@ -1,5 +1,8 @@
 """The ``ser`` command: argument parsing only; the work is done by library functions.
 
+The per-file reporting of ``ser classify`` is :mod:`ser.cli.classify`; that of ``ser
+attention`` is :mod:`ser.attention.command`.
+
 Heavy modules (TensorFlow, librosa) are imported inside the handlers, so ``ser --help``
 answers at once and each command pays only for what it uses.
 """
@@ -13,10 +16,11 @@ import sys
 import warnings
 
 from ser import interrupts
-from ser.attention import attention_command, check_outputs
+from ser.attention.command import attention_command
+from ser.attention.output import check_outputs
+from ser.cli.classify import classify_command
 from ser.demo import run_demo
 from ser.errors import SerError
-from ser.inference import classify_command
 from ser.training import check_corpus, run_recipe
 from ser.workers import parse_jobs
 
