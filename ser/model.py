@@ -211,7 +211,7 @@ class ModelConfig:
         return cls(**d)
 
 
-def _stamped(info: dict | None) -> dict:
+def stamped_info(info: dict | None) -> dict:
     """``info`` with the :data:`ser.constants.FORMAT_VERSION` the file is written in."""
     return {**(info or {}), "format_version": FORMAT_VERSION}
 
@@ -276,7 +276,7 @@ def build_model(
 
     features = keras.Input(shape=(None, n_mels), name="features")
     mask = keras.Input(shape=(None,), name="mask")
-    x = MetadataLayer(labels=labels, frontend=frontend, info=_stamped(info), name="ser_metadata")(features)
+    x = MetadataLayer(labels=labels, frontend=frontend, info=stamped_info(info), name="ser_metadata")(features)
     x = FeatureNormalization(mean=mean, variance=variance, name="normalization")(x)
     x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(x)
     x = ApplyMask(name="mask_input")(x, mask)
@@ -352,7 +352,7 @@ def ensemble_model(members, labels, *, frontend: dict | None = None, info: dict 
     features = keras.Input(shape=(None, n_mels), name="features")
     mask = keras.Input(shape=(None,), name="mask")
     x = MetadataLayer(
-        labels=[str(v) for v in labels], frontend=frontend, info=_stamped(info), name="ser_metadata"
+        labels=[str(v) for v in labels], frontend=frontend, info=stamped_info(info), name="ser_metadata"
     )(features)
     outputs = []
     for j, member in enumerate(members, start=1):
