@@ -276,7 +276,9 @@ def build_model(
 
     features = keras.Input(shape=(None, n_mels), name="features")
     mask = keras.Input(shape=(None,), name="mask")
-    x = MetadataLayer(labels=labels, frontend=frontend, info=stamped_info(info), name="ser_metadata")(features)
+    x = MetadataLayer(labels=labels, frontend=frontend, info=stamped_info(info), name="ser_metadata")(
+        features
+    )
     x = FeatureNormalization(mean=mean, variance=variance, name="normalization")(x)
     x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(x)
     x = ApplyMask(name="mask_input")(x, mask)
