@@ -3,7 +3,9 @@
 A ``model.keras`` written by ``ser train`` is self-describing (see :mod:`ser.model`): its
 ``ser_metadata`` layer holds the class names, the log-mel settings, how the features were
 normalised and the format version, so :class:`EmotionClassifier` needs nothing but the file.
-Its input comes from :mod:`ser.preprocessor`; long audio goes through :mod:`ser.windows`.
+So is an export of it (``.onnx``, :mod:`ser.exported`), run without TensorFlow. The model is
+run through its backend (:mod:`ser.backend`); its input comes from :mod:`ser.preprocessor`;
+long audio goes through :mod:`ser.windows`.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ser import interrupts
-from ser.adaptation import MIN_ADAPTATION_FILES, adapt_batchnorm, batchnorm_state, set_batchnorm_state
 from ser.audio import is_silent
+from ser.backend import open_backend
+from ser.constants import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError, ModelError
 from ser.features import FrontendConfig, model_input, pad_batch, voiced_fraction
 from ser.fusion import FunctionalsHead
-from ser.model import ensemble_members, feature_map_model
+from ser.keras_backend import KerasBackend
 from ser.normalization import NORMALIZATIONS, feature_stats, normalize, standardization
 from ser.preprocessor import audio_source, model_features, reference_audio, silent_error
-from ser.runtime import conv5_strides, forward_function, softmax
-from ser.saved_model import load_keras_model, metadata_layer
+from ser.runtime import softmax
 from ser.windows import (
     DEFAULT_HOP,
     DEFAULT_WINDOW,
@@ -34,11 +35,6 @@ from ser.windows import (
     holds_speech,
     window_probabilities,
 )
-
-#: The model is called eagerly this many times, then through a traced graph (``tf.function``),
-#: so that one-off calls (the ``ser classify`` command) skip the tracing cost and repeated
-#: calls (many files, long files, a server) run several times faster.
-EAGER_CALLS = 2
 
 #: What ``ser classify`` and ``ser attention`` say of audio without voiced speech.
 NO_SPEECH_NOTE = (
@@ -125,21 +121,6 @@ class Prediction:
         }
 
 
-def _head_of(member, path: str) -> str:
-    """``"attention"``, ``"average"`` or ``"max"``: the pooling head of a model of
-    :func:`ser.model.build_model`."""
-    from ser.layers import AttentionalPooling
-
-    try:
-        if isinstance(member.get_layer("head"), AttentionalPooling):
-            return "attention"
-        return str(member.get_layer("pooling").mode)
-    except ValueError:
-        raise ModelError(
-            f"{path}: no pooling head found (layers 'head' and 'pooling'); expected a model written by `ser train`"
-        ) from None
-
-
 class EmotionClassifier:
     """A trained ``ser`` model, loaded once, ready to classify audio.
 
@@ -147,11 +128,11 @@ class EmotionClassifier:
 
     Attributes
     ----------
-    model : keras.Model
-        Inputs ``[features (b, t, n_mels), mask (b, t)]``, output logits ``(b, n_classes)``.
-    members : list of keras.Model
-        The CNNs whose logits ``model`` averages (``training.members`` of the recipe);
-        ``[model]`` for a single CNN.
+    backend : Backend
+        What runs the model (:mod:`ser.backend`): a Keras model or an export.
+    n_members : int
+        The CNNs whose logits the model averages (``training.members`` of the recipe); 1
+        for a single CNN.
     path : str
         Where the model was loaded from.
     labels : list of str
@@ -174,43 +155,50 @@ class EmotionClassifier:
     """
 
     def __init__(self, model, path: str = "<model>"):
-        self.model = model
-        self.members = ensemble_members(model)
-        self.path = str(path)
-        meta = metadata_layer(model, self.path)
-        self.labels = [str(label) for label in meta.labels]
-        self.info = dict(meta.info)
+        backend = model if hasattr(model, "member_maps") else KerasBackend(model, path)
+        self.backend = backend
+        self.path = backend.path
+        self.labels = [str(label) for label in backend.labels]
+        self.info = dict(backend.info)
         try:
-            self.frontend = FrontendConfig.from_dict(meta.frontend)
+            self.frontend = FrontendConfig.from_dict(backend.frontend)
         except (ConfigError, TypeError) as exc:
             raise ModelError(f"{self.path}: bad frontend settings in the model ({exc})") from None
+        self.n_members = backend.n_members
+        self.head = backend.head
+        self.bottom_up_mode = backend.bottom_up_mode
+        self.time_stride, self.freq_stride = backend.time_stride, backend.freq_stride
         self._check_shapes()
-        self.head = _head_of(self.members[0], self.path)
         self.functionals = self._functionals_head()
         #: ``(mean, std)`` of the speaker reference's functionals (None: the global head).
         self.functionals_reference = None
-        self.time_stride, self.freq_stride = conv5_strides(self.members[0])
-        self._calls = 0
-        self._graph = None
-        self._feature_map_model = None
         self.speaker_reference = None
         #: Recordings the batch-norm statistics are adapted to (0: the training statistics).
         self.adapted_files = 0
         #: The labels the model gave the speaker reference's recordings before adapting to them.
         self.reference_labels: list[str] = []
-        self._training_batchnorm = None
+
+    @property
+    def model(self):
+        """The Keras model (``None`` for an export)."""
+        return getattr(self.backend, "model", None)
+
+    @property
+    def members(self) -> list:
+        """The Keras models of an ensemble's members (``[model]`` for one CNN; ``[]`` for an export)."""
+        return list(getattr(self.backend, "members", []))
 
     def _check_shapes(self) -> None:
         """Check the labels, mel bands and normalisation the metadata gives against the model."""
         if len(self.labels) < 2:
             raise ModelError(f"{self.path}: model lists {len(self.labels)} class(es); expected at least 2")
-        n_mels = self.model.inputs[0].shape[-1] if len(self.model.inputs) == 2 else None
+        n_mels = self.backend.n_mels
         if n_mels != self.frontend.n_mels:
             raise ModelError(
                 f"{self.path}: model input has {n_mels} mel bands but its frontend says "
                 f"{self.frontend.n_mels}; expected a model written by `ser train`"
             )
-        n_out = self.model.outputs[0].shape[-1]
+        n_out = self.backend.n_outputs
         if n_out != len(self.labels):
             raise ModelError(f"{self.path}: model has {n_out} outputs but {len(self.labels)} labels")
         if self.normalization not in NORMALIZATIONS:
@@ -235,21 +223,21 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EmotionClassifier:
-        """Load a ``model.keras`` file, or the ``model.keras`` in a run folder.
+        """Load a ``model.keras`` file, the ``model.keras`` in a run folder, or an export
+        (``.onnx``, :mod:`ser.exported`; run without TensorFlow).
 
-        The file is loaded with ``safe_mode=True``: nothing in it is executed.
+        A Keras file is loaded with ``safe_mode=True``: nothing in it is executed.
 
         Raises
         ------
         ModelError
-            Missing path, folder without ``model.keras``, not a Keras archive, corrupted,
-            not a ``ser`` model, or written by an incompatible version.
+            Missing path, folder without ``model.keras``, not a Keras archive or export,
+            corrupted, not a ``ser`` model, or written by an incompatible version.
         """
-        model, file = load_keras_model(path)
-        return cls(model, file)
+        return cls(open_backend(path))
 
     def __repr__(self) -> str:
-        ensemble = f", members={len(self.members)}" if len(self.members) > 1 else ""
+        ensemble = f", members={self.n_members}" if self.n_members > 1 else ""
         return f"EmotionClassifier({self.path!r}, labels={self.labels}, head={self.head!r}{ensemble})"
 
     @property
@@ -278,13 +266,6 @@ class EmotionClassifier:
         :func:`ser.model.build_model` with other ``info``).
         """
         return tuple(int(b) for b in self.info.get("adapt_blocks", ()))
-
-    @property
-    def bottom_up_mode(self) -> str:
-        """``"linear"`` or ``"softmax"`` (attention head), ``"constant"`` (pooling heads)."""
-        if self.head != "attention":
-            return "constant"
-        return str(self.members[0].get_layer("head").bottom_up)
 
     @property
     def adapted_to(self) -> int:
@@ -339,9 +320,8 @@ class EmotionClassifier:
         ConfigError
             Every recording is silent, or an array comes without ``sample_rate``.
         """
-        if self._training_batchnorm is not None:
-            set_batchnorm_state(self.model, self.adapt_blocks, self._training_batchnorm)
-            self._training_batchnorm = None
+        if self.adapted_files:
+            self.backend.restore(self.adapt_blocks)
             self.adapted_files = 0
         self.functionals_reference = None
         self.speaker_reference = None
@@ -368,8 +348,7 @@ class EmotionClassifier:
         self.speaker_reference = (mean, np.sqrt(var))
         if self.adapt_blocks and len(feats) >= MIN_ADAPTATION_FILES:
             inputs = normalize(feats, None, self.normalization, reference=self.speaker_reference)
-            self._training_batchnorm = batchnorm_state(self.model, self.adapt_blocks)
-            adapt_batchnorm(self.model, inputs, self.adapt_blocks, multiple=self.time_stride)
+            self.backend.adapt(inputs, self.adapt_blocks, self.time_stride)
             self.adapted_files = len(inputs)
         speaker_head = self.functionals is not None and self.functionals.speaker is not None
         if speaker_head and len(functionals) >= MIN_ADAPTATION_FILES:
@@ -395,16 +374,7 @@ class EmotionClassifier:
         np.ndarray [shape=(len(features), n_classes), dtype=float32]
         """
         x, m = pad_batch(features, multiple=self.time_stride)
-        self._calls += 1
-        if self._calls <= EAGER_CALLS:
-            out = self.model([x, m], training=False)
-        else:
-            if self._graph is None:
-                self._graph = forward_function(self.model)
-            out = self._graph(x, m)
-        out = np.asarray(out, dtype=np.float32)
-        interrupts.check()  # a Ctrl-C that came during the model call (ser.interrupts)
-        return self._check_finite(out)
+        return self._check_finite(self.backend.logits(x, m))
 
     def probabilities(self, features: list[np.ndarray]) -> np.ndarray:
         """The CNN's class probabilities ``(len(features), n_classes)`` (float64, rows sum to 1).
@@ -436,20 +406,8 @@ class EmotionClassifier:
             out[heard] = softmax(self.functionals.fuse(logits[heard], x, self.functionals_reference))
         return out
 
-    def feature_map_models(self) -> list:
-        """Per member, its Conv5 map and that map's mask (cached; see :func:`ser.model.feature_map_model`)."""
-        if self._feature_map_model is None:
-            try:
-                self._feature_map_model = [feature_map_model(m) for m in self.members]
-            except ValueError:
-                raise ModelError(
-                    f"{self.path}: cannot find the Conv5 feature map in this model; expected a model "
-                    "written by `ser train`"
-                ) from None
-        return self._feature_map_model
-
     def head_maps(self, features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run the trunk, then the head eagerly with its maps (the attention sub-model).
+        """The logits and attention maps of a batch (:func:`ser.model.head_maps`, member by member).
 
         For the pooling heads, the maps are class activation maps: the dense layer applied at
         every position (top-down) and a constant 1 (bottom-up).
@@ -469,22 +427,9 @@ class EmotionClassifier:
         """
         x, m = pad_batch(features, multiple=self.time_stride)
         all_logits, all_td, all_bu = [], [], []
-        for member, fmap in zip(self.members, self.feature_map_models(), strict=True):
-            X, mask = fmap([x, m], training=False)
-            head = member.get_layer("head")
-            if self.head == "attention":
-                logits, maps = head(X, mask=mask, return_attention=True)
-                top_down = np.asarray(maps["top_down"])
-                bottom_up = np.asarray(maps["bottom_up"])
-            else:
-                logits = head(member.get_layer("pooling")(X, mask=mask))
-                kernel, bias = (np.asarray(w) for w in head.get_weights())
-                valid = np.asarray(mask, dtype=np.float32)[:, :, None, None]
-                top_down = (np.einsum("btfc,ck->btfk", np.asarray(X), kernel) + bias) * valid
-                bottom_up = np.ones(top_down.shape[:3] + (1,), dtype=np.float32) * valid
+        for logits, top_down, bottom_up in self.backend.member_maps(x, m):
             rank = bottom_up.shape[-1]
             all_logits.append(np.asarray(logits, dtype=np.float64))
-            interrupts.check()
             all_td.append(top_down.reshape(top_down.shape[:3] + (-1, rank)))
             all_bu.append(bottom_up)
         logits = self._check_finite(np.mean(all_logits, axis=0))

@@ -391,3 +391,41 @@ def feature_map_model(model):
     return keras.Model(
         model.inputs, [model.get_layer("conv5_map").output, model.get_layer("conv5_mask").output]
     )
+
+
+def head_maps(model, feature_map, x, mask):
+    """Logits and attention maps of one model of :func:`build_model`: the one home of the maps.
+
+    Runs eagerly (``ser attention`` with a Keras model) and inside a traced function (the
+    graph :mod:`ser.export` writes), so both give the same maps. For the pooling heads the
+    maps are class activation maps: the dense layer applied at every position (top-down) and
+    a constant 1 (bottom-up), both zero on padding.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built by :func:`build_model` (a single CNN, not an ensemble).
+    feature_map : keras.Model
+        :func:`feature_map_model` of ``model``.
+    x : tensor [shape=(b, t, n_mels), dtype=float32]
+    mask : tensor [shape=(b, t), dtype=float32]
+
+    Returns
+    -------
+    logits : tensor [shape=(b, n_classes)]
+    top_down : tensor [shape=(b, t', f', n_classes * rank)]
+    bottom_up : tensor [shape=(b, t', f', rank)]
+    """
+    from keras import ops
+
+    from ser.layers import AttentionalPooling
+
+    X, valid = feature_map([x, mask], training=False)
+    head = model.get_layer("head")
+    if isinstance(head, AttentionalPooling):
+        logits, maps = head(X, mask=valid, return_attention=True)
+        return logits, maps["top_down"], maps["bottom_up"]
+    logits = head(model.get_layer("pooling")(X, mask=valid))
+    valid = ops.cast(valid, X.dtype)[:, :, None, None]
+    top_down = head(X) * valid
+    return logits, top_down, ops.ones_like(top_down[..., :1]) * valid

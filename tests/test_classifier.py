@@ -225,7 +225,7 @@ def test_eager_and_compiled_calls_agree(classifier):
     c = EmotionClassifier(classifier.model, classifier.path)  # a fresh call count
     f = [model_features(c, noise(1.0, seed=6))]
     outputs = [c.logits(f) for _ in range(4)]  # the first calls are eager, then a traced graph
-    assert c._graph is not None
+    assert c.backend._graph is not None
     for out in outputs[1:]:
         np.testing.assert_allclose(out, outputs[0], atol=1e-5)
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ser import interrupts
 from ser.attention.output import write_checked
 from ser.audio import is_silent
 from ser.classifier import EmotionClassifier, Prediction
@@ -37,7 +36,6 @@ from ser.constants import MAX_LOAD_DURATION, MIN_DURATION
 from ser.errors import AudioError, ConfigError, ModelError
 from ser.features import logmel, pad_batch, trim_bounds, voiced_fraction
 from ser.preprocessor import audio_source, model_features, silent_error
-from ser.runtime import forward_function
 from ser.windows import (
     BATCH_WINDOWS,
     DEFAULT_HOP,
@@ -267,57 +265,26 @@ def occlusion_map(
         supported class ``k``, negative where it spoke against it. One forward pass per cell
         (batched by :data:`OCCLUSION_BATCH`).
     """
-    return occlusion_falls(
-        classifier.members,
-        features,
-        k,
-        time_stride,
-        freq_stride,
-        multiple=classifier.time_stride,
-        name=classifier.path,
-    )
-
-
-def occlusion_falls(
-    models: list,
-    features: np.ndarray,
-    k: int,
-    time_stride: int,
-    freq_stride: int,
-    *,
-    multiple: int,
-    name: str,
-) -> np.ndarray:
-    """:func:`occlusion_map` of Keras models built by :func:`ser.model.build_model` (their
-    falls averaged); ``multiple``: the models' time stride, ``name``: what errors call them."""
-
+    backend, name = classifier.backend, classifier.path
     frames, n_mels = features.shape
     rows, cols = -(-frames // time_stride), -(-n_mels // freq_stride)
-    x, m = pad_batch([features], multiple=multiple)
+    x, m = pad_batch([features], multiple=classifier.time_stride)
     cells = [(i, j) for i in range(rows) for j in range(cols)]
     fall = np.zeros(len(cells), dtype=np.float64)
-    for member in models:
-        try:
-            fill = np.asarray(member.get_layer("normalization").mean, dtype=np.float32)
-        except ValueError:
-            raise ModelError(
-                f"{name}: no input normalisation layer to take the training mean from "
-                "(saved by another version of ser?); expected a model written by `ser train`"
-            ) from None
-        forward = forward_function(member)
-        base = float(np.asarray(forward(x, m))[0, k])
+    for member in range(backend.n_members):
+        fill = backend.occlusion_fill(member)
+        base = float(np.asarray(backend.member_logits(member, x, m))[0, k])
         for a in range(0, len(cells), OCCLUSION_BATCH):
             chunk = cells[a : a + OCCLUSION_BATCH]
             xs = np.repeat(x, len(chunk), axis=0)
             for n, (i, j) in enumerate(chunk):
                 bands = slice(j * freq_stride, (j + 1) * freq_stride)
                 xs[n, i * time_stride : min((i + 1) * time_stride, frames), bands] = fill[bands]
-            out = np.asarray(forward(xs, np.repeat(m, len(chunk), axis=0)), dtype=np.float64)
-            fall[a : a + len(chunk)] += base - out[:, k]
-            interrupts.check()  # a Ctrl-C that came during the model call (ser.interrupts)
+            out = backend.member_logits(member, xs, np.repeat(m, len(chunk), axis=0))
+            fall[a : a + len(chunk)] += base - np.asarray(out, dtype=np.float64)[:, k]
     if not np.all(np.isfinite(fall)):
         raise ModelError(f"{name}: the model produced NaN or infinite outputs; is the file corrupted?")
-    return (fall / len(models)).reshape(rows, cols).astype(np.float32)
+    return (fall / backend.n_members).reshape(rows, cols).astype(np.float32)
 
 
 def compute_attention(
@@ -473,7 +440,7 @@ def _assemble(
     bottom_up = np.concatenate(run.bottom_up).astype(np.float32)
     rank = bottom_up.shape[-1]
     td_k = top_down[..., k * rank : (k + 1) * rank]
-    members = len(classifier.members)
+    members = classifier.n_members
     product = (td_k * bottom_up).sum(axis=-1) / members
     frames, n_mels = spectrogram.shape
     st, sf_ = classifier.time_stride, classifier.freq_stride
