@@ -98,7 +98,8 @@ class KerasBackend:
         interrupts.check()  # a Ctrl-C that came during the model call (ser.interrupts)
         return out
 
-    def _feature_map_models(self) -> list:
+    def feature_map_models(self) -> list:
+        """Per member, its Conv5 map and that map's mask (:func:`ser.model.feature_map_model`; cached)."""
         if self._feature_maps is None:
             try:
                 self._feature_maps = [feature_map_model(m) for m in self.members]
@@ -113,7 +114,7 @@ class KerasBackend:
         """Per member, ``(logits, top_down, bottom_up)`` of a padded batch
         (:func:`ser.model.head_maps`), as numpy arrays."""
         out = []
-        for member, fmap in zip(self.members, self._feature_map_models(), strict=True):
+        for member, fmap in zip(self.members, self.feature_map_models(), strict=True):
             logits, top_down, bottom_up = head_maps(member, fmap, x, m)
             out.append((np.asarray(logits), np.asarray(top_down), np.asarray(bottom_up)))
             interrupts.check()

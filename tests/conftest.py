@@ -67,3 +67,19 @@ def warm_cache(tiny_cache, tmp_path):
     them again, as a rerun beside an earlier run does. For tests whose point is not the
     feature extraction (``tiny_run`` computes them from scratch)."""
     return shutil.copytree(tiny_cache, tmp_path / ".ser-cache")
+
+
+#: Real speech for the export parity tests: the RAVDESS corpus beside the repository
+#: (``../shared/corpora/ravdess``); tests that need it skip where it is absent.
+RAVDESS = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "ravdess"
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory):
+    """``ser export`` of the tiny run's final model (attention head, functionals head, adapted
+    blocks 4 and 5): ``(model.keras, model.onnx)``."""
+    from ser.export import export_model
+
+    out, _ = tiny_run
+    onnx = export_model(out, tmp_path_factory.mktemp("export") / "model.onnx")
+    return out / "model.keras", onnx

@@ -21,6 +21,7 @@ from ser.attention.output import check_outputs
 from ser.cli.classify import classify_command
 from ser.demo import run_demo
 from ser.errors import SerError
+from ser.exported import export_format
 from ser.training import check_corpus, run_recipe
 from ser.workers import parse_jobs
 
@@ -53,8 +54,8 @@ def _import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
     except ImportError as exc:
         raise SerError(
-            f"cannot import TensorFlow ({exc}); expected the packages of requirements.txt "
-            "(pip install -r requirements.txt)"
+            f"cannot import TensorFlow ({exc}); training and Keras models need the train extra: "
+            'pip install "ser[train]" (or pip install -r requirements.txt)'
         ) from None
     finally:
         if saved is not None:
@@ -96,8 +97,22 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
-def _cmd_classify(args) -> int:
+def _import_tensorflow_for(model: str) -> None:
+    """Import TensorFlow quietly unless ``model`` is an export (run without it)."""
+    if export_format(model) is None:
+        _import_tensorflow_quietly()
+
+
+def _cmd_export(args) -> int:
+    from ser.export import export_model
+
     _import_tensorflow_quietly()
+    print(export_model(args.model, args.out, args.format))
+    return EXIT_OK
+
+
+def _cmd_classify(args) -> int:
+    _import_tensorflow_for(args.model)
 
     with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next file or batch
         return classify_command(
@@ -114,7 +129,7 @@ def _cmd_classify(args) -> int:
 def _cmd_attention(args) -> int:
 
     check_outputs(args.out, args.npz)  # a bad --out or --npz fails before TensorFlow loads
-    _import_tensorflow_quietly()
+    _import_tensorflow_for(args.model)
 
     with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next model call's end
         return attention_command(
@@ -232,7 +247,7 @@ def _add_classify(sub) -> None:
         "of the windows' probabilities; --json gives the windows' timeline. A file that fails is reported "
         "and the others are still classified (exit status 1).",
     )
-    p.add_argument("model", help="a model.keras file or a run folder holding one")
+    p.add_argument("model", help="a model.keras file, a run folder holding one, or an export (.onnx)")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument(
@@ -268,7 +283,7 @@ def _add_attention(sub) -> None:
         "short, silent) is named on a line of its own and the exit status is 1, as in classify: the file "
         "(no picture), or a --same-speaker file (left out of the adaptation; the picture is still drawn).",
     )
-    p.add_argument("model", help="a model.keras file or a run folder holding one")
+    p.add_argument("model", help="a model.keras file, a run folder holding one, or an export (.onnx)")
     p.add_argument("audio", help="an audio file")
     p.add_argument("--out", required=True, help="picture to write: .png (or .pdf, .svg, .jpg by the suffix)")
     p.add_argument("--class", dest="class_name", default=None, help="class to explain (default: predicted)")
@@ -300,6 +315,22 @@ def _add_attention(sub) -> None:
     p.set_defaults(func=_cmd_attention)
 
 
+def _add_export(sub) -> None:
+    """``ser export`` and its options."""
+    p = sub.add_parser(
+        "export",
+        help="export a trained model to one file that runs without TensorFlow (ONNX)",
+        description="Write a model.keras (or a run folder's) as one ONNX file holding the CNN with its "
+        "attention maps, the labels, frontend settings, functionals head and provenance; classify and "
+        "attention then run it with ONNX Runtime, without TensorFlow. --same-speaker batch-norm "
+        "adaptation needs the Keras model.",
+    )
+    p.add_argument("model", help="a model.keras file or a run folder holding one")
+    p.add_argument("--out", required=True, help="the file to write (.onnx)")
+    p.add_argument("--format", choices=["onnx"], default=None, help="default: by the extension of --out")
+    p.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ser",
@@ -309,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for add in (_add_train, _add_check, _add_demo, _add_classify, _add_attention):
+    for add in (_add_train, _add_check, _add_demo, _add_classify, _add_attention, _add_export):
         add(sub)
     return parser
 

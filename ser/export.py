@@ -1,0 +1,149 @@
+"""``ser export``: a trained Keras model as one file that runs without TensorFlow.
+
+The graph (:func:`export_function`) takes ``features`` and ``mask`` and returns the mean
+``logits`` and each member's logits and maps (:func:`ser.model.head_maps`), so
+classification, windows, attention and occlusion run from the export as from the Keras
+model; the metadata (:func:`ser.exported.export_metadata`) carries the rest. The file is
+written atomically, then opened again with its runtime and checked against the Keras model
+on a test input (:data:`EXPORT_TOLERANCE`). Needs the ``train`` extra (TensorFlow, tf2onnx,
+onnx).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ser import __version__
+from ser.errors import ConfigError, ModelError
+from ser.exported import EXPORT_SUFFIXES, METADATA_KEY, export_format, export_metadata
+from ser.io import atomic_path
+from ser.keras_backend import KerasBackend
+from ser.model import head_maps
+from ser.onnx_backend import OnnxBackend
+
+#: ONNX operator set of the exported graph.
+ONNX_OPSET = 17
+
+#: Largest absolute difference in logits between an export and its Keras model, on the test
+#: input, that :func:`export_model` accepts.
+EXPORT_TOLERANCE = 1e-4
+
+
+def export_function(backend: KerasBackend):
+    """``f(features, mask) -> {"logits", "logits_j", "top_down_j", "bottom_up_j"}``, traced
+    for any batch size and length (``tf.function``).
+
+    Parameters
+    ----------
+    backend : KerasBackend
+    """
+    import tensorflow as tf
+    from keras import ops
+
+    maps = backend.feature_map_models()
+
+    def call(features, mask):
+        out, logits = {}, []
+        for j, (member, fmap) in enumerate(zip(backend.members, maps, strict=True), start=1):
+            out[f"logits_{j}"], out[f"top_down_{j}"], out[f"bottom_up_{j}"] = head_maps(
+                member, fmap, features, mask
+            )
+            logits.append(out[f"logits_{j}"])
+        out["logits"] = ops.mean(ops.stack(logits), axis=0)
+        return out
+
+    spec = [
+        tf.TensorSpec((None, None, backend.n_mels), tf.float32, name="features"),
+        tf.TensorSpec((None, None), tf.float32, name="mask"),
+    ]
+    return tf.function(call, input_signature=spec), spec
+
+
+def _onnx_bytes(backend: KerasBackend, metadata: dict) -> bytes:
+    """The ONNX model of ``backend``'s export graph, with ``metadata`` in its ``metadata_props``."""
+    import json
+    import logging
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # tf2onnx's use of numpy names deprecated in numpy 2
+            warnings.simplefilter("ignore")
+            import tf2onnx
+        from keras.src.export.onnx import patch_tf2onnx
+    except ImportError as exc:
+        raise ConfigError(
+            f"exporting to ONNX needs tf2onnx and onnx ({exc}); install them with: pip install \"ser[train]\""
+        ) from None
+
+    patch_tf2onnx()  # tf2onnx with numpy 2, as Keras's own ONNX export does
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    fn, spec = export_function(backend)
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    proto.producer_name, proto.producer_version = "ser", __version__
+    return proto.SerializeToString()
+
+
+def _check_parity(backend: KerasBackend, exported, path: str) -> float:
+    """Largest absolute difference of the logits of a test input (two lengths, one padded).
+
+    Raises
+    ------
+    ModelError
+        Over :data:`EXPORT_TOLERANCE`.
+    """
+    rng = np.random.default_rng(0)
+    frames = 4 * backend.time_stride
+    x = rng.standard_normal((2, frames, backend.n_mels)).astype(np.float32)
+    m = np.ones((2, frames), np.float32)
+    m[1, frames // 2 :] = 0.0
+    x[1, frames // 2 :] = 0.0
+    gap = float(np.max(np.abs(backend.logits(x, m) - exported.logits(x, m))))
+    if not gap <= EXPORT_TOLERANCE:
+        raise ModelError(
+            f"{path}: the export's logits differ from the Keras model's by {gap:.2g} (at most "
+            f"{EXPORT_TOLERANCE:g} expected); the export was removed"
+        )
+    return gap
+
+
+def export_model(model_path: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None) -> str:
+    """Export a ``model.keras`` (or the one in a run folder) to ``out``.
+
+    Parameters
+    ----------
+    model_path : str or PathLike
+    out : str or PathLike
+        The file to write; its extension names the format (``.onnx``).
+    fmt : {"onnx"} or None
+        Must agree with the extension of ``out`` where given.
+
+    Returns
+    -------
+    str
+        The file written.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` with an extension that is not an export's, or that disagrees with ``fmt``.
+    ModelError
+        The model cannot be loaded, or its export does not reproduce its logits.
+    """
+    out = Path(out)
+    kind = export_format(out)
+    if kind is None or (fmt is not None and fmt != kind):
+        wanted = f".{fmt}" if fmt else " or ".join(EXPORT_SUFFIXES)
+        raise ConfigError(f"{out}: an export is written to a {wanted} file. Received: --out {out}")
+    if kind != "onnx":
+        raise ConfigError(f"{out}: the {kind} format is not supported yet; expected a .onnx file")
+    backend = KerasBackend.load(model_path)
+    data = _onnx_bytes(backend, export_metadata(backend, backend.path, __version__))
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(data)
+        _check_parity(backend, OnnxBackend.load(tmp), str(out))
+    return str(out)
