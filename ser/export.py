@@ -75,7 +75,7 @@ def _onnx_bytes(backend: KerasBackend, metadata: dict) -> bytes:
         from keras.src.export.onnx import patch_tf2onnx
     except ImportError as exc:
         raise ConfigError(
-            f"exporting to ONNX needs tf2onnx and onnx ({exc}); install them with: pip install \"ser[train]\""
+            f'exporting to ONNX needs tf2onnx and onnx ({exc}); install them with: pip install "ser[train]"'
         ) from None
 
     patch_tf2onnx()  # tf2onnx with numpy 2, as Keras's own ONNX export does

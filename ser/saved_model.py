@@ -39,7 +39,13 @@ def load_keras_model(path: str | os.PathLike):
         written by an incompatible version of Keras.
     """
     file = model_file(path)
-    import keras
+    try:
+        import keras
+    except ImportError:
+        raise ModelError(
+            f'{file}: a .keras model needs TensorFlow and Keras: pip install "ser[train]" (or classify with '
+            "an export of it, written by `ser export`, which runs without them)"
+        ) from None
 
     import ser.layers  # noqa: F401  (registers the custom layers before deserialising)
 

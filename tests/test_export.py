@@ -232,3 +232,18 @@ def test_export_refuses_a_wrong_extension_and_writes_atomically(tiny_export, tmp
     with pytest.raises(ModelError, match="refused"):
         export_model(tiny_export[0], tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []  # no half file, no temporary left behind
+
+
+def test_without_the_train_extra_keras_models_and_train_name_it(tiny_export, monkeypatch, capsys):
+    """Without TensorFlow and Keras installed, a .keras model and ``ser train`` say which extra to install."""
+    monkeypatch.setitem(sys.modules, "keras", None)  # `import keras` now raises ImportError
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(
+        ModelError,
+        match=r'model.keras: a .keras model needs TensorFlow and Keras: pip install "ser\[train\]"',
+    ):
+        EmotionClassifier.load(tiny_export[0])
+    assert main(["train", "synthetic", "--data-root", "nowhere", "--out", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "ser[train]"' in err
+    assert EmotionClassifier.load(tiny_export[1]).labels  # an export still loads

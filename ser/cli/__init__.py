@@ -38,7 +38,7 @@ def _import_tensorflow_quietly() -> None:
     read, straight to the process's stderr, so only silencing the descriptor keeps them off
     the terminal. A failed import still raises, as a one-line error.
     """
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:
         return
 
     try:
