@@ -68,20 +68,20 @@ def _onnx_bytes(backend: KerasBackend, metadata: dict) -> bytes:
     import logging
     import warnings
 
-    try:
-        with warnings.catch_warnings():  # tf2onnx's use of numpy names deprecated in numpy 2
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # tf2onnx's use of numpy names deprecated in numpy 2
+        warnings.simplefilter("ignore")
+        try:
             import tf2onnx
+        except ImportError as exc:
+            raise ConfigError(
+                f'exporting to ONNX needs tf2onnx and onnx ({exc}); install them with: pip install "ser[train]"'
+            ) from None
         from keras.src.export.onnx import patch_tf2onnx
-    except ImportError as exc:
-        raise ConfigError(
-            f'exporting to ONNX needs tf2onnx and onnx ({exc}); install them with: pip install "ser[train]"'
-        ) from None
 
-    patch_tf2onnx()  # tf2onnx with numpy 2, as Keras's own ONNX export does
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    fn, spec = export_function(backend)
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
+        patch_tf2onnx()  # tf2onnx with numpy 2, as Keras's own ONNX export does
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        fn, spec = export_function(backend)
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     proto.producer_name, proto.producer_version = "ser", __version__

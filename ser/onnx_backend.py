@@ -64,6 +64,9 @@ class OnnxBackend:
             ) from None
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # no busy-waiting between calls: the features and functionals are computed in numpy
+        # between model calls, on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = onnxruntime.InferenceSession(file, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime reports every bad file its own way
