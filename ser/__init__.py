@@ -1,13 +1,15 @@
 """ser: speech emotion recognition with a CNN and attentional pooling (Keras 3).
 
-The package imports nothing heavy at start-up; :func:`load_model` brings in Keras.
+The package imports nothing heavy at start-up; :func:`load_model` brings in Keras for a
+``model.keras`` and ONNX Runtime (never TensorFlow) for an export (``ser export``).
 
 Import rule: a module imports its sibling ``ser`` modules at the top of the file, and only in
 one direction, lower to higher::
 
     errors, constants, io, checks, interrupts -> audio -> features, augment -> normalization
     -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
-    -> preprocessor -> windows -> classifier -> speaker -> attention, training -> demo -> cli
+    -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
+    -> windows -> classifier -> speaker -> attention, export, training -> demo -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``
@@ -19,7 +21,8 @@ __version__ = "0.1.0"
 
 
 def load_model(path):
-    """Load a trained ``ser`` model (a ``model.keras`` file or a run folder holding one).
+    """Load a trained ``ser`` model (a ``model.keras`` file, a run folder holding one, or an
+    export of one: a ``.onnx`` file written by ``ser export``).
 
     Returns a :class:`ser.classifier.EmotionClassifier`; see its ``classify`` method.
     """
