@@ -18,7 +18,7 @@ from ser.demo import run_demo
 from ser.errors import SerError
 from ser.inference import classify_command
 from ser.training import check_corpus, run_recipe
-from ser.workers import parse_jobs
+from ser.training.workers import parse_jobs
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran but something failed (e.g. an audio file it cannot use)
