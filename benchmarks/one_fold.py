@@ -37,11 +37,11 @@ def prepare_fold(overrides: list[str], data_root: str, fold_number: int, cache: 
     ``fold_number`` (1-based) of its folds with its first member's split."""
     from ser.protocol import make_folds, member_splits
     from ser.recipe import load_recipe
-    from ser.training.prepare import load_manifest, prepare
+    from ser.training.prepare import load_manifest, prepare_corpus
 
     recipe = load_recipe("ravdess", overrides)
     manifest = load_manifest(recipe, data_root, skip_bad=False, progress=False)
-    d = prepare(recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False)
+    d = prepare_corpus(recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False)
     fold = make_folds(d.manifest, recipe["protocol"], seed=recipe["training"].seed)[fold_number - 1]
     split = member_splits(d.manifest, fold, recipe["protocol"], recipe["training"])[0]
     return Fold(

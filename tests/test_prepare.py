@@ -18,7 +18,7 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
     from ser.data import UnusableAudio
     from ser.errors import AudioError
     from ser.recipe import load_recipe
-    from ser.training.prepare import load_manifest, prepare
+    from ser.training.prepare import load_manifest, prepare_corpus
 
     root = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, root)
@@ -26,7 +26,7 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
     recipe = load_recipe("synthetic", [*TINY, "features.normalization=speaker"])
     with pytest.warns(CorpusWarning, match=r"unusable audio \(1\):\n  spk01/spk01_angry_01.wav: silent"):
         loaded = load_manifest(recipe, root, skip_bad=True, progress=False)
-    data = prepare(recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False)
+    data = prepare_corpus(recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False)
     manifest, features, y, functionals, copies = (
         data.manifest,
         data.features,
@@ -54,7 +54,7 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
     with pytest.warns(
         CorpusWarning, match=r"skipped the 1 file\(s\) listed out of 35; using the remaining 34"
     ):
-        data2 = prepare(recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False)
+        data2 = prepare_corpus(recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False)
     manifest2, features2, y2 = data2.manifest, data2.features, data2.y
     functionals2, copies2 = data2.functionals, data2.copies
     assert len(manifest2) == len(features2) == len(y2) == len(functionals2) == len(copies2) == 34

@@ -15,7 +15,7 @@
 
 from ser.training.fit import Trainer, train_model
 from ser.training.fold import FoldResult, train_fold
-from ser.training.prepare import Prepared, check_corpus, load_manifest, prepare
+from ser.training.prepare import Prepared, check_corpus, load_manifest, prepare_corpus
 from ser.training.run import run_recipe
 from ser.training.run_dir import has_results
 
@@ -26,7 +26,7 @@ __all__ = [
     "check_corpus",
     "has_results",
     "load_manifest",
-    "prepare",
+    "prepare_corpus",
     "run_recipe",
     "train_fold",
     "train_model",

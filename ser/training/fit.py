@@ -139,6 +139,24 @@ def class_weights(train_labels, n_classes: int, kind: str) -> np.ndarray:
     return np.where(counts > 0, counts.sum() / np.maximum(n_classes * counts, 1), 0.0).astype(np.float32)
 
 
+def crop_batches(features, labels, recipe: dict, *, seed: int, copies=None) -> CropBatches:
+    """The recipe's training crops (``training.crop_seconds``, rounded up to a multiple of
+    the model's time stride) of ``features``, with its SpecAugment (:class:`ser.data.CropBatches`)."""
+    frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
+    crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
+    crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
+    return CropBatches(
+        features,
+        labels,
+        crop,
+        tcfg.batch_size,
+        augment=tcfg.spec_augment,
+        seed=seed,
+        mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
+        copies=copies,
+    )
+
+
 def crop_dataset(batches: CropBatches, n_classes: int, class_w, mix: float, mix_rng):
     """A ``keras.utils.PyDataset`` of ``batches``: ``((x, mask), one-hot targets, weights)``.
 
@@ -299,22 +317,11 @@ def train_model(
         ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [{"epoch", "loss", "val_loss",
         "val_ua", "val_wa"}, ...]}``; ``best_epoch`` is the epoch whose weights were kept.
     """
-    frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
+    mcfg, tcfg = recipe["model"], recipe["training"]
     k = len(labels)
     trainer = trainer or Trainer(labels, recipe)
     seed = tcfg.seed if seed is None else int(seed)
-    crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
-    crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
-    batches = CropBatches(
-        train_features,
-        train_labels,
-        crop,
-        tcfg.batch_size,
-        augment=tcfg.spec_augment,
-        seed=seed,
-        mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
-        copies=train_copies,
-    )
+    batches = crop_batches(train_features, train_labels, recipe, seed=seed, copies=train_copies)
     mean, var = feature_stats(train_features)
     model_info = {
         **(info or {}),

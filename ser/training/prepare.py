@@ -26,7 +26,7 @@ from ser.training.report import groups_text
 
 @dataclass
 class Prepared:
-    """A corpus ready to train on (what :func:`prepare` returns).
+    """A corpus ready to train on (what :func:`prepare_corpus` returns).
 
     Attributes
     ----------
@@ -105,7 +105,7 @@ def load_manifest(recipe: dict, data_root, *, skip_bad: bool, decode: bool = Tru
     With ``decode``, every file whose header is fine is also decoded as training will decode
     it (:func:`ser.data.find_unusable`), so that the files whose samples are unusable (NaN,
     silent, ...) are listed with the corpus's other problems: one run names every file to
-    fix, and ``skip_bad`` leaves them all out at once. Feature extraction (:func:`prepare`)
+    fix, and ``skip_bad`` leaves them all out at once. Feature extraction (:func:`prepare_corpus`)
     decodes each file not in the cache once more: a small share of the extraction, and
     nothing is computed before the folds are checked.
     """
@@ -217,7 +217,7 @@ def _extract(recipe: dict, manifest, *, skip_bad, cache_dir, progress, folds, n_
     return manifest, features, functionals, copies
 
 
-def prepare(
+def prepare_corpus(
     recipe: dict, manifest, *, skip_bad: bool, cache_dir, progress: bool, folds=None, n_jobs: int = -1
 ) -> Prepared:
     """The normalised features of ``manifest`` (as :func:`load_manifest` returns it).

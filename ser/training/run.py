@@ -21,7 +21,7 @@ from ser.recipe import load_recipe, recipe_to_dict
 from ser.training.final import train_final
 from ser.training.fit import Trainer
 from ser.training.fold import model_info, train_folds
-from ser.training.prepare import check_labels, chosen_folds, load_manifest, prepare
+from ser.training.prepare import check_labels, chosen_folds, load_manifest, prepare_corpus
 from ser.training.report import build_results, write_report
 from ser.training.run_dir import check_resume, default_cache_dir, finished_folds, run_info
 from ser.training.workers import data_bytes, train_in_workers, worker_count
@@ -52,7 +52,7 @@ def _prepare_run(recipe, data_root: str, out: Path, *, folds, skip_bad, cache_di
     out = ensure_folder(out)
     write_json(out / "run.json", info)
     cache_dir = default_cache_dir(out) if cache_dir is None else cache_dir
-    data = prepare(recipe, manifest, cache_dir=cache_dir, **prepare_args)
+    data = prepare_corpus(recipe, manifest, cache_dir=cache_dir, **prepare_args)
     with atomic_path(out / "manifest.csv") as tmp:
         data.manifest.to_csv(tmp, index=False)
     return out, cache_dir, data
@@ -131,10 +131,7 @@ def run_recipe(
     )
     info = model_info(recipe)
     get_trainer = functools.cache(lambda: Trainer(data.labels, recipe))  # built and traced once
-    earlier = finished_folds(out, [f for f in all_folds if f.number in chosen], data)
-    for number, r in earlier.items():
-        _log(f"fold {number}/{len(all_folds)} done in an earlier run (UA {r['ua']:.3f}): kept")
-    pending = [f for f in all_folds if f.number in chosen and f.number not in earlier]
+    pending = _pending(out, all_folds, chosen, data)
     n_jobs = worker_count(jobs, len(pending), data_bytes(data))
     if n_jobs > 1:
         task = {"recipe_name": recipe_name, "overrides": tuple(overrides), "data_root": data_root}
@@ -142,19 +139,7 @@ def run_recipe(
         train_in_workers(pending, n_jobs, **task)
     else:
         train_folds(data, pending, recipe, out, info=info, n_folds=len(all_folds), get_trainer=get_trainer)
-    done = list(finished_folds(out, all_folds, data).values())
-    results = {}
-    if done:
-        results = build_results(
-            done,
-            recipe,
-            labels=data.labels,
-            n_folds=len(all_folds),
-            protocol=protocol,
-            settings=recipe_to_dict(recipe),
-            seconds=data.seconds,
-        )
-        write_report(out, results, len(all_folds))
+    results = _report(out, data, recipe, all_folds, protocol)
     if final_model and not results.get("complete"):
         _log("final model: trained once every fold is done (run the remaining folds, or all)")
     elif final_model and not (out / "model.keras").is_file():
@@ -163,6 +148,32 @@ def run_recipe(
     get_trainer.cache_clear()
     _clear_session()
     _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
+    return results
+
+
+def _pending(out: Path, all_folds: list, chosen: list, data) -> list:
+    """The chosen folds not finished in an earlier run (those are logged as kept)."""
+    earlier = finished_folds(out, [f for f in all_folds if f.number in chosen], data)
+    for number, r in earlier.items():
+        _log(f"fold {number}/{len(all_folds)} done in an earlier run (UA {r['ua']:.3f}): kept")
+    return [f for f in all_folds if f.number in chosen and f.number not in earlier]
+
+
+def _report(out: Path, data, recipe: dict, all_folds: list, protocol: str) -> dict:
+    """The results of every finished fold, written as the report; ``{}`` when none is."""
+    done = list(finished_folds(out, all_folds, data).values())
+    if not done:
+        return {}
+    results = build_results(
+        done,
+        recipe,
+        labels=data.labels,
+        n_folds=len(all_folds),
+        protocol=protocol,
+        settings=recipe_to_dict(recipe),
+        seconds=data.seconds,
+    )
+    write_report(out, results, len(all_folds))
     return results
 
 

@@ -31,7 +31,7 @@ from ser.protocol import make_folds
 from ser.recipe import load_recipe
 from ser.training.fit import Trainer
 from ser.training.fold import model_info, train_folds
-from ser.training.prepare import load_manifest, parse_folds, prepare
+from ser.training.prepare import load_manifest, parse_folds, prepare_corpus
 
 #: Memory a worker needs beside the features it loads: TensorFlow, the model, its optimiser
 #: and batches.
@@ -211,7 +211,7 @@ def train_task(task: FoldTask) -> None:
     """
     recipe = load_recipe(task.recipe_name, list(task.overrides))
     manifest = load_manifest(recipe, task.data_root, skip_bad=task.skip_bad, decode=False, progress=False)
-    data = prepare(
+    data = prepare_corpus(
         recipe,
         manifest,
         skip_bad=task.skip_bad,
