@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides")
     args = p.parse_args(argv)
 
-    from ser.attention import occlusion_falls
+    from ser.attention.maps import occlusion_falls
     from ser.evaluation import scores
     from ser.runtime import predict_logits, softmax
 

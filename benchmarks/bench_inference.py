@@ -134,16 +134,16 @@ def main(argv=None) -> int:
         import contextlib
         import io
 
-        from ser.inference import adapt_to_speaker
+        from ser.speaker import adapt_to_speaker
 
         references = write_references(tmp, 20)
-        with contextlib.redirect_stderr(io.StringIO()):  # its notes
+        with contextlib.redirect_stderr(io.StringIO()):
             adapt_s = median_time(lambda: adapt_to_speaker(classifier, references), 3)
         classifier.set_speaker_reference(None)
         classify_refs = median_time(lambda: [classifier.classify(r) for r in references], 3)
 
         # the maps of `ser attention`, without and with the occlusion panel (one pass per cell)
-        from ser.attention import compute_attention
+        from ser.attention.maps import compute_attention
 
         compute_attention(classifier, short, occlusion=True)
         maps_s = median_time(lambda: compute_attention(classifier, short), args.runs)

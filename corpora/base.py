@@ -320,9 +320,27 @@ def finalize(
         Any problem while ``skip_bad`` is False (one error listing them all), or no usable
         utterance left.
     """
-    root = Path(root)
-    classes = tuple(classes)
-    rows: list[Record] = []
+    root, classes = Path(root), tuple(classes)
+    rows = _labelled(records, report, classes, label_map)
+    _flag_duplicates(rows, report)
+    durations, cut_short = _durations(rows, report, find_unusable)
+    listed = {row.label for row in rows}
+    _flag_empty_classes(classes, listed, report)
+    bad = report.bad_paths()
+    good = [row for row in rows if row.path not in bad]
+    frame = _manifest(good, durations, corpus, root, classes)
+    partial = _partial_note(frame, expected_count, shortfall)
+    if report.problems:
+        _refuse_or_skip(report, classes, listed, good, bad, partial, skip_bad)
+    _warn_about(frame, corpus, root, report, cut_short, warn_single_file_speakers)
+    if partial and not report.problems:
+        warn(f"{corpus} at {root}: {partial}")
+    return frame
+
+
+def _labelled(records, report: Report, classes: tuple, label_map) -> list[Record]:
+    """The records with their final labels; unknown and outside labels go to ``report``."""
+    rows = []
     for record in records:
         label = record.label
         if label_map is not None:
@@ -338,7 +356,11 @@ def finalize(
             report.add(OUTSIDE_CLASSES, record.path, f"label {label!r}; expected one of {', '.join(classes)}")
             continue
         rows.append(Record(record.path, record.utt_id, label, record.speaker, record.session, record.gender))
+    return rows
 
+
+def _flag_duplicates(rows: list[Record], report: Report) -> None:
+    """Report every file whose utterance id another file also uses."""
     by_id: dict[str, list[Record]] = defaultdict(list)
     for row in rows:
         by_id[row.utt_id].append(row)
@@ -352,6 +374,9 @@ def finalize(
                     f"utterance id {utt_id!r} is also used by {others} (is part of the corpus copied twice?)",
                 )
 
+
+def _durations(rows: list[Record], report: Report, find_unusable) -> tuple[dict[str, float], list[str]]:
+    """``({path: seconds}, cut_short paths)`` of the readable files; the others go to ``report``."""
     durations: dict[str, float] = {}
     cut_short: list[str] = []
     for row in rows:
@@ -376,8 +401,10 @@ def finalize(
         readable = list(durations)
         for i, error in find_unusable(readable).items():
             report.add(UNUSABLE, readable[i], detail_of(error, readable[i]))
+    return durations, cut_short
 
-    listed = {row.label for row in rows}
+
+def _flag_empty_classes(classes: tuple, listed: set, report: Report) -> None:
     for cls in classes:
         if cls not in listed:
             report.add(
@@ -386,9 +413,10 @@ def finalize(
                 f"{cls!r} has no utterance; expected at least one per class "
                 f"({', '.join(classes)}): is part of the corpus missing?",
             )
-    bad = report.bad_paths()
-    good = [row for row in rows if row.path not in bad]
-    found = {row.label for row in good}
+
+
+def _manifest(good: list[Record], durations: dict, corpus: str, root: Path, classes: tuple) -> pd.DataFrame:
+    """The manifest of the usable rows (columns :data:`COLUMNS`, ``attrs`` as :func:`finalize`)."""
     frame = pd.DataFrame(
         {
             "path": [row.path for row in good],
@@ -402,38 +430,51 @@ def finalize(
         },
         columns=list(COLUMNS),
     )
+    found = {row.label for row in good}
     present = tuple(c for c in classes if c in found) if classes else tuple(sorted(found))
     frame.attrs.update({"corpus": corpus, "root": str(root), "classes": present})
+    return frame
 
-    partial = None  # what a copy that is not the full release lacks, on the files kept
-    if expected_count is not None and len(frame) != expected_count:
-        why = (
-            "a partial copy? results will not be comparable with published ones"
-            if len(frame) < expected_count
-            else "is another corpus, or a second copy, under the root?"
-        )
-        detail = shortfall(frame) if shortfall is not None and len(frame) < expected_count else None
-        partial = f"{len(frame)} utterances, but the full release has {expected_count} ({why})" + (
-            f"; {detail}" if detail else ""
-        )
-    if report.problems:
-        notes = []
-        lost = [cls for cls in (classes or sorted(listed)) if cls in listed and cls not in found]
-        if lost:
-            notes.append(
-                f"(every utterance of {', '.join(repr(c) for c in lost)} has a problem: "
-                f"skipping them leaves no example of {'that class' if len(lost) == 1 else 'those classes'})"
-            )
-        if partial and good:  # listed here, so that a refused run names the missing speakers too
-            notes.append(f"without the files listed: {partial}")
-        if not skip_bad:
-            raise CorpusError(report.summary(FIX_HINT, notes))
-        if not good:
-            raise CorpusError(report.summary("--skip-bad, but no usable utterance is left.", notes))
-        # every file listed is left out: those whose names parsed (counted in rows) and those
-        # that never became an utterance (misnamed, unknown label)
-        warn(report.summary(skipped_line(len(bad), len(good)), notes))
 
+def _partial_note(frame: pd.DataFrame, expected_count: int | None, shortfall) -> str | None:
+    """What a copy that is not the full release lacks (on the files kept), or ``None``."""
+    if expected_count is None or len(frame) == expected_count:
+        return None
+    short = len(frame) < expected_count
+    why = (
+        "a partial copy? results will not be comparable with published ones"
+        if short
+        else "is another corpus, or a second copy, under the root?"
+    )
+    detail = shortfall(frame) if shortfall is not None and short else None
+    return f"{len(frame)} utterances, but the full release has {expected_count} ({why})" + (
+        f"; {detail}" if detail else ""
+    )
+
+
+def _refuse_or_skip(report: Report, classes, listed, good, bad, partial, skip_bad: bool) -> None:
+    """Raise the one list of problems, or (``skip_bad``) warn that their files are left out."""
+    notes = []
+    found = {row.label for row in good}
+    lost = [cls for cls in (classes or sorted(listed)) if cls in listed and cls not in found]
+    if lost:
+        notes.append(
+            f"(every utterance of {', '.join(repr(c) for c in lost)} has a problem: "
+            f"skipping them leaves no example of {'that class' if len(lost) == 1 else 'those classes'})"
+        )
+    if partial and good:  # listed here, so that a refused run names the missing speakers too
+        notes.append(f"without the files listed: {partial}")
+    if not skip_bad:
+        raise CorpusError(report.summary(FIX_HINT, notes))
+    if not good:
+        raise CorpusError(report.summary("--skip-bad, but no usable utterance is left.", notes))
+    # every file listed is left out: those whose names parsed (counted in rows) and those
+    # that never became an utterance (misnamed, unknown label)
+    warn(report.summary(skipped_line(len(bad), len(good)), notes))
+
+
+def _warn_about(frame, corpus: str, root: Path, report: Report, cut_short: list, single_files: bool) -> None:
+    """Warn about files cut short and (``single_files``) speakers with a single file."""
     kept = set(frame["path"])
     cut_short = [relative(p, report.base) for p in cut_short if p in kept]
     if cut_short:
@@ -441,7 +482,7 @@ def finalize(
             f"{corpus} at {root}: {len(cut_short)} file(s) hold less audio than their headers say "
             f"(cut short, e.g. by an interrupted copy; used as they are): {_some(cut_short)}"
         )
-    if warn_single_file_speakers:
+    if single_files:
         counts = Counter(frame["speaker"])
         single = sorted(speaker for speaker, n in counts.items() if n == 1)
         if single:
@@ -449,9 +490,6 @@ def finalize(
                 f"{corpus} at {root}: {len(single)} speaker(s) with a single file: {_some(single)}; "
                 "per-speaker normalisation erases their label and their fold has one test file.",
             )
-    if partial and not report.problems:
-        warn(f"{corpus} at {root}: {partial}")
-    return frame
 
 
 def lacking(

@@ -7,7 +7,7 @@ one direction, lower to higher::
 
     errors, constants, io, checks, interrupts -> audio -> features, augment -> normalization
     -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
-    -> training, inference, attention, demo, cli
+    -> preprocessor -> windows -> classifier -> speaker -> attention, training -> demo -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``
@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 def load_model(path):
     """Load a trained ``ser`` model (a ``model.keras`` file or a run folder holding one).
 
-    Returns a :class:`ser.inference.EmotionClassifier`; see its ``classify`` method.
+    Returns a :class:`ser.classifier.EmotionClassifier`; see its ``classify`` method.
     """
-    from ser.inference import EmotionClassifier
+    from ser.classifier import EmotionClassifier
 
     return EmotionClassifier.load(path)
 

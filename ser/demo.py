@@ -13,10 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ser.attention import compute_attention, plot_attention
+from ser.attention.maps import compute_attention
+from ser.attention.plot import plot_attention
+from ser.classifier import EmotionClassifier
 from ser.corpora import synthetic
 from ser.errors import ConfigError
-from ser.inference import EmotionClassifier
 from ser.io import atomic_path, ensure_folder
 from ser.training import has_results, run_recipe
 

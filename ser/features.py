@@ -67,10 +67,9 @@ class FrontendConfig:
         Every waveform is scaled so that its speech level (:func:`speech_level`) is this many
         dB full scale before the log-mel (:func:`normalize_level`), so a recording made
         quieter or louder gives the same features and the same prediction; ``None`` (or
-        ``"none"`` in a recipe) keeps the recorded level, as models saved before this setting
-        existed did. Without it, the RAVDESS fold models' UA fell from 0.62 to 0.53 at -10 dB
-        and 0.40 at -20 dB (``recipes/ravdess/README.md``; ``benchmarks/bench_gain.py``
-        measures it on one fold).
+        ``"none"`` in a recipe) keeps the recorded level. Without it, accuracy falls as a
+        recording's level moves away from the training corpus's (``benchmarks/bench_gain.py``
+        measures it on one RAVDESS fold; results in ``recipes/ravdess/README.md``).
     """
 
     sample_rate: int = SAMPLE_RATE

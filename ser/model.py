@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ser.augment import speed_factors
+from ser.constants import FORMAT_VERSION
 from ser.errors import ConfigError
 
 HEADS = ("attention", "average", "max")
@@ -96,7 +97,8 @@ class ModelConfig:
         (regression over 5 frames, :class:`ser.layers.TimeDeltas`) beside the features
         themselves: 3 input channels. Computed inside the model, so the frontend, the feature
         cache and ``ser classify`` are unchanged. Off by default (its measured effect on the
-        fused model is within what a run varies by; see ``recipes/ravdess/README.md``).
+        fused model is within what a run varies by; see "What we tried" in
+        ``recipes/ravdess/README.md``).
     """
 
     widths: tuple = (8, 16, 32, 64, 128)
@@ -209,6 +211,11 @@ class ModelConfig:
         return cls(**d)
 
 
+def stamped_info(info: dict | None) -> dict:
+    """``info`` with the :data:`ser.constants.FORMAT_VERSION` the file is written in."""
+    return {**(info or {}), "format_version": FORMAT_VERSION}
+
+
 def build_model(
     labels,
     n_mels: int,
@@ -235,7 +242,8 @@ def build_model(
     frontend : dict
         :class:`ser.features.FrontendConfig` fields, stored in the model.
     info : dict
-        Free-form metadata stored in the model (recipe, normalisation, ...).
+        Free-form metadata stored in the model (recipe, normalisation, ...), stamped with
+        ``"format_version"`` (:data:`ser.constants.FORMAT_VERSION`).
     seed : int or None
         Seed of the weight initialisers.
     name : str or None
@@ -268,7 +276,9 @@ def build_model(
 
     features = keras.Input(shape=(None, n_mels), name="features")
     mask = keras.Input(shape=(None,), name="mask")
-    x = MetadataLayer(labels=labels, frontend=frontend, info=info, name="ser_metadata")(features)
+    x = MetadataLayer(labels=labels, frontend=frontend, info=stamped_info(info), name="ser_metadata")(
+        features
+    )
     x = FeatureNormalization(mean=mean, variance=variance, name="normalization")(x)
     x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(x)
     x = ApplyMask(name="mask_input")(x, mask)
@@ -325,7 +335,8 @@ def ensemble_model(members, labels, *, frontend: dict | None = None, info: dict 
     layers of the ensemble, named ``member_1``, ``member_2``, ...; the ensemble has its own
     ``ser_metadata`` layer. Averaging logits (not probabilities) keeps the attention maps
     exact: the ensemble's logit of class ``k`` is the mean over members of each member's mean
-    over positions of ``t_k * h``, so the members' maps average into the ensemble's.
+    over positions of ``t_k * h``, so the members' maps average into the ensemble's. Its
+    ``info`` is stamped with the format version, as :func:`build_model` stamps it.
 
     Returns
     -------
@@ -342,9 +353,9 @@ def ensemble_model(members, labels, *, frontend: dict | None = None, info: dict 
     n_mels = members[0].inputs[0].shape[-1]
     features = keras.Input(shape=(None, n_mels), name="features")
     mask = keras.Input(shape=(None,), name="mask")
-    x = MetadataLayer(labels=[str(v) for v in labels], frontend=frontend, info=info, name="ser_metadata")(
-        features
-    )
+    x = MetadataLayer(
+        labels=[str(v) for v in labels], frontend=frontend, info=stamped_info(info), name="ser_metadata"
+    )(features)
     outputs = []
     for j, member in enumerate(members, start=1):
         if member.name != f"member_{j}":

@@ -1,4 +1,4 @@
-"""Tests of ser.attention: map shapes, the attention identity, long inputs, the figure."""
+"""Tests of ser.attention (maps, plot, command): map shapes, the attention identity, long inputs, the figure."""
 
 import os
 
@@ -14,24 +14,27 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser.attention import (
+from ser.attention.maps import (
     MAX_ATTENTION_DURATION,
+    compute_attention,
+    mel_band_centers,
+    occlusion_map,
+    upsample,
+)
+from ser.attention.plot import (
     PRODUCT_COLOR_PERCENTILE,
     _extend,
     _freq_ticks,
     _symmetric_limit,
-    compute_attention,
     figure_title,
-    mel_band_centers,
-    occlusion_map,
     plot_attention,
-    upsample,
 )
+from ser.classifier import EmotionClassifier
 from ser.cli import main
 from ser.errors import AudioError, ConfigError
 from ser.features import FrontendConfig, logmel
-from ser.inference import EmotionClassifier, model_features
 from ser.model import ModelConfig, build_model
+from ser.preprocessor import model_features
 from tests.signals import speaking_tone
 
 LABELS = ["angry", "happy", "neutral", "sad"]

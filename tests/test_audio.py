@@ -447,7 +447,7 @@ def test_many_channels_are_read_a_bounded_number_of_samples_at_a_time(tmp_path, 
     # a file of 64 channels takes the memory of its mono mix, not 64 times it: every read
     # (load_audio, iter_audio_blocks, ser attention's range) asks for at most READ_SAMPLES samples
     import ser.audio
-    from ser.attention import _read_frames
+    from ser.preprocessor import read_frames
 
     rng = np.random.default_rng(0)
     y = (rng.standard_normal((2 * SAMPLE_RATE, 64)) * 0.1).astype(np.float32)
@@ -464,7 +464,7 @@ def test_many_channels_are_read_a_bounded_number_of_samples_at_a_time(tmp_path, 
     mono = y.mean(axis=1)
     np.testing.assert_allclose(load_audio(path), mono, atol=1e-6)
     np.testing.assert_allclose(np.concatenate(list(iter_audio_blocks(path))), mono, atol=1e-6)
-    np.testing.assert_allclose(_read_frames(str(path), 100, 5100), mono[100:5100], atol=1e-6)
+    np.testing.assert_allclose(read_frames(str(path), 100, 5100), mono[100:5100], atol=1e-6)
     assert len(asked) >= 2 * 32 + 5 and all(0 < n <= 64 * 1000 for n in asked)
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser.classifier import NO_SPEECH_NOTE
 from ser.cli import main
 from ser.features import FrontendConfig
-from ser.inference import NO_SPEECH_NOTE
 from ser.model import ModelConfig, build_model
 from tests.signals import speaking_tone
 
@@ -182,7 +182,7 @@ def test_bad_options_are_usage_errors(files, capsys, options, match):
 
 
 def test_interrupted_json_keeps_the_files_done(files, capsys, monkeypatch):
-    from ser.inference import EmotionClassifier
+    from ser.classifier import EmotionClassifier
 
     real, calls = EmotionClassifier.classify, []
 
@@ -209,7 +209,7 @@ def test_a_ctrl_c_that_tensorflow_would_swallow_still_stops_classify(files, caps
     import os
     import signal
 
-    from ser.inference import EmotionClassifier
+    from ser.classifier import EmotionClassifier
 
     real, calls = EmotionClassifier.logits, []
 

@@ -45,6 +45,9 @@ def test_the_wheel_puts_everything_under_ser_with_the_recipes(wheel):
     on_disk = sorted(p.parent.name for p in (REPO / "recipes").glob("*/recipe.toml"))
     assert recipes == on_disk and "ravdess" in recipes
     assert "ser/corpora/ravdess.py" in names and "ser/recipes/ravdess/README.md" in names
+    # every subpackage of the checkout is in the wheel (pyproject lists them one by one)
+    subpackages = {f"ser/{p.relative_to(REPO / 'ser').as_posix()}" for p in (REPO / "ser").rglob("*.py")}
+    assert subpackages <= set(names), sorted(subpackages - set(names))
 
 
 def test_installed_wheel_checks_a_corpus_from_an_unrelated_folder(wheel, tmp_path):

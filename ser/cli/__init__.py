@@ -1,5 +1,8 @@
 """The ``ser`` command: argument parsing only; the work is done by library functions.
 
+The per-file reporting of ``ser classify`` is :mod:`ser.cli.classify`; that of ``ser
+attention`` is :mod:`ser.attention.command`.
+
 Heavy modules (TensorFlow, librosa) are imported inside the handlers, so ``ser --help``
 answers at once and each command pays only for what it uses.
 """
@@ -13,10 +16,11 @@ import sys
 import warnings
 
 from ser import interrupts
-from ser.attention import attention_command, check_outputs
+from ser.attention.command import attention_command
+from ser.attention.output import check_outputs
+from ser.cli.classify import classify_command
 from ser.demo import run_demo
 from ser.errors import SerError
-from ser.inference import classify_command
 from ser.training import check_corpus, run_recipe
 from ser.training.workers import parse_jobs
 
@@ -147,15 +151,8 @@ def _warning_printer(command: str):
     return show
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ser",
-        description="Speech emotion recognition: a CNN with attentional pooling over log-mel spectrograms.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_train(sub) -> None:
+    """``ser train`` and its options."""
     p = sub.add_parser(
         "train",
         help="train and evaluate a recipe with speaker-independent cross-validation",
@@ -194,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
+
+def _add_check(sub) -> None:
+    """``ser check`` and its options."""
     p = sub.add_parser(
         "check",
         help="check a corpus folder and show its speaker x label table",
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
     p.set_defaults(func=_cmd_check)
 
+
+def _add_demo(sub) -> None:
+    """``ser demo`` and its options."""
     p = sub.add_parser(
         "demo",
         help="train, evaluate, classify and explain on a built-in synthetic corpus",
@@ -218,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for smoke tests)")
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_classify(sub) -> None:
+    """``ser classify`` and its options."""
     p = sub.add_parser(
         "classify",
         help="classify audio files with a trained model",
@@ -251,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_classify)
 
+
+def _add_attention(sub) -> None:
+    """``ser attention`` and its options."""
     p = sub.add_parser(
         "attention",
         help="draw where in the spectrogram the model heard the emotion",
@@ -289,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
         "rank correlation with t·h",
     )
     p.set_defaults(func=_cmd_attention)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ser",
+        description="Speech emotion recognition: a CNN with attentional pooling over log-mel spectrograms.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    for add in (_add_train, _add_check, _add_demo, _add_classify, _add_attention):
+        add(sub)
     return parser
 
 

@@ -1,10 +1,11 @@
-"""Tests of ser.inference: loading models, whole and windowed classification."""
+"""Tests of ser.classifier: loading models, whole and windowed classification."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -12,19 +13,12 @@ import pytest
 import soundfile as sf
 
 import ser
+from ser.classifier import EmotionClassifier, Prediction
 from ser.errors import AudioError, ConfigError, ModelError
 from ser.features import FrontendConfig, logmel, pad_batch
-from ser.inference import (
-    DEFAULT_HOP,
-    DEFAULT_WINDOW,
-    EmotionClassifier,
-    Prediction,
-    check_window,
-    iter_windows,
-    model_features,
-)
 from ser.model import ModelConfig, build_model
 from ser.normalization import feature_stats, standardize_utterance
+from ser.preprocessor import model_features
 from tests.signals import speaking_tone
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -125,6 +119,25 @@ def bad_models(tmp_path_factory, model_dir):
 def test_bad_model_files(bad_models, name, match):
     with pytest.raises(ModelError, match=match):
         ser.load_model(bad_models / name)
+
+
+@pytest.mark.parametrize("version, text", [(None, "no format version"), (0, "format version 0")])
+def test_a_model_of_another_format_version_is_refused(tmp_path, version, text):
+    from ser.constants import FORMAT_VERSION
+
+    model = build_model(LABELS, 64, ModelConfig(widths=(4, 4, 8, 8, 8)), frontend=FrontendConfig().to_dict())
+    info = model.get_layer("ser_metadata").info
+    assert info["format_version"] == FORMAT_VERSION  # stamped where the model is built
+    if version is None:
+        del info["format_version"]
+    else:
+        info["format_version"] = version
+    model.save(tmp_path / "old.keras")
+    with pytest.raises(
+        ModelError,
+        match=rf"^{re.escape(str(tmp_path / 'old.keras'))}: written in {text}.*; this ser reads format",
+    ):
+        EmotionClassifier.load(tmp_path / "old.keras")
 
 
 def test_unknown_normalization_is_refused(tmp_path):
@@ -243,136 +256,6 @@ def test_bad_arguments(classifier, tmp_path):
         classifier.classify(tmp_path / "nothere.wav")
 
 
-# --- windows -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "window, hop, match",
-    [
-        (0, None, r"window must be a positive number of seconds\. Received: window=0"),
-        (-1.0, None, r"Received: window=-1\.0"),
-        (float("nan"), None, r"Received: window=nan"),
-        (None, 0, r"hop must be a positive number of seconds\. Received: hop=0"),
-        (0.05, None, r"window must be at least 0\.1 s\. Received: window=0\.05"),
-        (2.0, 3.0, r"hop must not exceed the window.*Received: window=2\.0, hop=3\.0"),
-        (None, 5.0, r"Received: window=4\.0, hop=5\.0"),
-        (601.0, None, r"window must be at most 600 s .*Received: window=601"),
-        (None, 0.001, r"hop must be at least 0\.1 s\. Received: hop=0\.001"),
-        (0.5, 0.05, r"hop must be at least 0\.1 s\. Received: hop=0\.05"),
-    ],
-)
-def test_window_validation(classifier, window, hop, match):
-    with pytest.raises(ConfigError, match=match):
-        classifier.classify(noise(1.0), sample_rate=SR, window=window, hop=hop)
-
-
-def test_window_defaults():
-    assert check_window(None, None) == (DEFAULT_WINDOW, DEFAULT_HOP) == (4.0, 2.0)
-    assert check_window(3.0, None) == (3.0, 1.5)
-    assert check_window(None, 1.0) == (4.0, 1.0)
-    assert check_window(0.15, None) == (0.15, 0.1)  # half a window, but at least 0.1 s
-
-
-def test_long_windows_go_through_the_model_a_bounded_amount_of_audio_at_a_time(classifier, monkeypatch):
-    # 16 windows of 120 s at once took 2.8 GB: a batch holds at most BATCH_SECONDS of audio
-    from ser.inference import BATCH_SECONDS, BATCH_WINDOWS
-
-    frames = []
-    logits = classifier.logits
-    monkeypatch.setattr(
-        classifier, "logits", lambda feats: frames.append(sum(map(len, feats))) or logits(feats)
-    )
-    prediction = classifier.classify(noise(100.0), sample_rate=SR, window=30.0, hop=5.0)
-    assert len(prediction.segments) == 15
-    assert len(frames) > 1 and max(frames) <= BATCH_SECONDS * classifier.frontend.frame_rate + 1
-    frames.clear()
-    assert len(classifier.classify(noise(40.0), sample_rate=SR, window=2.0).segments) == 39
-    assert len(frames) == 3 and BATCH_WINDOWS == 16  # short windows: still 16 at a time
-
-
-def test_iter_windows_exact_spans():
-    y = np.arange(10, dtype=np.float32)
-    spans = [(s, len(w)) for s, w in iter_windows([y], 4, 2)]
-    assert spans == [(0, 4), (2, 4), (4, 4), (6, 4)]  # the last one ends at the end
-    spans = [(s, len(w)) for s, w in iter_windows([y], 4, 4)]
-    assert spans == [(0, 4), (4, 4), (6, 4)]  # an end-aligned window covers the tail
-    assert [(s, len(w)) for s, w in iter_windows([y[:3]], 4, 2)] == [(0, 3)]  # shorter than a window
-    # any split into blocks gives the same windows, with the right samples
-    blocks = [y[:1], y[1:2], y[2:7], y[7:]]
-    for (s1, w1), (s2, w2) in zip(iter_windows(blocks, 4, 3), iter_windows([y], 4, 3), strict=True):
-        assert s1 == s2 and np.array_equal(w1, w2) and np.array_equal(w1, y[s1 : s1 + 4])
-
-
-def test_windows_without_speech_are_listed_but_do_not_vote(classifier):
-    voiced = tone(20.0, 150.0)  # periodic at a speaking pitch: voiced frames
-    hiss = noise(20.0, seed=3, scale=0.3)  # as loud, but no pitch: not speech
-    prediction = classifier.classify(np.concatenate([voiced, hiss]), sample_rate=SR)
-    segments = prediction.segments
-    assert len(segments) == 19 and prediction.speech
-    voting = [s for s in segments if s.start < 20.0]  # the windows with voiced audio in them
-    assert [s.counted for s in segments] == [s.start < 20.0 for s in segments]
-    mean = np.mean([[s.scores[k] for k in LABELS] for s in voting], axis=0)
-    np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean / mean.sum(), atol=1e-6)
-    everyone = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
-    assert not np.allclose([prediction.scores[k] for k in LABELS], everyone, atol=1e-3)
-    # ordinary speech 30 dB under shouting still votes: loudness does not decide
-    softer = classifier.classify(np.concatenate([voiced, 0.03 * tone(20.0, 180.0, seed=1)]), sample_rate=SR)
-    assert all(s.counted for s in softer.segments) and softer.speech
-    # no speech anywhere: every window votes, and the prediction says there is no speech
-    only_hiss = classifier.classify(noise(20.0, seed=4), sample_rate=SR)
-    assert all(s.counted for s in only_hiss.segments) and not only_hiss.speech
-    assert not classifier.classify(noise(3.0, seed=4), sample_rate=SR).speech  # a whole file too
-    assert classifier.classify(tone(3.0, 150.0), sample_rate=SR).speech
-
-
-def test_long_file_is_windowed_and_streamed(classifier, tmp_path):
-    path = tmp_path / "long.wav"
-    sf.write(path, noise(60.0, rate=8000, seed=2), 8000)  # resampled while streaming
-    prediction = classifier.classify(path)
-    assert prediction.duration == pytest.approx(60.0)
-    segments = prediction.segments
-    assert len(segments) == 29
-    assert [s.start for s in segments] == pytest.approx([2.0 * i for i in range(29)])
-    assert all(s.end - s.start == pytest.approx(4.0) for s in segments)
-    assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(60.0)
-    mean = np.mean([[s.scores[k] for k in LABELS] for s in segments], axis=0)
-    np.testing.assert_allclose([prediction.scores[k] for k in LABELS], mean, atol=1e-9)
-    assert prediction.label == LABELS[int(np.argmax(mean))]
-    assert sum(prediction.scores.values()) == pytest.approx(1.0)
-    d = prediction.to_dict()
-    assert list(d["segments"][0]) == ["start", "end", "label", "scores", "counted"]
-    assert all(s["counted"] for s in d["segments"])
-    # a window scores what that stretch scores on its own
-    alone = classifier.classify(_resampled(path)[6 * SR : 10 * SR], sample_rate=SR)
-    for k in LABELS:
-        assert segments[3].scores[k] == pytest.approx(alone.scores[k], abs=1e-5)
-
-
-def _resampled(path):
-    from ser.audio import load_audio
-
-    return load_audio(path, SR)
-
-
-def test_window_option_on_short_audio(classifier):
-    prediction = classifier.classify(noise(3.0), sample_rate=SR, window=1.0, hop=0.5)
-    assert [(s.start, s.end) for s in prediction.segments] == [
-        (0.0, 1.0),
-        (0.5, 1.5),
-        (1.0, 2.0),
-        (1.5, 2.5),
-        (2.0, 3.0),
-    ]
-    # audio no longer than one window is classified whole (trimmed), as without --window
-    one = classifier.classify(noise(3.0), sample_rate=SR, window=5.0)
-    whole = classifier.classify(noise(3.0), sample_rate=SR)
-    assert one.segments == [] and one.scores == pytest.approx(whole.scores)
-    # a hop alone sets the hop of long audio's windows; a 5 s file is still classified whole
-    hop_only = classifier.classify(noise(5.0), sample_rate=SR, hop=1.0)
-    assert hop_only.segments == []
-    assert len(classifier.classify(noise(14.0), sample_rate=SR, hop=1.0).segments) == 11
-
-
 # --- the right answer ----------------------------------------------------------------
 
 
@@ -442,9 +325,10 @@ def test_leading_and_trailing_silence_is_trimmed_as_in_training(classifier):
 
 def test_speaker_reference_normalises_speaker_models(tmp_path):
     # A "speaker" model standardises inputs by the statistics of the speaker's reference files.
+    from ser.classifier import EmotionClassifier
     from ser.features import FrontendConfig, logmel, trim_silence
-    from ser.inference import EmotionClassifier, model_features
     from ser.normalization import feature_stats
+    from ser.preprocessor import model_features
 
     path = save_model(tmp_path / "spk.keras", info={"normalization": "speaker"})
     clf = EmotionClassifier.load(path)
@@ -467,25 +351,13 @@ def test_speaker_reference_normalises_speaker_models(tmp_path):
     )
 
 
-def test_same_speaker_says_when_the_model_has_nothing_to_adapt(tmp_path, capsys):
-    from ser.cli import main
-
-    path = save_model(tmp_path / "plain.keras")  # global normalisation, no blocks, no head
-    sf.write(tmp_path / "a.wav", tone(1.0, 200), SR)
-    assert main(["classify", str(path), str(tmp_path / "a.wav"), "--same-speaker"]) == 0
-    err = capsys.readouterr().err
-    assert err == (
-        f"note: --same-speaker: {path} has nothing to adapt to a speaker (no batch-norm blocks to "
-        "adapt, no functionals head, no per-speaker normalisation); ignored\n"
-    )
-
-
 def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
     # A model trained with adapt_blocks re-estimates those blocks' batch-norm statistics from
     # the speaker's recordings, exactly as ser.adaptation does in cross-validation.
     from ser.adaptation import adapted, batchnorm_state
+    from ser.classifier import EmotionClassifier
     from ser.cli import main
-    from ser.inference import EmotionClassifier, model_features
+    from ser.preprocessor import model_features
 
     path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
     clf = EmotionClassifier.load(path)
@@ -526,84 +398,6 @@ def test_same_speaker_adapts_batchnorm_of_adapting_models(tmp_path, capsys):
     assert "re-estimated from 6 recordings" in capsys.readouterr().err
     assert main(["classify", str(path), *names[:2], "--same-speaker"]) == 0
     assert "too few to adapt to" in capsys.readouterr().err
-
-
-def test_same_speaker_leaves_out_files_that_cannot_be_classified(tmp_path, capsys):
-    # A silent, a too short and a non-finite file are reported like any failed file, and
-    # take no part in the adaptation: the others score exactly as without them.
-    from ser.cli import main
-
-    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
-    names = []
-    for i in range(5):
-        sf.write(tmp_path / f"r{i}.wav", tone(1.0 + 0.1 * i, 200 + 90 * i, seed=i), SR)
-        names.append(str(tmp_path / f"r{i}.wav"))
-    sf.write(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
-    sf.write(tmp_path / "short.wav", tone(0.05, 300), SR)
-    sf.write(tmp_path / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
-    bad = [str(tmp_path / n) for n in ("silent.wav", "short.wav", "nan.wav")]
-    assert main(["classify", str(path), *names, "--same-speaker", "--json"]) == 0
-    clean, clean_err = capsys.readouterr()
-    assert "re-estimated from 5 recordings" in clean_err
-    assert (
-        main(["classify", str(path), *names[:2], bad[0], *names[2:], *bad[1:], "--same-speaker", "--json"])
-        == 1
-    )
-    out, err = capsys.readouterr()
-    assert "re-estimated from 5 recordings (3 file(s) that cannot be classified left out)" in err
-    results = {r["file"]: r for r in json.loads(out)}
-    assert results[bad[0]]["error"].startswith("silent")
-    assert results[bad[1]]["error"].startswith("too short")
-    assert "NaN" in results[bad[2]]["error"]
-    for r in json.loads(clean):
-        assert results[r["file"]]["scores"] == pytest.approx(r["scores"], abs=1e-5)
-
-
-def test_same_speaker_notes_recordings_heard_as_one_class(tmp_path, capsys, monkeypatch):
-    import ser.inference
-    from ser.cli import main
-
-    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
-    names = []
-    for i in range(5):
-        sf.write(tmp_path / f"r{i}.wav", tone(1.0, 200 + 90 * i, seed=i), SR)
-        names.append(str(tmp_path / f"r{i}.wav"))
-    clf = ser.inference.EmotionClassifier.load(path)
-    heard = [clf.classify(n).label for n in names]
-    top = max(heard, key=heard.count)
-    share = heard.count(top) / len(heard)
-    monkeypatch.setattr(ser.inference, "ONE_EMOTION_SHARE", share)
-    assert main(["classify", str(path), *names, "--same-speaker"]) == 0
-    err = capsys.readouterr().err
-    assert f"without adaptation the model hears {heard.count(top)} of 5 recordings as {top}" in err
-    monkeypatch.setattr(ser.inference, "ONE_EMOTION_SHARE", share + 0.01)
-    assert main(["classify", str(path), *names, "--same-speaker"]) == 0
-    assert "without adaptation the model hears" not in capsys.readouterr().err
-
-
-def test_a_long_reference_recording_takes_part_with_its_first_seconds(tmp_path, capsys, monkeypatch):
-    # memory stays bounded whatever the reference files' length
-    import ser.inference
-    from ser.cli import main
-
-    monkeypatch.setattr(ser.inference, "REFERENCE_MAX_SECONDS", 1.0)
-    path = save_model(tmp_path / "ada.keras", info={"adapt_blocks": [4, 5]})
-    refs = [tone(1.0, 200 + 90 * i, seed=i) for i in range(5)] + [tone(3.0, 250, seed=9)]
-    names = []
-    for i, r in enumerate(refs):
-        sf.write(tmp_path / f"r{i}.wav", r, SR)
-        names.append(str(tmp_path / f"r{i}.wav"))
-    assert main(["classify", str(path), *names, "--same-speaker", "--json"]) == 0
-    out, err = capsys.readouterr()
-    assert "from 6 recordings (1 s of each of 1 longer file(s))" in err
-    clf = ser.inference.EmotionClassifier.load(path)
-    from ser.audio import load_audio
-
-    clf.set_speaker_reference(
-        [load_audio(n) for n in names[:5]] + [load_audio(names[5])[:SR]], sample_rate=SR
-    )
-    for r in json.loads(out)[:5]:
-        assert clf.classify(r["file"]).scores == pytest.approx(r["scores"], abs=1e-5)
 
 
 def test_models_without_adapt_blocks_are_not_adapted(classifier):
