@@ -22,7 +22,7 @@ import numpy as np
 
 from ser import __version__, interrupts
 from ser.adaptation import speaker_adapted_logits
-from ser.constants import FORMAT_VERSION, MIN_ADAPTATION_FILES
+from ser.constants import MIN_ADAPTATION_FILES
 from ser.evaluation import scores
 from ser.io import atomic_path, write_json
 from ser.protocol import member_splits
@@ -82,13 +82,9 @@ class FoldResult:
 
 
 def model_info(recipe: dict) -> dict:
-    """The metadata every model of a run carries (``ser_metadata`` info)."""
-    return {
-        "recipe": recipe["name"],
-        "corpus": recipe["corpus"]["name"],
-        "ser_version": __version__,
-        "format_version": FORMAT_VERSION,
-    }
+    """The metadata every model of a run carries (``ser_metadata`` info; :func:`ser.model.build_model`
+    adds the format version)."""
+    return {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": __version__}
 
 
 def _adapts(data, fold, recipe) -> bool:
