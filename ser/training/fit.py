@@ -25,7 +25,7 @@ from ser import interrupts
 from ser.augment import mixup
 from ser.data import CropBatches
 from ser.evaluation import scores
-from ser.model import build_model
+from ser.model import build_model, stamped_info
 from ser.normalization import feature_stats
 from ser.runtime import log_softmax, predict_logits
 
@@ -123,7 +123,7 @@ class Trainer:
         for variable, value in zip(self.model.variables, initial, strict=True):
             variable.assign(value)
         self.model.get_layer("normalization").set_statistics(mean, variance)
-        self.model.get_layer("ser_metadata").info = dict(info)
+        self.model.get_layer("ser_metadata").info = stamped_info(info)
         for variable in self.optimizer.variables:
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
         self.schedule.set_lengths(steps_per_epoch, steps_per_epoch * epochs - steps_per_epoch)

@@ -82,8 +82,8 @@ class FoldResult:
 
 
 def model_info(recipe: dict) -> dict:
-    """The metadata every model of a run carries (``ser_metadata`` info; :func:`ser.model.build_model`
-    adds the format version)."""
+    """The metadata every model of a run carries (``ser_metadata`` info; the format version
+    is added where the model is built or reset, :func:`ser.model.stamped_info`)."""
     return {"recipe": recipe["name"], "corpus": recipe["corpus"]["name"], "ser_version": __version__}
 
 
