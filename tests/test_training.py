@@ -264,7 +264,7 @@ def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(
     import pandas as pd
 
     import ser.training.fit
-    from ser.inference import EmotionClassifier
+    from ser.classifier import EmotionClassifier
     from ser.protocol import make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
@@ -381,9 +381,10 @@ def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_co
     import numpy as np
 
     from ser.audio import load_audio
+    from ser.classifier import EmotionClassifier
     from ser.functionals import utterance_functionals
     from ser.fusion import FUSION_GRID, fuse
-    from ser.inference import EmotionClassifier, model_features
+    from ser.preprocessor import model_features
     from ser.runtime import softmax
 
     out, results = tiny_run
@@ -448,8 +449,8 @@ def test_silent_windows_get_the_cnn_alone_and_a_head_without_speakers_is_never_r
     import numpy as np
 
     from ser.audio import load_audio
+    from ser.classifier import EmotionClassifier
     from ser.fusion import FunctionalsHead
-    from ser.inference import EmotionClassifier
     from ser.runtime import softmax
 
     c = EmotionClassifier.load(tiny_run[0])
@@ -471,7 +472,7 @@ def test_a_quieter_or_louder_recording_gets_the_same_prediction(tiny_run, tiny_c
     import soundfile as sf
 
     from ser.audio import load_audio
-    from ser.inference import EmotionClassifier
+    from ser.classifier import EmotionClassifier
 
     c = EmotionClassifier.load(tiny_run[0])
     assert c.frontend.level_db is not None and c.functionals is not None
