@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from ser import interrupts
 from ser.fusion import FunctionalsHead
-from ser.io import atomic_path
+from ser.io import atomic_path, log
 from ser.model import build_model, ensemble_model
 from ser.protocol import member_splits
 from ser.training.fit import train_split
 from ser.training.fusion_weights import ensemble_weights, member_fusion_weights
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def ensemble_of(trained, labels, recipe):
@@ -56,7 +51,7 @@ def train_final(data, recipe: dict, out: Path, *, info: dict, trainer) -> None:
         trained, member_weights = [], []
         for split in member_splits(data.manifest, None, recipe["protocol"], tcfg):
             tag = f" member {split.member}/{tcfg.members}" if tcfg.members > 1 else ""
-            _log(
+            log(
                 f"final model{tag}: all speakers ({len(split.train)} train, {len(split.validation)} validation files)"
             )
             model, _ = train_split(
@@ -77,7 +72,7 @@ def train_final(data, recipe: dict, out: Path, *, info: dict, trainer) -> None:
         if data.functionals is not None:
             head = FunctionalsHead.fit(data.functionals, data.y, data.speakers, len(data.labels))
             head.weight, head.speaker_weight = ensemble_weights(member_weights)
-            _log(
+            log(
                 f"final model: fusion weights of the CNN chosen on the validation speakers: "
                 f"{head.weight:.2f} for a single file, {head.speaker_weight:.2f} speaker-adapted"
             )
@@ -85,4 +80,4 @@ def train_final(data, recipe: dict, out: Path, *, info: dict, trainer) -> None:
         interrupts.check()  # a Ctrl-C during the head's fit: stop before the model is written
         with atomic_path(out / "model.keras") as tmp:
             model.save(tmp)
-        _log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")
+        log(f"final model written to {out / 'model.keras'} ({time.time() - t0:.0f}s)")

@@ -16,7 +16,6 @@ The callbacks of one training, in the order they run at the end of each epoch:
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -25,13 +24,10 @@ from ser import interrupts
 from ser.augment import mixup
 from ser.data import CropBatches
 from ser.evaluation import scores
+from ser.io import log
 from ser.model import build_model, stamped_info
 from ser.normalization import feature_stats
 from ser.runtime import log_softmax, predict_logits
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def warmup_cosine(peak: float):
@@ -254,7 +250,7 @@ def training_callbacks(dataset, val_features, val_labels, n_classes: int, recipe
 
     class EpochLog(Callback):
         def on_epoch_end(self, epoch, logs=None):
-            _log(
+            log(
                 f"{prefix}epoch {epoch + 1:2d}/{tcfg.epochs}  loss {logs['loss']:.3f}  "
                 f"val loss {logs['val_loss']:.3f}  val UA {logs['val_ua']:.3f}  "
                 f"(best {best.ua:.3f} @ {best.epoch})  {time.time() - start.t0:.0f}s"

@@ -13,7 +13,6 @@ atomically, ``result.json`` last: a fold with a ``result.json`` is finished.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +23,13 @@ from ser import __version__, interrupts
 from ser.adaptation import speaker_adapted_logits
 from ser.constants import MIN_ADAPTATION_FILES
 from ser.evaluation import scores
-from ser.io import atomic_path, write_json
+from ser.io import atomic_path, log, write_json
 from ser.protocol import member_splits
 from ser.runtime import predict_logits, softmax
 from ser.training.fit import train_split
 from ser.training.fusion_weights import ensemble_weights, fuse_fold, member_fusion_weights
 from ser.training.report import groups_text
 from ser.training.run_dir import fold_dir, training_files
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -169,7 +164,7 @@ def _log_scores(prefix, s, adapted, members, parts, seconds) -> None:
         line += f"; CNN alone UA {parts['cnn']['ua']:.3f}"
         if adapted:
             line += f", adapted {parts['cnn']['adapted_ua']:.3f}"
-    _log(f"{line}  ({seconds:.0f}s)")
+    log(f"{line}  ({seconds:.0f}s)")
 
 
 def train_fold(data, fold, recipe: dict, out: Path, *, info: dict, n_folds: int, trainer) -> FoldResult:
@@ -190,7 +185,7 @@ def train_fold(data, fold, recipe: dict, out: Path, *, info: dict, n_folds: int,
     """
     t0 = time.time()
     prefix = f"fold {fold.number}/{n_folds} "
-    _log(
+    log(
         f"{prefix}test {groups_text(fold.test_groups)} ({len(fold.test)} files); train {len(fold.train)}, "
         f"validation {len(fold.validation)} files"
     )

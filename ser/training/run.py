@@ -10,12 +10,11 @@ leaves a truncated file, and rerunning the same command continues where it stopp
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from pathlib import Path
 
 from ser.corpora.base import absolute_root
-from ser.io import atomic_path, ensure_folder, write_json
+from ser.io import atomic_path, ensure_folder, log, write_json
 from ser.protocol import describe_protocol, make_folds
 from ser.recipe import load_recipe, recipe_to_dict
 from ser.training.final import train_final
@@ -25,10 +24,6 @@ from ser.training.prepare import check_labels, chosen_folds, load_manifest, prep
 from ser.training.report import build_results, write_report
 from ser.training.run_dir import check_resume, default_cache_dir, finished_folds, run_info
 from ser.training.workers import data_bytes, train_in_workers, worker_count
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def with_shortcuts(overrides, *, epochs=None, seed=None, members=None) -> list[str]:
@@ -45,7 +40,7 @@ def _prepare_run(recipe, data_root: str, out: Path, *, folds, skip_bad, cache_di
     ``run.json`` and ``manifest.csv`` and return ``(out, cache_dir, prepared corpus)``."""
     info = run_info(recipe, recipe_to_dict(recipe), data_root)
     check_resume(out, info)
-    _log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
+    log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
     manifest = load_manifest(recipe, data_root, skip_bad=skip_bad, progress=progress)
     prepare_args = {"skip_bad": skip_bad, "progress": progress, "folds": folds}
     check_labels(manifest, recipe, folds)
@@ -125,7 +120,7 @@ def run_recipe(
     chosen = chosen_folds(data.manifest, recipe, folds)
     all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed, warn_for=chosen)
     protocol = describe_protocol(recipe["protocol"], len(all_folds))
-    _log(
+    log(
         f"{len(data.manifest)} files, {data.manifest['speaker'].nunique()} speakers, "
         f"classes {data.labels}; {protocol}"
     )
@@ -141,13 +136,13 @@ def run_recipe(
         train_folds(data, pending, recipe, out, info=info, n_folds=len(all_folds), get_trainer=get_trainer)
     results = _report(out, data, recipe, all_folds, protocol)
     if final_model and not results.get("complete"):
-        _log("final model: trained once every fold is done (run the remaining folds, or all)")
+        log("final model: trained once every fold is done (run the remaining folds, or all)")
     elif final_model and not (out / "model.keras").is_file():
         cv = {"protocol": protocol, "ua_mean": results["ua_mean"], "wa_mean": results["wa_mean"]}
         train_final(data, recipe, out, info=info | {"cv": cv}, trainer=get_trainer())
     get_trainer.cache_clear()
     _clear_session()
-    _log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
+    log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results
 
 
@@ -155,7 +150,7 @@ def _pending(out: Path, all_folds: list, chosen: list, data) -> list:
     """The chosen folds not finished in an earlier run (those are logged as kept)."""
     earlier = finished_folds(out, [f for f in all_folds if f.number in chosen], data)
     for number, r in earlier.items():
-        _log(f"fold {number}/{len(all_folds)} done in an earlier run (UA {r['ua']:.3f}): kept")
+        log(f"fold {number}/{len(all_folds)} done in an earlier run (UA {r['ua']:.3f}): kept")
     return [f for f in all_folds if f.number in chosen and f.number not in earlier]
 
 

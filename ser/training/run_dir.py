@@ -10,7 +10,6 @@ or data, or written in another format, is refused; one that holds none may be re
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from ser.constants import FORMAT_VERSION
 from ser.errors import ConfigError
 from ser.functionals import FUNCTIONALS_VERSION
-from ser.io import check_format_version, ensure_folder, read_json
+from ser.io import check_format_version, ensure_folder, log, read_json
 
 #: Keys every fold's ``result.json`` must hold to be reused by a rerun.
 FOLD_RESULT_KEYS = (
@@ -34,10 +33,6 @@ FOLD_RESULT_KEYS = (
     "history",
     "seconds",
 )
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def fold_dir(out: Path, number: int) -> Path:
@@ -136,7 +131,7 @@ def fold_result(folder: Path, fold, y: np.ndarray, files: str | None = None) -> 
     r = read_json(path)
     if r is None:
         if path.exists():
-            _log(f"{path}: unreadable; fold {fold.number} will be run again")
+            log(f"{path}: unreadable; fold {fold.number} will be run again")
         return None
     expected = y[fold.test].tolist()
     ok = (
@@ -152,7 +147,7 @@ def fold_result(folder: Path, fold, y: np.ndarray, files: str | None = None) -> 
         and (files is None or r.get("training_files") == files)
     )
     if not ok:
-        _log(f"{path}: does not match fold {fold.number} of this corpus; the fold will be run again")
+        log(f"{path}: does not match fold {fold.number} of this corpus; the fold will be run again")
         return None
     return r
 
