@@ -54,7 +54,7 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     from ser.fusion import FunctionalsHead
     from ser.normalization import normalize
     from ser.runtime import predict_logits
-    from ser.training import _fusion_weights, _validation_logits
+    from ser.training.fusion_weights import fusion_weights, validation_logits
 
     f = prepare_fold(overrides, data_root, fold_number, cache)
     recipe, manifest, labels, features, y = f.recipe, f.manifest, f.labels, f.features, f.y
@@ -65,8 +65,8 @@ def evaluate(overrides: list[str], data_root: str, fold_number: int, gains: list
     train = np.concatenate([fold.train, fold.validation])
     head = FunctionalsHead.fit(functionals[train], y[train], speakers[train], len(labels))
     # the fusion weights chosen on the validation actors, as the recipe's folds choose them
-    validation = _validation_logits(model, split, features, speakers, recipe)
-    head.weight, head.speaker_weight = _fusion_weights(
+    validation = validation_logits(model, split, features, speakers, recipe)
+    head.weight, head.speaker_weight = fusion_weights(
         functionals, y, speakers, split.train, validation, len(labels)
     )
     print(f"  trained on {len(train)} files of the training actors in {time.time() - t0:.0f} s", flush=True)

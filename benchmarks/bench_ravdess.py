@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     from ser.protocol import describe_protocol, make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
-    from ser.workers import parse_jobs
+    from ser.training.workers import parse_jobs
 
     rows = []
     for head in [h for h in args.heads.split(",") if h]:

@@ -16,7 +16,8 @@ import numpy as np
 
 @dataclass
 class Fold:
-    """The recipe, its prepared corpus (as :func:`ser.training._prepare` returns it) and one fold."""
+    """The recipe, its prepared corpus (:class:`ser.training.prepare.Prepared`, also as its
+    fields) and one fold."""
 
     recipe: dict
     manifest: object
@@ -28,39 +29,29 @@ class Fold:
     fold: object
     split: object
     speakers: np.ndarray
+    data: object
 
 
 def prepare_fold(overrides: list[str], data_root: str, fold_number: int, cache: str) -> Fold:
     """The ``ravdess`` recipe with ``overrides``, the corpus under ``data_root`` and fold
     ``fold_number`` (1-based) of its folds with its first member's split."""
     from ser.protocol import make_folds, member_splits
-    from ser.training import _load, _load_recipe, _prepare
+    from ser.recipe import load_recipe
+    from ser.training.prepare import load_manifest, prepare_corpus
 
-    recipe = _load_recipe("ravdess", overrides)
-    manifest = _load(recipe, data_root, skip_bad=False, progress=False)
-    manifest, labels, features, y, _, functionals, copies = _prepare(
-        recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False
+    recipe = load_recipe("ravdess", overrides)
+    manifest = load_manifest(recipe, data_root, skip_bad=False, progress=False)
+    d = prepare_corpus(recipe, manifest, skip_bad=False, cache_dir=Path(cache), progress=False)
+    fold = make_folds(d.manifest, recipe["protocol"], seed=recipe["training"].seed)[fold_number - 1]
+    split = member_splits(d.manifest, fold, recipe["protocol"], recipe["training"])[0]
+    return Fold(
+        recipe, d.manifest, d.labels, d.features, d.y, d.functionals, d.copies, fold, split, d.speakers, d
     )
-    fold = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)[fold_number - 1]
-    split = member_splits(manifest, fold, recipe["protocol"], recipe["training"])[0]
-    speakers = manifest["speaker"].astype(str).to_numpy()
-    return Fold(recipe, manifest, labels, features, y, functionals, copies, fold, split, speakers)
 
 
 def train_fold_model(f: Fold, board: Path):
     """The recipe's CNN trained on the fold's training actors (TensorBoard logs in ``board``)."""
-    from ser.training import _train_split
+    from ser.training.fit import train_split
 
-    model, _ = _train_split(
-        f.split,
-        f.features,
-        f.y,
-        f.labels,
-        f.recipe,
-        info={},
-        board=board,
-        prefix="",
-        trainer=None,
-        copies=f.copies,
-    )
+    model, _ = train_split(f.split, f.data, f.labels, f.recipe, info={}, board=board, prefix="", trainer=None)
     return model

@@ -19,7 +19,7 @@ from ser.classifier import EmotionClassifier
 from ser.corpora import synthetic
 from ser.errors import ConfigError
 from ser.io import atomic_path, ensure_folder
-from ser.training import _has_results, run_recipe
+from ser.training import has_results, run_recipe
 
 #: Corpus size of the full demo and of ``--quick`` (speakers, utterances per class).
 DEMO_SIZE = {"n_speakers": 6, "per_class": 12}
@@ -39,7 +39,7 @@ def _check_earlier_demo(out: Path, size: dict, seed: int) -> None:
     except (OSError, ValueError):
         return
 
-    if not _has_results(out / "run"):
+    if not has_results(out / "run"):
         return  # no finished work to keep: the corpus is simply made again
     wanted = {**size, "seed": seed}
     if any(earlier.get(k) != v for k, v in wanted.items()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -144,3 +145,8 @@ def check_format_version(found, path, error: type[SerError] = ConfigError) -> No
         f"{path}: written in {written}; this ser reads format version {FORMAT_VERSION}: "
         "retrain with this release, or use the release that wrote it"
     )
+
+
+def log(message: str) -> None:
+    """Print one progress line on standard error (standard output stays for results)."""
+    print(message, file=sys.stderr, flush=True)

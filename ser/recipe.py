@@ -50,53 +50,50 @@ class TrainingConfig:
     epochs : int
         Length of the schedule; the weights of the best validation epoch are kept (see ``keep``).
     batch_size : int
-        16: twice the updates of 32 for 13% more time on a 2-core CPU; on RAVDESS it scored
-        UA +0.012 and +0.035 over 32 with two seeds (10 of 12 folds better or equal).
+        Crops per optimiser step.
     learning_rate : float
         Peak learning rate of AdamW (linear warm-up for one epoch, then cosine decay).
     weight_decay : float
+        AdamW's decoupled weight decay.
     patience : int
         Stop when validation UA has not improved for this many epochs; ``0`` (the default)
-        never stops early. With a cosine schedule the last epochs, at a small learning rate,
-        are usually the best, and a noisy validation peak early on would stop training
-        before them (measured on RAVDESS: the folds that stopped early were the worst ones).
+        never stops early: with a cosine schedule the last epochs, at a small learning rate,
+        are usually the best.
     crop_seconds : float
         Training crops are this long (random start each epoch); evaluation uses whole utterances.
     spec_augment : bool
-        Mask random frequency bands and time spans of each training crop (two of each). It
-        matters: without it, on RAVDESS, training loss falls to 0.67 and UA drops by about
-        0.06 (the model overfits the training actors).
+        Mask random frequency bands and time spans of each training crop (two of each).
     freq_mask_width, time_mask_width : int
         Largest width of a SpecAugment mask, in mel bands and in frames.
     class_weight : {"balanced", "none"}
+        ``"balanced"`` weighs each crop's loss by the inverse frequency of its class.
     label_smoothing : float
+        In ``[0, 1)``.
     mixup : float
         Alpha of the Beta distribution of mixup (Zhang et al., ICLR 2018): each training
         crop is blended with another of its batch, features and targets alike; ``0`` turns
         it off.
     seed : int
+        Seed of the initial weights, crops, augmentation, dropout and validation speakers.
     members : int
-        Models trained per fold (and for the final model), averaged into one ensemble:
+        Models trained per fold (and for the final model), averaged into one ensemble (1-16):
         member ``j`` (0-based) is trained exactly as a run with ``seed + j`` would train it
         (its own initial weights, crops and validation speakers, drawn from the fold's
         training speakers). Its cost is ``members`` times the training time.
     keep : {"best", "last"}
-        The weights a training run keeps: those of the epoch with the best validation UA (the
-        default), or those of its last epoch. The validation scores of the best epoch are
-        optimistic for the CNN (on RAVDESS they were 0.03-0.05 above its last epoch's), and
-        they also choose the fusion weights of the functionals head; "last" makes them an
-        unbiased held-out estimate. Measured 2026-11-28 (seed 0), "last" against "best": RAVDESS
-        6 folds UA 0.624 against 0.625, speaker-adapted 0.719 against 0.717; the EmoDB-sized
-        stand-in 0.566 against 0.580, adapted 0.688 against 0.693, in the same time. No gain,
-        so the default stays.
+        The weights a training run keeps: those of the epoch with the best validation UA, or
+        those of its last epoch. The validation scores of the best epoch are optimistic for
+        the CNN, and they also choose the fusion weights of the functionals head; ``"last"``
+        makes them an unbiased held-out estimate.
     speeds : tuple of float
         Speed perturbation of the CNN's training crops (Ko et al., 2015): each training
         recording also exists played this many times faster (resampled, so pitch, formants
         and tempo move together, as they differ between speakers), and each crop is cut from
         the recording or one of its copies, each as likely; an epoch is as long as without.
-        Validation and test recordings are never perturbed. ``()`` turns it off. On RAVDESS
-        (seeds 0-2, 2026-11-29) the CNN alone rose from UA 0.540 to 0.585 on average (adapted
-        0.567 to 0.629) and the fused model from 0.639 to 0.650 (adapted 0.734 to 0.741).
+        Validation and test recordings are never perturbed. ``()`` turns it off.
+
+    What each default was chosen against, with the measurements, is in the recipe READMEs
+    ("What we tried") and ``docs/history.md``.
     """
 
     epochs: int = 35

@@ -1,4 +1,6 @@
-"""Tests of the training batches in :mod:`ser.data`: full batches and mixup."""
+"""Tests of :mod:`ser.data`: the feature cache, full training batches and mixup."""
+
+import os
 
 import numpy as np
 import pytest
@@ -125,3 +127,47 @@ def test_without_copies_the_crops_are_those_of_before_copies_existed():
             for (x, _mask), _y in batches.epoch():
                 values.extend(int(v) for v in x[:, 0, 0])
         assert values == before
+
+
+def test_a_damaged_feature_cache_file_is_recomputed(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from ser.data import _cache_key, _cached
+    from ser.features import FrontendConfig
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
+    frontend = FrontendConfig()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / f"{_cache_key(str(wav), frontend)}.npy"
+    target.write_bytes(b"")  # e.g. a crash before the disk flushed the file
+    feats = _cached(str(wav), frontend, cache)
+    assert feats.shape[1] == 64 and feats.dtype == np.float32
+    np.testing.assert_array_equal(np.load(target), feats)
+
+
+def test_the_feature_cache_follows_a_files_content_not_its_path_or_time(tmp_path):
+    """A corpus copied elsewhere (new paths and times) reads its cached features back; a
+    file rewritten with other samples of the same size does not."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    from ser.data import _cache_key
+    from ser.features import FrontendConfig
+
+    frontend = FrontendConfig()
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
+    key = _cache_key(str(wav), frontend)
+    (tmp_path / "copy").mkdir()
+    copied = Path(shutil.copy(wav, tmp_path / "copy" / "b.wav"))
+    os.utime(copied, ns=(1, 1))
+    assert _cache_key(str(copied), frontend) == key
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 7.0).astype(np.float32), 16000)
+    os.utime(wav, ns=(1, 1))
+    assert _cache_key(str(wav), frontend) != key

@@ -71,17 +71,19 @@ def test_a_ctrl_c_that_keras_would_swallow_stops_the_run(tiny_corpus, tmp_path, 
     TensorFlow's code as a model is built or traced can be caught there (e.g. a bare
     ``except:``); the run then went on to its end. Here one lands in such code as the first
     fold's model is built: the run stops all the same, with no fold finished."""
-    import ser.training as training
+    import ser.training.run
+    from ser.training import run_recipe
+    from ser.training.fit import Trainer
 
-    class KerasLikeTrainer(training.Trainer):
+    class KerasLikeTrainer(Trainer):
         def __init__(self, *args, **kwargs):
             _swallowing(_ctrl_c)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(training, "Trainer", KerasLikeTrainer)
+    monkeypatch.setattr(ser.training.run, "Trainer", KerasLikeTrainer)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        training.run_recipe(
+        run_recipe(
             "synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False, final_model=False
         )
     assert not list((out / "folds").glob("fold_*/result.json"))

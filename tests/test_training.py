@@ -1,7 +1,6 @@
 """End-to-end recipe runs on the tiny synthetic corpus: outputs, resume, honesty of folds."""
 
 import json
-import os
 
 import pytest
 
@@ -223,6 +222,7 @@ def test_out_folder_errors_are_config_errors(tiny_corpus, tmp_path):
 
 def test_a_run_that_produced_nothing_can_be_restarted_with_other_settings(tmp_path):
     """A first try stopped by a wrong --data-root must not lock the output folder."""
+    from ser.constants import FORMAT_VERSION
     from ser.errors import CorpusError
     from ser.io import write_json
     from ser.training import run_recipe
@@ -238,215 +238,21 @@ def test_a_run_that_produced_nothing_can_be_restarted_with_other_settings(tmp_pa
         run_recipe("synthetic", data_root=tmp_path / "right", out_dir=out, overrides=TINY)
     (out / "folds" / "fold_01").mkdir(parents=True)
     (out / "folds" / "fold_01" / "result.json").write_text("{}")
+    # with finished work, it is refused: a run.json of no format version ...
+    with pytest.raises(ConfigError, match="written in no format version"):
+        run_recipe("synthetic", data_root=tmp_path / "typo", out_dir=out)
+    # ... and one of this format with other settings or data
+    write_json(
+        out / "run.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "recipe": "synthetic",
+            "settings": {},
+            "data_root": str(tmp_path / "typo"),
+        },
+    )
     with pytest.raises(ConfigError, match="different settings"):
         run_recipe("synthetic", data_root=tmp_path / "typo", out_dir=out)
-
-
-def test_a_fold_result_is_reused_only_if_it_matches_the_fold(tmp_path):
-    import numpy as np
-
-    from ser.io import write_json
-    from ser.protocol import Fold
-    from ser.training import _fold_result
-
-    y = np.array([0, 1, 2, 1, 0, 2])
-    fold = Fold(2, np.array([0, 1]), np.array([2]), np.array([3, 4, 5]), ("spk2",), ())
-    good = {
-        "fold": 2,
-        "test_speakers": ["spk2"],
-        "n": 3,
-        "wa": 1.0,
-        "ua": 1.0,
-        "macro_f1": 1.0,
-        "confusion": [],
-        "y_true": [1, 0, 2],
-        "y_pred": [1, 0, 2],
-        "history": {"best_epoch": 1},
-        "seconds": 1.0,
-    }
-    assert _fold_result(tmp_path, fold, y) is None  # missing
-    (tmp_path / "result.json").write_text('{"fold": 2, "test_sp')  # damaged
-    assert _fold_result(tmp_path, fold, y) is None
-    write_json(tmp_path / "result.json", good)
-    assert _fold_result(tmp_path, fold, y) == good
-    for change in ({"y_true": [1, 1, 2]}, {"test_speakers": ["spk3"]}, {"fold": 1}, {"y_pred": [1]}):
-        write_json(tmp_path / "result.json", {**good, **change})
-        assert _fold_result(tmp_path, fold, y) is None, change
-    write_json(tmp_path / "result.json", {k: v for k, v in good.items() if k != "history"})
-    assert _fold_result(tmp_path, fold, y) is None
-    # trained on other files (e.g. one left out by --skip-bad, since fixed): run again
-    write_json(tmp_path / "result.json", {**good, "training_files": "abc"})
-    assert _fold_result(tmp_path, fold, y, "abc") is not None
-    assert _fold_result(tmp_path, fold, y, "abd") is None
-    write_json(tmp_path / "result.json", good)  # written before the digest existed: kept
-    assert _fold_result(tmp_path, fold, y, "abd") == good
-
-
-def test_a_damaged_feature_cache_file_is_recomputed(tmp_path):
-    import numpy as np
-    import soundfile as sf
-
-    from ser.data import _cache_key, _cached
-    from ser.features import FrontendConfig
-
-    wav = tmp_path / "a.wav"
-    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
-    frontend = FrontendConfig()
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    target = cache / f"{_cache_key(str(wav), frontend)}.npy"
-    target.write_bytes(b"")  # e.g. a crash before the disk flushed the file
-    feats = _cached(str(wav), frontend, cache)
-    assert feats.shape[1] == 64 and feats.dtype == np.float32
-    np.testing.assert_array_equal(np.load(target), feats)
-
-
-def test_the_feature_cache_follows_a_files_content_not_its_path_or_time(tmp_path):
-    """A corpus copied elsewhere (new paths and times) reads its cached features back; a
-    file rewritten with other samples of the same size does not."""
-    import shutil
-    from pathlib import Path
-
-    import numpy as np
-    import soundfile as sf
-
-    from ser.data import _cache_key
-    from ser.features import FrontendConfig
-
-    frontend = FrontendConfig()
-    wav = tmp_path / "a.wav"
-    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
-    key = _cache_key(str(wav), frontend)
-    (tmp_path / "copy").mkdir()
-    copied = Path(shutil.copy(wav, tmp_path / "copy" / "b.wav"))
-    os.utime(copied, ns=(1, 1))
-    assert _cache_key(str(copied), frontend) == key
-    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 7.0).astype(np.float32), 16000)
-    os.utime(wav, ns=(1, 1))
-    assert _cache_key(str(wav), frontend) != key
-
-
-def test_train_step_matches_train_on_batch():
-    """The custom training step computes the same loss and update as compile + train_on_batch."""
-    import keras
-    import numpy as np
-
-    from ser.model import ModelConfig, build_model
-    from ser.training import train_step_function
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 48, 16)).astype(np.float32)
-    m = np.ones((4, 48), np.float32)
-    m[0, 30:] = 0
-    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
-    w = np.array([1.0, 0.5, 2.0, 1.0], np.float32)
-    cfg = ModelConfig(dropout=0.0, l2=1e-2)
-
-    def fresh():
-        return build_model(["a", "b", "c"], 16, cfg, seed=3)
-
-    def loss():
-        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
-
-    reference = fresh()
-    reference.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=1e-3), loss=loss())
-    ours = fresh()
-    step = train_step_function(ours, keras.optimizers.AdamW(1e-2, weight_decay=1e-3), loss())
-    for _ in range(2):
-        expected = float(reference.train_on_batch([x, m], y, sample_weight=w))
-        got = step(x, m, y, w)
-        assert got == pytest.approx(expected, rel=1e-4)
-    for a, b in zip(reference.get_weights(), ours.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-
-
-def test_warmup_cosine_matches_keras_cosine_decay():
-    import keras
-    import numpy as np
-
-    from ser.training import warmup_cosine
-
-    ours = warmup_cosine(3e-3)
-    ours.set_lengths(7, 50)
-    reference = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=50, warmup_target=3e-3, warmup_steps=7
-    )
-    for step in [0, 1, 3, 6, 7, 8, 20, 56, 57, 80]:
-        assert float(ours(step)) == pytest.approx(float(reference(step)), abs=1e-8), step
-    ours.set_lengths(3, 10)
-    assert float(ours(13)) == pytest.approx(0.0, abs=1e-9)
-    assert np.isclose(float(ours(3)), 3e-3)
-
-
-def test_reused_trainer_gives_the_same_model_as_a_fresh_one():
-    """A trainer reused after another fold trains exactly what a freshly built one would."""
-    import numpy as np
-
-    from ser.recipe import load_recipe
-    from ser.training import Trainer, train_model
-
-    recipe = load_recipe("synthetic", ["training.epochs=2", "training.batch_size=4"])
-    rng = np.random.default_rng(0)
-    labels = ["a", "b", "c"]
-    n_mels = recipe["frontend"].n_mels
-
-    def data(n, offset):
-        feats = [
-            rng.standard_normal((int(rng.integers(60, 140)), n_mels)).astype(np.float32) + offset
-            for _ in range(n)
-        ]
-        return feats, np.arange(n) % 3
-
-    fold_a, fold_b, val = data(10, 1.0), data(13, -0.5), data(6, 0.0)
-    trainer = Trainer(labels, recipe)
-    train_model(*fold_a, *val, labels, recipe, trainer=trainer)  # another fold first
-    reused, _ = train_model(*fold_b, *val, labels, recipe, trainer=trainer, info={"fold": 2})
-    reused_weights = [np.array(w) for w in reused.get_weights()]
-    fresh, _ = train_model(*fold_b, *val, labels, recipe, info={"fold": 2})
-    for a, b in zip(reused_weights, fresh.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert reused is trainer.model and reused.get_layer("ser_metadata").info["fold"] == 2
-
-
-def test_keep_last_or_best_epoch():
-    import numpy as np
-
-    from ser.recipe import load_recipe
-    from ser.training import Trainer, train_model
-
-    rng = np.random.default_rng(1)
-    labels = ["a", "b", "c"]
-
-    def data(n, offset):
-        feats = [
-            rng.standard_normal((int(rng.integers(60, 140)), 64)).astype(np.float32) + offset * (i % 3)
-            for i in range(n)
-        ]
-        return feats, np.arange(n) % 3
-
-    train, val = data(12, 0.5), data(6, 0.5)
-    base = [
-        "training.epochs=6",
-        "training.batch_size=4",
-        "training.patience=0",
-        "model.widths=[4, 8, 8, 8, 8]",
-    ]
-    trainer = Trainer(labels, load_recipe("synthetic", base))
-    runs = {}
-    for keep in ("last", "best"):
-        recipe = load_recipe("synthetic", [*base, f"training.keep='{keep}'"])
-        model, history = train_model(*train, *val, labels, recipe, trainer=trainer)
-        runs[keep] = ([np.array(w) for w in model.get_weights()], history)
-    (last, h_last), (best, h_best) = runs["last"], runs["best"]
-    # the same training (same seed); only the kept weights differ
-    assert [p["val_ua"] for p in h_last["curve"]] == [p["val_ua"] for p in h_best["curve"]]
-    assert h_last["best_epoch"] == 6
-    top = max(p["val_ua"] for p in h_best["curve"])
-    assert h_best["curve"][h_best["best_epoch"] - 1]["val_ua"] == top == h_best["best_val_ua"]
-    same = all(np.allclose(a, b) for a, b in zip(last, best, strict=True))
-    assert same == (h_best["best_epoch"] == 6)
-    with pytest.raises(ConfigError, match="training.keep"):
-        load_recipe("synthetic", ["training.keep='first'"])
 
 
 def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(
@@ -457,20 +263,20 @@ def test_ensemble_run_averages_members_trained_like_runs_of_their_seeds(
     import numpy as np
     import pandas as pd
 
-    import ser.training
-    from ser.inference import EmotionClassifier
+    import ser.training.fit
+    from ser.classifier import EmotionClassifier
     from ser.protocol import make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
 
     trained = []
-    real_train_model = ser.training.train_model
+    real_train_model = ser.training.fit.train_model
 
     def spy(train_features, *args, train_copies=None, **kwargs):
         trained.append((train_features, train_copies))
         return real_train_model(train_features, *args, train_copies=train_copies, **kwargs)
 
-    monkeypatch.setattr(ser.training, "train_model", spy)
+    monkeypatch.setattr(ser.training.fit, "train_model", spy)
     out = tmp_path / "ens"
     results = run_recipe(
         "synthetic",
@@ -571,24 +377,14 @@ def test_member_splits_keep_test_rows_out():
     assert len({s.validation_groups for s in final}) > 1  # members hold out different speakers
 
 
-def test_a_run_from_before_new_settings_existed_resumes(tiny_run, tiny_corpus):
-    from ser.training import run_recipe
-
-    out, results = tiny_run
-    run = json.loads((out / "run.json").read_text())
-    del run["settings"]["training"]["members"]
-    (out / "run.json").write_text(json.dumps(run))
-    again = run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
-    assert again["ua_mean"] == results["ua_mean"]
-
-
 def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_corpus):
     import numpy as np
 
     from ser.audio import load_audio
+    from ser.classifier import EmotionClassifier
     from ser.functionals import utterance_functionals
     from ser.fusion import FUSION_GRID, fuse
-    from ser.inference import EmotionClassifier, model_features
+    from ser.preprocessor import model_features
     from ser.runtime import softmax
 
     out, results = tiny_run
@@ -631,64 +427,6 @@ def test_functionals_head_is_fused_and_each_expert_is_reported(tiny_run, tiny_co
     )
 
 
-def test_a_run_from_before_the_functionals_head_did_not_fuse_it():
-    from ser.model import ModelConfig
-    from ser.training import _comparable
-
-    new = {"model": ModelConfig().to_dict()}
-    old = {"model": {k: v for k, v in new["model"].items() if k != "functionals"}}
-    assert _comparable(old) != _comparable(new)
-    assert _comparable(old) == _comparable({"model": {**new["model"], "functionals": False}})
-
-
-def test_a_run_from_before_level_normalisation_kept_the_recorded_level():
-    from ser.features import FrontendConfig
-    from ser.training import _comparable
-
-    new = {"frontend": FrontendConfig().to_dict()}
-    old = {"frontend": {k: v for k, v in new["frontend"].items() if k != "level_db"}}
-    assert _comparable(old) != _comparable(new)
-    assert _comparable(old) == _comparable({"frontend": FrontendConfig(level_db="none").to_dict()})
-
-
-def test_a_run_from_before_speed_perturbation_fitted_the_head_on_the_files_alone():
-    from ser.model import ModelConfig
-    from ser.training import _comparable
-
-    new = {"model": ModelConfig().to_dict()}
-    old = {"model": {k: v for k, v in new["model"].items() if k != "functionals_speeds"}}
-    assert _comparable(old) != _comparable(new)
-    assert _comparable(old) == _comparable({"model": ModelConfig(functionals_speeds=()).to_dict()})
-    # without the head, the speeds of its training data change nothing
-    cnn_only = {
-        "model": {
-            k: v for k, v in ModelConfig(functionals=False).to_dict().items() if k != "functionals_speeds"
-        }
-    }
-    assert _comparable(cnn_only) == _comparable({"model": ModelConfig(functionals=False).to_dict()})
-
-
-def test_a_run_from_before_delta_features_fed_the_cnn_the_features_alone():
-    from ser.model import ModelConfig
-    from ser.training import _comparable
-
-    new = {"model": ModelConfig(deltas=True).to_dict()}
-    old = {"model": {k: v for k, v in new["model"].items() if k != "deltas"}}
-    assert _comparable(old) != _comparable(new)
-    assert _comparable(old) == _comparable({"model": ModelConfig(deltas=False).to_dict()})
-
-
-def test_a_run_from_before_speed_perturbed_crops_trained_on_the_files_alone():
-    from ser.recipe import TrainingConfig
-    from ser.training import _comparable
-
-    new = {"training": TrainingConfig().to_dict()}
-    assert new["training"]["speeds"] == [0.9, 1.1]
-    old = {"training": {k: v for k, v in new["training"].items() if k != "speeds"}}
-    assert _comparable(old) != _comparable(new)
-    assert _comparable(old) == _comparable({"training": TrainingConfig(speeds=()).to_dict()})
-
-
 @pytest.mark.parametrize(
     ("speeds", "message"),
     [
@@ -705,133 +443,14 @@ def test_bad_training_speeds_are_refused(speeds, message):
         TrainingConfig(speeds=speeds)
 
 
-def test_only_the_training_files_speed_copies_are_cut_into_crops(monkeypatch):
-    import numpy as np
-    import pandas as pd
-
-    import ser.training
-    from ser.protocol import make_folds, member_splits
-    from ser.recipe import TrainingConfig
-
-    manifest = pd.DataFrame(
-        {
-            "path": [f"{i}.wav" for i in range(60)],
-            "label": np.arange(60) % 3,
-            "speaker": [f"s{i % 6}" for i in range(60)],
-        }
-    )
-    protocol = {"kind": "group_kfold", "group": "speaker", "k": 3, "seed": 0}
-    fold = make_folds(manifest, protocol, seed=0)[0]
-    split = member_splits(manifest, fold, protocol, TrainingConfig())[0]
-    copies = [(f"slow {i}", f"fast {i}") for i in range(60)]
-    seen = {}
-
-    def fake_train_model(train_features, *args, train_copies=None, **kwargs):
-        seen["features"], seen["copies"] = train_features, train_copies
-        return None, {}
-
-    monkeypatch.setattr(ser.training, "train_model", fake_train_model)
-    features = [f"file {i}" for i in range(60)]
-    y = np.arange(60) % 3
-    recipe = {"training": TrainingConfig()}
-    ser.training._train_split(
-        split,
-        features,
-        y,
-        ["a", "b", "c"],
-        recipe,
-        info={},
-        board=None,
-        prefix="",
-        trainer=None,
-        copies=copies,
-    )
-    assert seen["features"] == [f"file {i}" for i in split.train]
-    assert seen["copies"] == [(f"slow {i}", f"fast {i}") for i in split.train]
-    assert not {int(c[0].split()[1]) for c in seen["copies"]} & {*fold.test, *split.validation}
-    ser.training._train_split(
-        split, features, y, ["a", "b", "c"], recipe, info={}, board=None, prefix="", trainer=None
-    )
-    assert seen["copies"] is None
-
-
-def test_perturbed_copies_of_test_and_validation_files_never_reach_a_fit():
-    import numpy as np
-
-    from ser.functionals import N_FUNCTIONALS as N_FUNC
-    from ser.protocol import Fold
-    from ser.training import _fuse_fold, _fusion_weights
-
-    rng = np.random.default_rng(0)
-    n, k = 60, 3
-    y = np.arange(n) % k
-    speakers = np.repeat([f"s{i}" for i in range(6)], 10)
-    plain = rng.normal(size=(n, N_FUNC)) + y[:, None]
-    functionals = np.stack([plain, plain + rng.normal(size=(n, N_FUNC)), plain * 1.1], axis=1)
-    fold = Fold(1, np.arange(0, 30), np.arange(30, 40), np.arange(40, 60), ("s4", "s5"), ("s3",))
-    logits = rng.normal(size=(20, k))
-    val = {"validation_rows": fold.validation, "validation_cnn": rng.normal(size=(10, k))}
-    weights = _fusion_weights(functionals, y, speakers, fold.train, val, k)
-    fused, adapted, _ = _fuse_fold(logits, logits, functionals, y, speakers, fold, k, weights)
-    spoiled = functionals.copy()
-    spoiled[fold.test, 1:] = np.nan  # the test files' copies: never fitted on, never scored
-    spoiled_val = spoiled.copy()
-    spoiled_val[fold.validation, 1:] = np.nan  # nor the validation files' when they choose
-    assert _fusion_weights(spoiled_val, y, speakers, fold.train, val, k) == weights
-    again, again_adapted, _ = _fuse_fold(logits, logits, spoiled, y, speakers, fold, k, weights)
-    np.testing.assert_array_equal(again, fused)
-    np.testing.assert_array_equal(again_adapted, adapted)
-
-
-def test_a_run_from_before_the_head_is_refused_with_a_hint(tiny_run, tiny_corpus, tmp_path):
-    import shutil
-
-    from ser.training import run_recipe
-
-    out = tmp_path / "old"
-    shutil.copytree(tiny_run[0], out)
-    run = json.loads((out / "run.json").read_text())
-    del run["settings"]["model"]["functionals"]
-    del run["settings"]["frontend"]["level_db"]
-    del run["settings"]["model"]["functionals_speeds"]
-    del run["settings"]["training"]["speeds"]
-    (out / "run.json").write_text(json.dumps(run))
-    with pytest.raises(
-        ConfigError,
-        match=r"add --set model\.functionals=false --set frontend\.level_db=none "
-        r"--set model\.functionals_speeds=\[\] --set training\.speeds=\[\] to resume it",
-    ):
-        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
-
-
-def test_a_run_with_an_older_functionals_head_is_never_resumed(tiny_run, tiny_corpus, tmp_path):
-    import shutil
-
-    from ser.functionals import FUNCTIONALS_VERSION
-    from ser.training import run_recipe
-
-    out = tmp_path / "v1"
-    shutil.copytree(tiny_run[0], out)
-    run = json.loads((out / "run.json").read_text())
-    assert run["functionals_version"] == FUNCTIONALS_VERSION == 3
-    run["functionals_version"] = 2  # as runs of 2026-11-28 wrote it
-    (out / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ConfigError, match=r"functionals head is of version 2 .* use a new --out folder"):
-        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
-    del run["functionals_version"]  # as runs of version 1 wrote it
-    (out / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ConfigError, match=r"functionals head is of version 1 .* use a new --out folder"):
-        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
-
-
 def test_silent_windows_get_the_cnn_alone_and_a_head_without_speakers_is_never_referenced(
     tiny_run, tiny_corpus
 ):
     import numpy as np
 
     from ser.audio import load_audio
+    from ser.classifier import EmotionClassifier
     from ser.fusion import FunctionalsHead
-    from ser.inference import EmotionClassifier
     from ser.runtime import softmax
 
     c = EmotionClassifier.load(tiny_run[0])
@@ -853,7 +472,7 @@ def test_a_quieter_or_louder_recording_gets_the_same_prediction(tiny_run, tiny_c
     import soundfile as sf
 
     from ser.audio import load_audio
-    from ser.inference import EmotionClassifier
+    from ser.classifier import EmotionClassifier
 
     c = EmotionClassifier.load(tiny_run[0])
     assert c.frontend.level_db is not None and c.functionals is not None
@@ -1068,74 +687,3 @@ def test_a_corpus_of_one_class_is_refused_before_any_feature(tmp_path, capsys):
     assert main(["train", "custom", "--data-root", str(csv), "--out", str(tmp_path / "runs" / "r")]) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
-
-
-def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
-    tiny_corpus, tmp_path, monkeypatch
-):
-    import shutil
-
-    import numpy as np
-    import soundfile as sf
-    from ser.corpora import CorpusWarning
-
-    import ser.training
-    from ser.data import UnusableAudio
-    from ser.errors import AudioError
-    from ser.recipe import load_recipe
-    from ser.training import _load, _prepare
-
-    root = tmp_path / "corpus"
-    shutil.copytree(tiny_corpus, root)
-    sf.write(root / "spk01" / "spk01_angry_01.wav", np.zeros(16000, np.float32), 16000)  # silent
-    recipe = load_recipe("synthetic", [*TINY, "features.normalization=speaker"])
-    with pytest.warns(CorpusWarning, match=r"unusable audio \(1\):\n  spk01/spk01_angry_01.wav: silent"):
-        loaded = _load(recipe, root, skip_bad=True, progress=False)
-    manifest, _, features, y, _, functionals, copies = _prepare(
-        recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
-    )
-    assert len(manifest) == len(features) == len(y) == len(functionals) == len(copies) == 35
-    speakers = manifest["speaker"].astype(str).to_numpy()
-    for f, (slow, fast) in zip(features, copies, strict=True):
-        assert slow.shape[0] > f.shape[0] > fast.shape[0]
-    for j in range(2):  # each speed of a speaker is standardised as a speaker of its own
-        for s in set(speakers):
-            frames = np.concatenate([copies[i][j] for i in np.flatnonzero(speakers == s)])
-            np.testing.assert_allclose(frames.mean(0), 0, atol=1e-3)
-    # a file found unusable only when its copies are made is dropped everywhere with --skip-bad
-    real = ser.training.speed_copies
-
-    def failing(paths, *args, **kwargs):
-        out = real(paths, *args, **kwargs)
-        error = AudioError(f"{paths[3]}: silent (no sample above -80 dB full scale)")
-        raise UnusableAudio({3: error}, [None if i == 3 else c for i, c in enumerate(out)])
-
-    monkeypatch.setattr(ser.training, "speed_copies", failing)  # (imported there)
-    with pytest.warns(
-        CorpusWarning, match=r"skipped the 1 file\(s\) listed out of 35; using the remaining 34"
-    ):
-        manifest2, _, features2, y2, _, functionals2, copies2 = _prepare(
-            recipe, loaded, skip_bad=True, cache_dir=tmp_path / "cache", progress=False
-        )
-    assert len(manifest2) == len(features2) == len(y2) == len(functionals2) == len(copies2) == 34
-    assert manifest["path"].iloc[3] not in set(manifest2["path"])
-    np.testing.assert_array_equal(functionals2[3], functionals[4])
-
-
-def test_no_resume_hint_where_the_older_run_differs_in_more_than_the_new_settings(
-    tiny_run, tiny_corpus, tmp_path
-):
-    import shutil
-
-    from ser.training import run_recipe
-
-    out = tmp_path / "old"
-    shutil.copytree(tiny_run[0], out)
-    run = json.loads((out / "run.json").read_text())
-    del run["settings"]["training"]["speeds"]
-    run["settings"]["training"]["epochs"] = 3  # also run with other settings
-    (out / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ConfigError) as caught:
-        run_recipe("synthetic", data_root=tiny_corpus, out_dir=out, overrides=TINY, progress=False)
-    assert "holds a run with different settings" in str(caught.value)
-    assert "to resume it" not in str(caught.value)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ser.errors import ConfigError
-from ser.workers import parse_jobs, run_in_workers, worker_count
+from ser.training.workers import parse_jobs, run_in_workers, worker_count
 from tests.conftest import TINY
 
 
@@ -45,7 +45,7 @@ def _group_exits(pgid: int, seconds: float) -> bool:
 
 
 def test_worker_count(monkeypatch):
-    import ser.workers as w
+    import ser.training.workers as w
 
     monkeypatch.setattr(w, "usable_cpus", lambda: 4)
     monkeypatch.setattr(w, "available_memory", lambda: 64 * 10**9)
@@ -71,7 +71,7 @@ def test_jobs_values():
 
 
 def test_tasks_run_in_separate_processes_with_their_share_of_threads(monkeypatch):
-    import ser.workers as w
+    import ser.training.workers as w
 
     monkeypatch.setattr(w, "usable_cpus", lambda: 4)
     out = run_in_workers(_square_and_threads, [(1,), (2,), (3,)], 2)
@@ -89,7 +89,7 @@ def test_a_worker_exits_when_its_parent_is_killed(tmp_path):
     pid_file = tmp_path / "worker.pid"
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from ser.workers import run_in_workers; from tests.test_workers import _sleep_forever;"
+        "from ser.training.workers import run_in_workers; from tests.test_workers import _sleep_forever;"
         "run_in_workers(_sleep_forever, [(sys.argv[2],), (sys.argv[2] + '.2',)], 2)"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -23,7 +23,6 @@ from ser.attention.output import check_outputs
 from ser.cli.classify import classify_command
 from ser.errors import SerError
 from ser.exported import export_format
-from ser.workers import parse_jobs
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran but something failed (e.g. an audio file it cannot use)
@@ -65,6 +64,7 @@ def _import_tensorflow_quietly() -> None:
 
 def _cmd_train(args) -> int:
     from ser.training import run_recipe
+    from ser.training.workers import parse_jobs
 
     jobs = parse_jobs(args.jobs)  # a bad value fails before TensorFlow loads
     _import_tensorflow_quietly()

@@ -1,0 +1,373 @@
+"""Training one model: ``model.fit`` on a :class:`keras.utils.PyDataset` of crops, with callbacks.
+
+A recipe trains one model per fold (and per ensemble member) and a final one, all of the same
+architecture. :class:`Trainer` builds, compiles and traces that model once; each training
+then resets its weights, feature statistics, optimiser state and learning-rate schedule, and
+calls ``fit`` again, which reuses the traced ``train_function``.
+
+The callbacks of one training, in the order they run at the end of each epoch:
+
+- :class:`ValidationScores` scores the whole validation utterances (UA, WA, loss) into ``logs``;
+- :class:`BestEpoch` keeps the best epoch's weights (best UA, ties broken by lower loss) and
+  stops after ``training.patience`` epochs without one (0: never);
+- ``keras.callbacks.TensorBoard`` writes the curves;
+- :class:`EpochLog` prints the epoch's line on stderr.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ser import interrupts
+from ser.augment import mixup
+from ser.data import CropBatches
+from ser.evaluation import scores
+from ser.io import log
+from ser.model import build_model, stamped_info
+from ser.normalization import feature_stats
+from ser.runtime import log_softmax, predict_logits
+
+
+def warmup_cosine(peak: float):
+    """Learning rate: linear warm-up from 0 to ``peak``, then cosine decay to 0.
+
+    The same curve as ``keras.optimizers.schedules.CosineDecay(0.0, decay_steps,
+    warmup_target=peak, warmup_steps=warmup)``, but its two lengths are variables, set with
+    ``schedule.set_lengths(warmup, decay)``: a training step traced once reads them at run
+    time, so one :class:`Trainer` serves folds of different sizes.
+    """
+    import keras
+    from keras import ops
+
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, peak):
+            self.peak = float(peak)
+            self.warmup = keras.Variable(1.0, trainable=False, name="warmup_steps")
+            self.decay = keras.Variable(1.0, trainable=False, name="decay_steps")
+
+        def set_lengths(self, warmup: int, decay: int):
+            self.warmup.assign(float(max(warmup, 1)))
+            self.decay.assign(float(max(decay, 1)))
+
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            warmup = ops.convert_to_tensor(self.warmup)
+            decay = ops.convert_to_tensor(self.decay)
+            rising = self.peak * step / warmup
+            done = ops.minimum(ops.maximum(step - warmup, 0.0), decay) / decay
+            falling = self.peak * 0.5 * (1.0 + ops.cos(np.pi * done))
+            return ops.where(step < warmup, rising, falling)
+
+        def get_config(self):
+            return {"peak": self.peak}
+
+    return WarmupCosine(peak)
+
+
+class Trainer:
+    """One compiled model, reused for every model of a run.
+
+    Building and tracing a model costs seconds each time (a large share of a small corpus's
+    training), so the trainer builds and compiles once, and ``fit`` traces its training step
+    once; :meth:`start` then puts back the initial weights, the fold's feature statistics, a
+    fresh optimiser state and the learning-rate schedule's lengths. A model trained this way
+    gets the same weights as a freshly built one (tested).
+
+    Parameters
+    ----------
+    labels : list of str
+    recipe : dict
+        The resolved recipe (``frontend``, ``model``, ``training``).
+    """
+
+    def __init__(self, labels, recipe: dict):
+        import keras
+
+        frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
+        self._build = lambda seed: build_model(
+            labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=seed
+        )
+        keras.utils.set_random_seed(tcfg.seed)
+        self.model = self._build(tcfg.seed)
+        self.seed = tcfg.seed
+        self.initial = {self.seed: [np.array(v.numpy()) for v in self.model.variables]}
+        self.schedule = warmup_cosine(tcfg.learning_rate)
+        self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=tcfg.weight_decay)
+        self.model.compile(
+            optimizer=self.optimizer,
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
+            jit_compile=False,  # the same step on every device, and no XLA compile per run
+        )
+
+    def initial_weights(self, seed: int) -> list:
+        """The weights a model freshly built with ``seed`` starts from (built once per seed)."""
+        if seed not in self.initial:
+            self.initial[seed] = [np.array(v.numpy()) for v in self._build(seed).variables]
+        return self.initial[seed]
+
+    def start(
+        self, mean, variance, *, steps_per_epoch: int, epochs: int, info: dict, seed: int | None = None
+    ):
+        """Reset the model for a new training run (of ``seed``, default the recipe's) and return it."""
+        import keras
+
+        seed = self.seed if seed is None else int(seed)
+        initial = self.initial_weights(seed)
+        keras.utils.set_random_seed(seed)
+        for variable, value in zip(self.model.variables, initial, strict=True):
+            variable.assign(value)
+        self.model.get_layer("normalization").set_statistics(mean, variance)
+        self.model.get_layer("ser_metadata").info = stamped_info(info)
+        for variable in self.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+        self.schedule.set_lengths(steps_per_epoch, steps_per_epoch * epochs - steps_per_epoch)
+        return self.model
+
+
+def class_weights(train_labels, n_classes: int, kind: str) -> np.ndarray:
+    """Per-class loss weights ``[shape=(n_classes,)]``: ``"balanced"`` (inverse frequency,
+    averaging 1 over the training files; 0 for a class absent from them) or all ones."""
+    if kind != "balanced":
+        return np.ones(n_classes, dtype=np.float32)
+    counts = np.bincount(train_labels, minlength=n_classes).astype(float)
+    return np.where(counts > 0, counts.sum() / np.maximum(n_classes * counts, 1), 0.0).astype(np.float32)
+
+
+def crop_batches(features, labels, recipe: dict, *, seed: int, copies=None) -> CropBatches:
+    """The recipe's training crops (``training.crop_seconds``, rounded up to a multiple of
+    the model's time stride) of ``features``, with its SpecAugment (:class:`ser.data.CropBatches`)."""
+    frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
+    crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
+    crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
+    return CropBatches(
+        features,
+        labels,
+        crop,
+        tcfg.batch_size,
+        augment=tcfg.spec_augment,
+        seed=seed,
+        mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
+        copies=copies,
+    )
+
+
+def crop_dataset(batches: CropBatches, n_classes: int, class_w, mix: float, mix_rng):
+    """A ``keras.utils.PyDataset`` of ``batches``: ``((x, mask), one-hot targets, weights)``.
+
+    The weights are each crop's class weight; with ``mix > 0`` crops, targets and weights are
+    mixed up (:func:`ser.augment.mixup`). Crops are drawn from the random streams in the
+    order of training, so each epoch is made one batch after another: ``fit`` asks for them
+    in order once :meth:`begin_epoch` has started the epoch (:class:`EpochStart` calls it);
+    before that (as ``fit`` reads the shapes) it gets zeros of the right shapes, and the
+    random streams are untouched.
+    """
+    import keras
+
+    eye = np.eye(n_classes, dtype=np.float32)
+
+    class CropDataset(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch, self.next = None, 0
+
+        def __len__(self):
+            return len(batches)
+
+        def begin_epoch(self):
+            self.epoch, self.next = batches.epoch(), 0
+
+        def __getitem__(self, index):
+            if self.epoch is None:
+                shape = (batches.batch_size, batches.crop_frames)
+                x = np.zeros((*shape, batches.features[0].shape[1]), np.float32)
+                return (
+                    (x, np.ones(shape, np.float32)),
+                    np.zeros((shape[0], n_classes), np.float32),
+                    np.ones(shape[0], np.float32),
+                )
+            if index != self.next:
+                raise RuntimeError(f"crop batches are made in order: asked for {index}, expected {self.next}")
+            self.next += 1
+            (x, m), y = next(self.epoch)
+            target, weight = eye[y], class_w[y]
+            if mix > 0:
+                x, m, target, weight = mixup(x, m, target, weight, mix_rng, mix)
+            return (x, m), target, weight
+
+    return CropDataset()
+
+
+def training_callbacks(dataset, val_features, val_labels, n_classes: int, recipe: dict, *, log_dir, prefix):
+    """The callbacks of one ``fit`` (see the module docstring); the :class:`BestEpoch` is last
+    but one, the rest in the order they run."""
+    import keras
+
+    Callback = keras.callbacks.Callback
+    tcfg = recipe["training"]
+
+    class EpochStart(Callback):
+        """Starts each epoch's crops; stops at a Ctrl-C that came during a step (ser.interrupts)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+            dataset.begin_epoch()
+
+        def on_train_batch_end(self, batch, logs=None):
+            interrupts.check()
+
+    class ValidationScores(Callback):
+        """``val_loss``, ``val_ua``, ``val_wa`` of the whole validation utterances, into ``logs``."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logits = predict_logits(
+                self.model, val_features, batch_size=tcfg.batch_size, multiple=recipe["model"].time_stride
+            )
+            val = scores(val_labels, logits.argmax(1), n_classes)
+            val_loss = float(-log_softmax(logits)[np.arange(len(val_labels)), val_labels].mean())
+            logs.update(val_loss=val_loss, val_ua=val["ua"], val_wa=val["wa"])
+
+    class BestEpoch(Callback):
+        """Keeps the best epoch (``val_ua``, then lower ``val_loss``); stops after ``patience``
+        epochs without a better one (0: never); puts its weights back with ``keep="best"``."""
+
+        def on_train_begin(self, logs=None):
+            self.ua, self.loss, self.epoch = -1.0, np.inf, 0
+            self.weights = self.model.get_weights()
+
+        def on_epoch_end(self, epoch, logs=None):
+            ua, loss = logs["val_ua"], logs["val_loss"]
+            if ua > self.ua + 1e-9 or (abs(ua - self.ua) <= 1e-9 and loss < self.loss):
+                self.ua, self.loss, self.epoch = ua, loss, epoch + 1
+                self.weights = self.model.get_weights()
+            if tcfg.patience and epoch + 1 - self.epoch >= tcfg.patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if tcfg.keep == "best":
+                self.model.set_weights(self.weights)
+
+    class EpochLog(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log(
+                f"{prefix}epoch {epoch + 1:2d}/{tcfg.epochs}  loss {logs['loss']:.3f}  "
+                f"val loss {logs['val_loss']:.3f}  val UA {logs['val_ua']:.3f}  "
+                f"(best {best.ua:.3f} @ {best.epoch})  {time.time() - start.t0:.0f}s"
+            )
+
+    start, best = EpochStart(), BestEpoch()
+    board = []
+    if log_dir:
+        board = [keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)]
+    return [start, ValidationScores(), best, *board, EpochLog()]
+
+
+def train_model(
+    train_features,
+    train_labels,
+    val_features,
+    val_labels,
+    labels,
+    recipe: dict,
+    *,
+    info: dict | None = None,
+    log_dir: str | None = None,
+    prefix: str = "",
+    trainer: Trainer | None = None,
+    seed: int | None = None,
+    train_copies: list | None = None,
+):
+    """Train one model; early stopping and best-epoch choice use the validation set only.
+
+    Parameters
+    ----------
+    train_features, val_features : list of np.ndarray [shape=(frames_i, n_mels)]
+    train_labels, val_labels : np.ndarray of int
+    labels : list of str
+    recipe : dict
+        The resolved recipe.
+    info : dict or None
+        Metadata for the model's ``ser_metadata`` layer (the head, normalisation, adapted
+        blocks and seed are added).
+    log_dir : str or None
+        TensorBoard folder (``None``: no curves).
+    prefix : str
+        Start of each epoch's log line (e.g. ``"fold 2/6 "``).
+    trainer : Trainer or None
+        Reuse this trainer's compiled model (a run of many folds); ``None`` builds one.
+        The returned model is then the trainer's, overwritten by its next ``start``.
+    seed : int or None
+        Seed of the initial weights, crops, augmentation and dropout (default the recipe's
+        ``training.seed``).
+    train_copies : list of tuple of np.ndarray, or None
+        Each training utterance's copies at ``training.speeds`` (:func:`ser.data.speed_copies`),
+        which its crops are also cut from; ``None``: the utterances alone.
+
+    Returns
+    -------
+    model : keras.Model
+        With the weights of the best validation epoch (by UA, then loss), or of the last
+        epoch with ``training.keep = "last"``.
+    history : dict
+        ``{"best_epoch", "epochs_run", "best_val_ua", "curve": [{"epoch", "loss", "val_loss",
+        "val_ua", "val_wa"}, ...]}``; ``best_epoch`` is the epoch whose weights were kept.
+    """
+    mcfg, tcfg = recipe["model"], recipe["training"]
+    k = len(labels)
+    trainer = trainer or Trainer(labels, recipe)
+    seed = tcfg.seed if seed is None else int(seed)
+    batches = crop_batches(train_features, train_labels, recipe, seed=seed, copies=train_copies)
+    mean, var = feature_stats(train_features)
+    model_info = {
+        **(info or {}),
+        "head": mcfg.head,
+        "normalization": recipe["features"]["normalization"],
+        "adapt_blocks": list(mcfg.adapt_blocks),
+        "seed": seed,
+    }
+    model = trainer.start(
+        mean, var, steps_per_epoch=len(batches), epochs=tcfg.epochs, info=model_info, seed=seed
+    )
+    weights = class_weights(train_labels, k, tcfg.class_weight)
+    dataset = crop_dataset(batches, k, weights, tcfg.mixup, np.random.default_rng([seed, 1]))
+    callbacks = training_callbacks(
+        dataset, val_features, np.asarray(val_labels), k, recipe, log_dir=log_dir, prefix=prefix
+    )
+    # (shuffle=False: the crops are shuffled and drawn in order by CropBatches)
+    fitted = model.fit(dataset, epochs=tcfg.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    best = callbacks[2]
+    h = fitted.history
+    curve = [
+        {"epoch": i + 1, "loss": h["loss"][i], "val_loss": h["val_loss"][i], "val_ua": h["val_ua"][i]}
+        | {"val_wa": h["val_wa"][i]}
+        for i in range(len(h["loss"]))
+    ]
+    return model, {
+        "best_epoch": best.epoch if tcfg.keep == "best" else len(curve),
+        "epochs_run": len(curve),
+        "best_val_ua": best.ua,
+        "curve": curve,
+    }
+
+
+def train_split(split, data, labels, recipe, *, info, board, prefix: str, trainer):
+    """:func:`train_model` on one member's split of the prepared corpus ``data``
+    (:class:`ser.training.prepare.Prepared`); TensorBoard in ``board`` (``board/member_J`` for
+    ensembles). Only the training files' speed copies are cut into crops."""
+    members = recipe["training"].members
+    copies = data.copies
+    return train_model(
+        [data.features[i] for i in split.train],
+        data.y[split.train],
+        [data.features[i] for i in split.validation],
+        data.y[split.validation],
+        labels,
+        recipe,
+        info=info,
+        log_dir=None if board is None else str(board / f"member_{split.member}" if members > 1 else board),
+        prefix=prefix + (f"member {split.member}/{members} " if members > 1 else ""),
+        trainer=trainer,
+        seed=split.seed,
+        train_copies=None if copies is None else [copies[i] for i in split.train],
+    )

@@ -1,0 +1,178 @@
+"""``run_recipe``: train and evaluate a recipe end to end (what ``ser train`` calls).
+
+The run folder holds ``run.json`` and ``manifest.csv`` (:mod:`ser.training.run_dir`), one
+folder per finished fold (:mod:`ser.training.fold`), the report (:mod:`ser.training.report`),
+the final model ``model.keras`` (:mod:`ser.training.final`) and ``tensorboard/`` (training
+curves per fold). Every artefact is written atomically, so a crash (even ``kill -9``) never
+leaves a truncated file, and rerunning the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+from ser.corpora.base import absolute_root
+from ser.io import atomic_path, ensure_folder, log, write_json
+from ser.protocol import describe_protocol, make_folds
+from ser.recipe import load_recipe, recipe_to_dict
+from ser.training.final import train_final
+from ser.training.fit import Trainer
+from ser.training.fold import model_info, train_folds
+from ser.training.prepare import check_labels, chosen_folds, load_manifest, prepare_corpus
+from ser.training.report import build_results, write_report
+from ser.training.run_dir import check_resume, default_cache_dir, finished_folds, run_info
+from ser.training.workers import data_bytes, train_in_workers, worker_count
+
+
+def with_shortcuts(overrides, *, epochs=None, seed=None, members=None) -> list[str]:
+    """``overrides`` with ``--epochs``, ``--seed`` and ``--members`` added as ``training.*=`` ones."""
+    overrides = list(overrides or [])
+    for key, value in (("epochs", epochs), ("seed", seed), ("members", members)):
+        if value is not None:
+            overrides.append(f"training.{key}={int(value)}")
+    return overrides
+
+
+def _prepare_run(recipe, data_root: str, out: Path, *, folds, skip_bad, cache_dir, progress):
+    """Check the corpus (before ``out`` is touched: a refused run writes nothing), then write
+    ``run.json`` and ``manifest.csv`` and return ``(out, cache_dir, prepared corpus)``."""
+    info = run_info(recipe, recipe_to_dict(recipe), data_root)
+    check_resume(out, info)
+    log(f"ser train {recipe['name']}: loading {recipe['corpus']['name']} from {data_root}")
+    manifest = load_manifest(recipe, data_root, skip_bad=skip_bad, progress=progress)
+    prepare_args = {"skip_bad": skip_bad, "progress": progress, "folds": folds}
+    check_labels(manifest, recipe, folds)
+    out = ensure_folder(out)
+    write_json(out / "run.json", info)
+    cache_dir = default_cache_dir(out) if cache_dir is None else cache_dir
+    data = prepare_corpus(recipe, manifest, cache_dir=cache_dir, **prepare_args)
+    with atomic_path(out / "manifest.csv") as tmp:
+        data.manifest.to_csv(tmp, index=False)
+    return out, cache_dir, data
+
+
+def run_recipe(
+    recipe_name: str,
+    *,
+    data_root,
+    out_dir,
+    folds="all",
+    epochs: int | None = None,
+    seed: int | None = None,
+    members: int | None = None,
+    overrides=(),
+    skip_bad: bool = False,
+    final_model: bool = True,
+    cache_dir=None,
+    progress: bool = True,
+    jobs=1,
+) -> dict:
+    """Run a recipe end to end (see the module docstring); returns the results dict.
+
+    Parameters
+    ----------
+    recipe_name : str
+        A recipe name (``ser/recipes/``) or a recipe folder.
+    data_root : path
+        The corpus folder (or CSV for ``custom``).
+    out_dir : path
+        Output folder; rerunning with the same folder resumes.
+    folds : "all" or str
+        Comma list of 1-based folds to run now.
+    epochs, seed, members : int or None
+        Shortcuts for ``--set training.epochs=`` / ``training.seed=`` / ``training.members=``.
+    overrides : list of str
+        ``key=value`` recipe overrides.
+    skip_bad : bool
+        Leave out the files whose audio cannot be used (else: refuse the corpus, naming them).
+    final_model : bool
+        Train ``model.keras`` on all speakers once every fold is done.
+    cache_dir : path or None
+        Feature cache (default: ``<out_dir>/../.ser-cache`` shared by runs beside each other).
+    progress : bool
+        Show progress bars while computing features.
+    jobs : int or "auto"
+        Train this many folds at once, each in a worker process with its share of the CPUs
+        (:mod:`ser.training.workers`); ``"auto"`` (what ``ser train`` uses): one per CPU, as
+        memory allows. Folds are the same either way, up to floating-point rounding (a worker
+        uses fewer threads). The final model is trained here once the folds are done.
+
+    Returns
+    -------
+    dict
+        The contents of ``results.json`` (``{}`` when no fold is finished yet).
+    """
+    t_start = time.time()
+    overrides = with_shortcuts(overrides, epochs=epochs, seed=seed, members=members)
+    recipe = load_recipe(recipe_name, overrides)
+    data_root = str(absolute_root(data_root))  # as the loader names it (and ser check)
+    out, cache_dir, data = _prepare_run(
+        recipe,
+        data_root,
+        Path(out_dir),
+        folds=folds,
+        skip_bad=skip_bad,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    chosen = chosen_folds(data.manifest, recipe, folds)
+    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed, warn_for=chosen)
+    protocol = describe_protocol(recipe["protocol"], len(all_folds))
+    log(
+        f"{len(data.manifest)} files, {data.manifest['speaker'].nunique()} speakers, "
+        f"classes {data.labels}; {protocol}"
+    )
+    info = model_info(recipe)
+    get_trainer = functools.cache(lambda: Trainer(data.labels, recipe))  # built and traced once
+    pending = _pending(out, all_folds, chosen, data)
+    n_jobs = worker_count(jobs, len(pending), data_bytes(data))
+    if n_jobs > 1:
+        task = {"recipe_name": recipe_name, "overrides": tuple(overrides), "data_root": data_root}
+        task |= {"out_dir": str(out), "cache_dir": str(cache_dir), "skip_bad": skip_bad}
+        train_in_workers(pending, n_jobs, **task)
+    else:
+        train_folds(data, pending, recipe, out, info=info, n_folds=len(all_folds), get_trainer=get_trainer)
+    results = _report(out, data, recipe, all_folds, protocol)
+    if final_model and not results.get("complete"):
+        log("final model: trained once every fold is done (run the remaining folds, or all)")
+    elif final_model and not (out / "model.keras").is_file():
+        cv = {"protocol": protocol, "ua_mean": results["ua_mean"], "wa_mean": results["wa_mean"]}
+        train_final(data, recipe, out, info=info | {"cv": cv}, trainer=get_trainer())
+    get_trainer.cache_clear()
+    _clear_session()
+    log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
+    return results
+
+
+def _pending(out: Path, all_folds: list, chosen: list, data) -> list:
+    """The chosen folds not finished in an earlier run (those are logged as kept)."""
+    earlier = finished_folds(out, [f for f in all_folds if f.number in chosen], data)
+    for number, r in earlier.items():
+        log(f"fold {number}/{len(all_folds)} done in an earlier run (UA {r['ua']:.3f}): kept")
+    return [f for f in all_folds if f.number in chosen and f.number not in earlier]
+
+
+def _report(out: Path, data, recipe: dict, all_folds: list, protocol: str) -> dict:
+    """The results of every finished fold, written as the report; ``{}`` when none is."""
+    done = list(finished_folds(out, all_folds, data).values())
+    if not done:
+        return {}
+    results = build_results(
+        done,
+        recipe,
+        labels=data.labels,
+        n_folds=len(all_folds),
+        protocol=protocol,
+        settings=recipe_to_dict(recipe),
+        seconds=data.seconds,
+    )
+    write_report(out, results, len(all_folds))
+    return results
+
+
+def _clear_session() -> None:
+    import keras
+
+    keras.backend.clear_session()
