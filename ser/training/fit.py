@@ -1,17 +1,22 @@
-"""Training one model: ``model.fit`` on a :class:`keras.utils.PyDataset` of crops, with callbacks.
+"""Training one model: Keras's training step and callbacks, over the recipe's crops.
 
 A recipe trains one model per fold (and per ensemble member) and a final one, all of the same
-architecture. :class:`Trainer` builds, compiles and traces that model once; each training
-then resets its weights, feature statistics, optimiser state and learning-rate schedule, and
-calls ``fit`` again, which reuses the traced ``train_function``.
+architecture. :class:`Trainer` builds and compiles that model once and traces Keras's own
+``train_step`` once (``tf.function``); each training then resets its weights, feature
+statistics, optimiser state and learning-rate schedule.
 
-The callbacks of one training, in the order they run at the end of each epoch:
+:func:`fit_epochs` drives the epochs as ``model.fit`` does (``reset_metrics``, the step per
+batch, ``keras.callbacks.CallbackList``), but feeds each batch as NumPy arrays straight to the
+traced step, without ``fit``'s ``tf.data`` adapter for Python data, whose per-batch overhead
+is large beside a small CNN's step on a CPU (see ``docs/history.md``). The callbacks of one training, in the order they run at the
+end of each epoch:
 
 - :class:`ValidationScores` scores the whole validation utterances (UA, WA, loss) into ``logs``;
 - :class:`BestEpoch` keeps the best epoch's weights (best UA, ties broken by lower loss) and
   stops after ``training.patience`` epochs without one (0: never);
 - ``keras.callbacks.TensorBoard`` writes the curves;
-- :class:`EpochLog` prints the epoch's line on stderr.
+- :class:`EpochLog` prints the epoch's line on stderr;
+- ``keras.callbacks.History`` keeps the curve.
 """
 
 from __future__ import annotations
@@ -66,12 +71,24 @@ def warmup_cosine(peak: float):
     return WarmupCosine(peak)
 
 
+def _traced_step(model):
+    """``step(x, mask, targets, weights) -> logs``: Keras's ``model.train_step`` on one batch
+    (the compiled loss with sample weights, regularisation, the optimiser update, the running
+    ``loss``), traced once as ``model.fit`` traces it."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(x, mask, targets, weights):
+        return model.train_step(((x, mask), targets, weights))
+
+    return step
+
+
 class Trainer:
     """One compiled model, reused for every model of a run.
 
     Building and tracing a model costs seconds each time (a large share of a small corpus's
-    training), so the trainer builds and compiles once, and ``fit`` traces its training step
-    once; :meth:`start` then puts back the initial weights, the fold's feature statistics, a
+    training), so the trainer builds and compiles once and traces its training step once; :meth:`start` then puts back the initial weights, the fold's feature statistics, a
     fresh optimiser state and the learning-rate schedule's lengths. A model trained this way
     gets the same weights as a freshly built one (tested).
 
@@ -100,6 +117,8 @@ class Trainer:
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
             jit_compile=False,  # the same step on every device, and no XLA compile per run
         )
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = _traced_step(self.model)
 
     def initial_weights(self, seed: int) -> list:
         """The weights a model freshly built with ``seed`` starts from (built once per seed)."""
@@ -153,66 +172,72 @@ def crop_batches(features, labels, recipe: dict, *, seed: int, copies=None) -> C
     )
 
 
-def crop_dataset(batches: CropBatches, n_classes: int, class_w, mix: float, mix_rng):
-    """A ``keras.utils.PyDataset`` of ``batches``: ``((x, mask), one-hot targets, weights)``.
+def crop_epoch(batches: CropBatches, n_classes: int, class_w, mix: float, mix_rng):
+    """One epoch of ``batches`` as ``(x, mask, one-hot targets, weights)`` NumPy batches.
 
     The weights are each crop's class weight; with ``mix > 0`` crops, targets and weights are
-    mixed up (:func:`ser.augment.mixup`). Crops are drawn from the random streams in the
-    order of training, so each epoch is made one batch after another: ``fit`` asks for them
-    in order once :meth:`begin_epoch` has started the epoch (:class:`EpochStart` calls it);
-    before that (as ``fit`` reads the shapes) it gets zeros of the right shapes, and the
-    random streams are untouched.
+    mixed up (:func:`ser.augment.mixup`), drawing from ``mix_rng``.
+    """
+    eye = np.eye(n_classes, dtype=np.float32)
+    for (x, m), y in batches.epoch():
+        target, weight = eye[y], class_w[y]
+        if mix > 0:
+            x, m, target, weight = mixup(x, m, target, weight, mix_rng, mix)
+        yield x, m, target, weight
+
+
+def fit_epochs(trainer, epochs: int, make_epoch, callbacks: list) -> dict:
+    """Train ``trainer.model`` for up to ``epochs`` epochs, as ``model.fit`` would.
+
+    Parameters
+    ----------
+    trainer : Trainer
+        Its traced ``step(x, mask, targets, weights) -> logs`` is Keras's ``train_step``.
+    epochs : int
+    make_epoch : callable
+        ``make_epoch() -> iterable of (x, mask, targets, weights)``, one epoch's batches.
+    callbacks : list of keras.callbacks.Callback
+        Run through a ``keras.callbacks.CallbackList``; one may set ``model.stop_training``.
+
+    Returns
+    -------
+    dict
+        ``History.history``: each epoch's logs, by name.
     """
     import keras
 
-    eye = np.eye(n_classes, dtype=np.float32)
-
-    class CropDataset(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.epoch, self.next = None, 0
-
-        def __len__(self):
-            return len(batches)
-
-        def begin_epoch(self):
-            self.epoch, self.next = batches.epoch(), 0
-
-        def __getitem__(self, index):
-            if self.epoch is None:
-                shape = (batches.batch_size, batches.crop_frames)
-                x = np.zeros((*shape, batches.features[0].shape[1]), np.float32)
-                return (
-                    (x, np.ones(shape, np.float32)),
-                    np.zeros((shape[0], n_classes), np.float32),
-                    np.ones(shape[0], np.float32),
-                )
-            if index != self.next:
-                raise RuntimeError(f"crop batches are made in order: asked for {index}, expected {self.next}")
-            self.next += 1
-            (x, m), y = next(self.epoch)
-            target, weight = eye[y], class_w[y]
-            if mix > 0:
-                x, m, target, weight = mixup(x, m, target, weight, mix_rng, mix)
-            return (x, m), target, weight
-
-    return CropDataset()
+    model = trainer.model
+    history = keras.callbacks.History()
+    hooks = keras.callbacks.CallbackList([*callbacks, history], model=model, epochs=epochs, verbose=0)
+    model.stop_training = False
+    hooks.on_train_begin()
+    for epoch in range(epochs):
+        model.reset_metrics()
+        hooks.on_epoch_begin(epoch)
+        for i, (x, m, target, weight) in enumerate(make_epoch()):
+            hooks.on_train_batch_begin(i)
+            logs = trainer.step(x, m, target, weight)
+            hooks.on_train_batch_end(i)
+        hooks.on_epoch_end(epoch, {name: float(value) for name, value in logs.items()})
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+    return history.history
 
 
-def training_callbacks(dataset, val_features, val_labels, n_classes: int, recipe: dict, *, log_dir, prefix):
-    """The callbacks of one ``fit`` (see the module docstring); the :class:`BestEpoch` is last
-    but one, the rest in the order they run."""
+def training_callbacks(val_features, val_labels, n_classes: int, recipe: dict, *, log_dir, prefix):
+    """The callbacks of one training (see the module docstring), in the order they run; the
+    :class:`BestEpoch` is the third."""
     import keras
 
     Callback = keras.callbacks.Callback
     tcfg = recipe["training"]
 
     class EpochStart(Callback):
-        """Starts each epoch's crops; stops at a Ctrl-C that came during a step (ser.interrupts)."""
+        """Times each epoch; stops at a Ctrl-C that came during a step (ser.interrupts)."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
-            dataset.begin_epoch()
 
         def on_train_batch_end(self, batch, logs=None):
             interrupts.check()
@@ -330,14 +355,14 @@ def train_model(
         mean, var, steps_per_epoch=len(batches), epochs=tcfg.epochs, info=model_info, seed=seed
     )
     weights = class_weights(train_labels, k, tcfg.class_weight)
-    dataset = crop_dataset(batches, k, weights, tcfg.mixup, np.random.default_rng([seed, 1]))
+    mix_rng = np.random.default_rng([seed, 1])
     callbacks = training_callbacks(
-        dataset, val_features, np.asarray(val_labels), k, recipe, log_dir=log_dir, prefix=prefix
+        val_features, np.asarray(val_labels), k, recipe, log_dir=log_dir, prefix=prefix
     )
-    # (shuffle=False: the crops are shuffled and drawn in order by CropBatches)
-    fitted = model.fit(dataset, epochs=tcfg.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    h = fit_epochs(
+        trainer, tcfg.epochs, lambda: crop_epoch(batches, k, weights, tcfg.mixup, mix_rng), callbacks
+    )
     best = callbacks[2]
-    h = fitted.history
     curve = [
         {"epoch": i + 1, "loss": h["loss"][i], "val_loss": h["val_loss"][i], "val_ua": h["val_ua"][i]}
         | {"val_wa": h["val_wa"][i]}
