@@ -111,7 +111,7 @@ def _cmd_export(args) -> int:
     from ser.export import export_model
 
     _import_tensorflow_quietly()
-    print(export_model(args.model, args.out, args.format))
+    print(export_model(args.model, args.out, args.format, about=args.about))
     return EXIT_OK
 
 
@@ -332,6 +332,13 @@ def _add_export(sub) -> None:
     p.add_argument("model", help="a model.keras file or a run folder holding one")
     p.add_argument("--out", required=True, help="the file to write (.onnx)")
     p.add_argument("--format", choices=["onnx"], default=None, help="default: by the extension of --out")
+    p.add_argument(
+        "--about",
+        default=None,
+        metavar="FILE.toml",
+        help="what the model was trained on, its licence and limits (a TOML table of strings), stored in "
+        "the export's metadata with the run folder's cross-validation scores (results.json, always added)",
+    )
     p.set_defaults(func=_cmd_export)
 
 
