@@ -20,14 +20,20 @@ it counts as heavy and is imported where a model is built or loaded.
 __version__ = "0.1.0"
 
 
-def load_model(path):
+def load_model(path=None):
     """Load a trained ``ser`` model (a ``model.keras`` file, a run folder holding one, or an
-    export of one: a ``.onnx`` file written by ``ser export``).
+    export of one: a ``.onnx`` file written by ``ser export``); without ``path``, the default
+    model shipped with ``ser`` (:mod:`ser.models`: trained on RAVDESS, acted English;
+    CC BY-NC-SA 4.0, non-commercial).
 
     Returns a :class:`ser.classifier.EmotionClassifier`; see its ``classify`` method.
     """
     from ser.classifier import EmotionClassifier
 
+    if path is None:
+        from ser.models import default_model_path
+
+        path = default_model_path()
     return EmotionClassifier.load(path)
 
 
