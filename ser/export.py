@@ -130,7 +130,9 @@ def read_about(about_path: str | os.PathLike | None, model_file: str) -> dict:
         try:
             about = tomllib.loads(Path(about_path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{about_path}: not a readable TOML file ({exc}). Received: --about {about_path}") from None
+            raise ConfigError(
+                f"{about_path}: not a readable TOML file ({exc}). Received: --about {about_path}"
+            ) from None
         if "scores" in about:
             raise ConfigError(
                 f"{about_path}: 'scores' comes from the run folder's results.json, not from --about; remove it"

@@ -150,7 +150,7 @@ def split_model(inputs: list[str], most_audio: int | None = None) -> tuple[str, 
     if most_audio is not None and len(audio) > most_audio:
         raise ConfigError(
             f"one audio file expected, after an optional model (.keras, .onnx or a run folder). "
-            f"Received: {' '.join(inputs)}"
+            f"Received: {' '.join(map(str, inputs))}"
         )
     return (model if model is not None else default_model_path()), audio
 
