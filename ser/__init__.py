@@ -9,7 +9,7 @@ one direction, lower to higher::
     errors, constants, io, checks, interrupts -> audio -> features, augment -> normalization
     -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
-    -> windows -> classifier -> speaker -> attention, export, training -> demo -> cli
+    -> windows -> classifier -> speaker -> attention, export, training -> demo, models -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``
@@ -20,14 +20,20 @@ it counts as heavy and is imported where a model is built or loaded.
 __version__ = "0.1.0"
 
 
-def load_model(path):
+def load_model(path=None):
     """Load a trained ``ser`` model (a ``model.keras`` file, a run folder holding one, or an
-    export of one: a ``.onnx`` file written by ``ser export``).
+    export of one: a ``.onnx`` file written by ``ser export``); without ``path``, the default
+    model shipped with ``ser`` (:mod:`ser.models`: trained on RAVDESS, acted English;
+    CC BY-NC-SA 4.0, non-commercial).
 
     Returns a :class:`ser.classifier.EmotionClassifier`; see its ``classify`` method.
     """
     from ser.classifier import EmotionClassifier
 
+    if path is None:
+        from ser.models import default_model_path
+
+        path = default_model_path()
     return EmotionClassifier.load(path)
 
 

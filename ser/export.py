@@ -11,6 +11,7 @@ onnx).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ser import __version__
 from ser.errors import ConfigError, ModelError
-from ser.exported import EXPORT_SUFFIXES, METADATA_KEY, export_format, export_metadata
+from ser.exported import EXPORT_SUFFIXES, METADATA_KEY, export_format, export_metadata, run_scores
 from ser.io import atomic_path
 from ser.keras_backend import KerasBackend
 from ser.model import head_maps
@@ -111,7 +112,46 @@ def _check_parity(backend: KerasBackend, exported, path: str) -> float:
     return gap
 
 
-def export_model(model_path: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None) -> str:
+def read_about(about_path: str | os.PathLike | None, model_file: str) -> dict:
+    """An export's ``about``: the TOML table of ``about_path`` (what the model was trained
+    on, its licence, its limits: free-form strings) and, where the model lies in a run
+    folder with a ``results.json``, its cross-validation scores (:func:`run_scores`).
+
+    Raises
+    ------
+    ConfigError
+        An ``about_path`` that cannot be read, is not TOML, or already holds ``scores``;
+        a ``results.json`` that is not JSON.
+    """
+    from ser.recipe import tomllib
+
+    about = {}
+    if about_path is not None:
+        try:
+            about = tomllib.loads(Path(about_path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(
+                f"{about_path}: not a readable TOML file ({exc}). Received: --about {about_path}"
+            ) from None
+        if "scores" in about:
+            raise ConfigError(
+                f"{about_path}: 'scores' comes from the run folder's results.json, not from --about; remove it"
+            )
+    results = Path(model_file).parent / "results.json"
+    if results.is_file():
+        try:
+            about["scores"] = run_scores(json.loads(results.read_text(encoding="utf-8")))
+        except ValueError as exc:
+            raise ConfigError(f"{results}: not valid JSON ({exc})") from None
+    return about
+
+
+def export_model(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    fmt: str | None = None,
+    about: str | os.PathLike | None = None,
+) -> str:
     """Export a ``model.keras`` (or the one in a run folder) to ``out``.
 
     Parameters
@@ -121,6 +161,10 @@ def export_model(model_path: str | os.PathLike, out: str | os.PathLike, fmt: str
         The file to write; its extension names the format (``.onnx``).
     fmt : {"onnx"} or None
         Must agree with the extension of ``out`` where given.
+    about : str or PathLike or None
+        A TOML file of what the model was trained on, its licence and limits, stored with
+        the scores of the run folder's ``results.json`` as the metadata's ``about``
+        (:func:`read_about`).
 
     Returns
     -------
@@ -141,8 +185,11 @@ def export_model(model_path: str | os.PathLike, out: str | os.PathLike, fmt: str
         raise ConfigError(f"{out}: an export is written to a {wanted} file. Received: --out {out}")
     if kind != "onnx":
         raise ConfigError(f"{out}: the {kind} format is not supported yet; expected a .onnx file")
+    if about is not None and not Path(about).is_file():
+        raise ConfigError(f"{about}: not found; expected a TOML file. Received: --about {about}")
     backend = KerasBackend.load(model_path)
-    data = _onnx_bytes(backend, export_metadata(backend, backend.path, __version__))
+    meta = export_metadata(backend, backend.path, __version__, read_about(about, backend.path))
+    data = _onnx_bytes(backend, meta)
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(data)
         _check_parity(backend, OnnxBackend.load(tmp), str(out))

@@ -52,15 +52,41 @@ def output_names(members: int) -> list[str]:
     return names
 
 
-def export_metadata(backend, source: str, ser_version: str) -> dict:
+def run_scores(results: dict) -> dict:
+    """The cross-validation scores of a run's ``results.json``, as an export's
+    ``about["scores"]``: the protocol, the number of folds, UA and WA (mean and standard
+    deviation over the folds) and the same with speaker adaptation, where measured."""
+    scores = {
+        "recipe": results.get("recipe"),
+        "corpus": results.get("corpus"),
+        "protocol": results.get("protocol"),
+        "folds": len(results.get("folds", [])),
+        "complete": bool(results.get("complete")),
+    }
+    for key in ("ua_mean", "ua_std", "wa_mean", "wa_std"):
+        if results.get(key) is not None:
+            scores[key] = round(float(results[key]), 4)
+    adapted = results.get("speaker_adapted") or {}
+    if adapted.get("ua_mean") is not None:
+        scores["speaker_adapted"] = {
+            key: round(float(adapted[key]), 4) if key != "protocol" else adapted[key]
+            for key in ("ua_mean", "ua_std", "wa_mean", "wa_std", "protocol")
+            if adapted.get(key) is not None
+        }
+    return scores
+
+
+def export_metadata(backend, source: str, ser_version: str, about: dict | None = None) -> dict:
     """The metadata of an export of ``backend`` (a :class:`ser.keras_backend.KerasBackend`).
 
     Labels, frontend settings, ``info`` (the functionals head and fusion weights, the
     normalisation, the recipe, corpus, classes, training speakers and scores as ``ser
     train`` stored them), the head and its strides, each member's training mean per mel
-    band (the occlusion fill), where it was exported from, and the format version.
+    band (the occlusion fill), where it was exported from, the format version and, where
+    given, ``about``: what the model was trained on, its measured scores, its licence and
+    its limits (``ser export --about``; :func:`run_scores`).
     """
-    return {
+    meta = {
         "format_version": FORMAT_VERSION,
         "labels": list(backend.labels),
         "frontend": dict(backend.frontend),
@@ -75,6 +101,9 @@ def export_metadata(backend, source: str, ser_version: str) -> dict:
         "exported_from": str(source),
         "ser_version": ser_version,
     }
+    if about:
+        meta["about"] = dict(about)
+    return meta
 
 
 def read_metadata(text: str | None, path) -> dict:

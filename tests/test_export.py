@@ -151,6 +151,39 @@ print("loaded:", sorted(m for m in ("tensorflow", "keras", "tf2onnx") if m in sy
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_export_about_carries_the_toml_and_the_run_scores(tiny_export, tmp_path):
+    from ser.export import export_model
+    from ser.onnx_backend import OnnxBackend
+
+    keras_file = tiny_export[0]
+    (tmp_path / "about.toml").write_text('trained_on = "tones"\nlicence = "CC0"\n', encoding="utf-8")
+    assert (
+        main(
+            [
+                "export",
+                str(keras_file),
+                "--out",
+                str(tmp_path / "m.onnx"),
+                "--about",
+                str(tmp_path / "about.toml"),
+            ]
+        )
+        == 0
+    )
+    about = OnnxBackend.load(tmp_path / "m.onnx").meta["about"]
+    results = json.loads((keras_file.parent / "results.json").read_text())
+    assert about["trained_on"] == "tones" and about["licence"] == "CC0"
+    assert about["scores"]["protocol"] == results["protocol"]
+    assert about["scores"]["folds"] == len(results["folds"])
+    assert about["scores"]["ua_mean"] == pytest.approx(results["ua_mean"], abs=5e-5)
+    with pytest.raises(ConfigError, match=r"nothere\.toml: not found; expected a TOML file"):
+        export_model(keras_file, tmp_path / "n.onnx", about=tmp_path / "nothere.toml")
+    (tmp_path / "bad.toml").write_text("scores = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"'scores' comes from the run folder's results\.json"):
+        export_model(keras_file, tmp_path / "n.onnx", about=tmp_path / "bad.toml")
+    assert not (tmp_path / "n.onnx").exists()
+
+
 def _rewritten(src, dst, edit):
     """A copy of an export with its ser metadata changed by ``edit(dict)``."""
     import onnx

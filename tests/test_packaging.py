@@ -48,6 +48,10 @@ def test_the_wheel_puts_everything_under_ser_with_the_recipes(wheel):
     # every subpackage of the checkout is in the wheel (pyproject lists them one by one)
     subpackages = {f"ser/{p.relative_to(REPO / 'ser').as_posix()}" for p in (REPO / "ser").rglob("*.py")}
     assert subpackages <= set(names), sorted(subpackages - set(names))
+    # the default model and its about text (ser.models)
+    assert {"ser/models/ravdess.onnx", "ser/models/ravdess.toml"} <= set(names)
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("ser/models/ravdess.onnx") == (REPO / "ser" / "models" / "ravdess.onnx").read_bytes()
 
 
 def test_installed_wheel_checks_a_corpus_from_an_unrelated_folder(wheel, tmp_path):

@@ -21,8 +21,9 @@ from ser import interrupts
 from ser.attention.command import attention_command
 from ser.attention.output import check_outputs
 from ser.cli.classify import classify_command
-from ser.errors import SerError
+from ser.errors import ConfigError, SerError
 from ser.exported import export_format
+from ser.models import SUMMARY, default_model_path
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran but something failed (e.g. an audio file it cannot use)
@@ -111,17 +112,57 @@ def _cmd_export(args) -> int:
     from ser.export import export_model
 
     _import_tensorflow_quietly()
-    print(export_model(args.model, args.out, args.format))
+    print(export_model(args.model, args.out, args.format, about=args.about))
     return EXIT_OK
 
 
+#: Extensions that make the first positional argument of classify and attention a model.
+MODEL_SUFFIXES = (".keras", ".onnx", ".tflite")
+
+#: The rule, as ``--help`` states it.
+MODEL_RULE = (
+    "The first argument is the model when it ends in .keras, .onnx or .tflite or is a folder (a run "
+    "folder holding model.keras); otherwise every argument is audio and the default model (below) is used."
+)
+
+
+def is_model_argument(arg: str) -> bool:
+    """Whether a first positional argument of classify or attention names a model
+    (:data:`MODEL_RULE`); a missing ``x.onnx`` counts, so that it gets the model's error."""
+    return os.path.splitext(arg)[1].lower() in MODEL_SUFFIXES or os.path.isdir(arg)
+
+
+def split_model(inputs: list[str], most_audio: int | None = None) -> tuple[str, list[str]]:
+    """``(model, audio files)`` of classify's or attention's positional arguments: the first
+    when it is a model (:func:`is_model_argument`), else the default model.
+
+    Raises
+    ------
+    ConfigError
+        A model and no audio file, or more audio files than ``most_audio``.
+    """
+    if inputs and is_model_argument(inputs[0]):
+        model, audio = inputs[0], inputs[1:]
+    else:
+        model, audio = None, list(inputs)
+    if not audio:
+        raise ConfigError(f"no audio file given after the model {inputs[0]}; expected [MODEL] AUDIO")
+    if most_audio is not None and len(audio) > most_audio:
+        raise ConfigError(
+            f"one audio file expected, after an optional model (.keras, .onnx or a run folder). "
+            f"Received: {' '.join(map(str, inputs))}"
+        )
+    return (model if model is not None else default_model_path()), audio
+
+
 def _cmd_classify(args) -> int:
-    _import_tensorflow_for(args.model)
+    model, audio = split_model(args.inputs)
+    _import_tensorflow_for(model)
 
     with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next file or batch
         return classify_command(
-            args.model,
-            args.audio,
+            model,
+            audio,
             as_json=args.json,
             window=args.window,
             hop=args.hop,
@@ -132,13 +173,14 @@ def _cmd_classify(args) -> int:
 
 def _cmd_attention(args) -> int:
 
+    model, (audio,) = split_model(args.inputs, most_audio=1)
     check_outputs(args.out, args.npz)  # a bad --out or --npz fails before TensorFlow loads
-    _import_tensorflow_for(args.model)
+    _import_tensorflow_for(model)
 
     with interrupts.deferred():  # a Ctrl-C inside TensorFlow waits for the next model call's end
         return attention_command(
-            args.model,
-            args.audio,
+            model,
+            audio,
             out=args.out,
             class_name=args.class_name,
             npz=args.npz,
@@ -249,10 +291,17 @@ def _add_classify(sub) -> None:
         description="Classify audio files: one line per file (or --json). Files up to 12 s are classified "
         "whole; longer files in sliding windows (4 s every 2 s), streamed from disk, and scored by the mean "
         "of the windows' probabilities; --json gives the windows' timeline. A file that fails is reported "
-        "and the others are still classified (exit status 1).",
+        "and the others are still classified (exit status 1). " + MODEL_RULE,
+        epilog="Default model: " + SUMMARY,
+        usage="ser classify [-h] [options] [MODEL] AUDIO [AUDIO ...]",
     )
-    p.add_argument("model", help="a model.keras file, a run folder holding one, or an export (.onnx)")
-    p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[MODEL] AUDIO",
+        help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx), then "
+        "audio files (wav, flac, ogg, ...)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument(
         "--window",
@@ -285,10 +334,18 @@ def _add_attention(sub) -> None:
         description="Plot the log-mel spectrogram, the bottom-up and top-down attention maps and their "
         "product, upsampled to the spectrogram's axes. An audio file that cannot be used (unreadable, too "
         "short, silent) is named on a line of its own and the exit status is 1, as in classify: the file "
-        "(no picture), or a --same-speaker file (left out of the adaptation; the picture is still drawn).",
+        "(no picture), or a --same-speaker file (left out of the adaptation; the picture is still drawn). "
+        + MODEL_RULE,
+        epilog="Default model: " + SUMMARY,
+        usage="ser attention [-h] --out FILE [options] [MODEL] AUDIO",
     )
-    p.add_argument("model", help="a model.keras file, a run folder holding one, or an export (.onnx)")
-    p.add_argument("audio", help="an audio file")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[MODEL] AUDIO",
+        help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx), then "
+        "one audio file",
+    )
     p.add_argument("--out", required=True, help="picture to write: .png (or .pdf, .svg, .jpg by the suffix)")
     p.add_argument("--class", dest="class_name", default=None, help="class to explain (default: predicted)")
     p.add_argument("--npz", default=None, help="also save the raw maps to this .npz file")
@@ -332,6 +389,13 @@ def _add_export(sub) -> None:
     p.add_argument("model", help="a model.keras file or a run folder holding one")
     p.add_argument("--out", required=True, help="the file to write (.onnx)")
     p.add_argument("--format", choices=["onnx"], default=None, help="default: by the extension of --out")
+    p.add_argument(
+        "--about",
+        default=None,
+        metavar="FILE.toml",
+        help="what the model was trained on, its licence and limits (a TOML table of strings), stored in "
+        "the export's metadata with the run folder's cross-validation scores (results.json, always added)",
+    )
     p.set_defaults(func=_cmd_export)
 
 
