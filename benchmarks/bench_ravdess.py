@@ -119,7 +119,6 @@ def main(argv=None) -> int:
         subprocess.run(cmd, check=True)
 
     from ser.corpora import load_corpus
-
     from ser.protocol import describe_protocol, make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe

@@ -18,6 +18,7 @@ import os
 import types
 
 import pandas as pd
+
 from ser.corpora import cremad, custom, emodb, iemocap, ravdess, savee, tess, urdu
 from ser.corpora.base import (
     CANONICAL_LABELS,
@@ -27,7 +28,6 @@ from ser.corpora.base import (
     describe_manifest,
     speaker_label_table,
 )
-
 from ser.errors import ConfigError
 
 __all__ = [

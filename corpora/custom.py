@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+
 from ser.corpora.base import (
     DUPLICATE,
     Record,
@@ -33,7 +34,6 @@ from ser.corpora.base import (
     relative,
     warn,
 )
-
 from ser.errors import CorpusError
 
 NAME = "custom"

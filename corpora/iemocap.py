@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+
 from ser.corpora.base import (
     UNPARSEABLE,
     Record,
@@ -30,7 +31,6 @@ from ser.corpora.base import (
     no_audio_error,
     relative,
 )
-
 from ser.errors import CorpusError
 
 NAME = "iemocap"

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+
 from ser.corpora.base import (
     UNPARSEABLE,
     Record,

@@ -11,6 +11,7 @@ import os
 import re
 
 import pandas as pd
+
 from ser.corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "savee"

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+
+from ser.constants import SAMPLE_RATE
 from ser.corpora.base import UNPARSEABLE, Record, Report, check_bool, check_root, finalize, scan_audio
 from ser.corpora.synthesis import (
     CLASSES,
@@ -39,8 +41,6 @@ from ser.corpora.synthesis import (
     speaker_profile,
     synthesize_utterance,
 )
-
-from ser.constants import SAMPLE_RATE
 from ser.errors import ConfigError
 
 __all__ = ["CLASSES", "EXPECTED_COUNT", "PROTOCOL", "generate", "load", "write_utterance"]

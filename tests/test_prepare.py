@@ -12,9 +12,9 @@ def test_prepare_gives_every_kept_file_its_speed_copies_normalised_as_its_own(
 
     import numpy as np
     import soundfile as sf
-    from ser.corpora import CorpusWarning
 
     import ser.training.prepare
+    from ser.corpora import CorpusWarning
     from ser.data import UnusableAudio
     from ser.errors import AudioError
     from ser.recipe import load_recipe

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+
 from ser.corpora import COLUMNS, CorpusWarning, emodb
 from ser.corpora.base import (
     FIX_HINT,
@@ -16,7 +17,6 @@ from ser.corpora.base import (
     find_audio,
     relative,
 )
-
 from ser.errors import AudioError, CorpusError
 from tests.corpora import fixtures as fx
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from ser.corpora import CORPORA, CorpusWarning, load_corpus
 from ser.corpora.base import COLUMNS, FIX_HINT
-
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ser.corpora import cremad
 
+from ser.corpora import cremad
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 

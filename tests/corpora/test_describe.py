@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from ser.corpora import COLUMNS, describe_manifest, speaker_label_table, tess
 
+from ser.corpora import COLUMNS, describe_manifest, speaker_label_table, tess
 from tests.corpora import fixtures as fx
 
 

@@ -6,8 +6,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from ser.corpora import CorpusWarning, load_corpus, ravdess
 
+from ser.corpora import CorpusWarning, load_corpus, ravdess
 from ser.errors import CorpusError
 from tests.corpora import fixtures as fx
 

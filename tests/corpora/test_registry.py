@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+
 import ser.corpora as corpora
 from ser.corpora import CANONICAL_LABELS, CORPORA, get_corpus, load_corpus
-
 from ser.errors import ConfigError
 from tests.corpora import fixtures as fx
 

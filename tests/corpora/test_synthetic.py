@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+
 from ser.corpora import synthetic
 from ser.corpora.base import COLUMNS, CorpusWarning
 from ser.corpora.synthesis import speaker_profile, synthesize_utterance
 from ser.corpora.synthetic import CLASSES, generate, load
-
 from ser.errors import ConfigError, CorpusError
 
 SR = 16000
