@@ -14,7 +14,7 @@ exported to ONNX, so it runs with the base install (ONNX Runtime, no TensorFlow)
   will be lower.
 
 ``ravdess.toml`` beside it is the ``about`` text that ``ser export --about`` stored in its
-metadata. To rebuild it from the recipe (about 15 minutes on 16 CPU cores)::
+metadata. To rebuild it from the recipe (under 10 minutes on a 2-core CPU)::
 
     ser train ravdess --data-root RAVDESS_DIR --out runs/ravdess
     ser export runs/ravdess --out ser/models/ravdess.onnx --about ser/models/ravdess.toml
