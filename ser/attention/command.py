@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ser import interrupts
 from ser.attention.maps import compute_attention
 from ser.attention.output import check_outputs
@@ -11,12 +9,9 @@ from ser.attention.plot import plot_attention
 from ser.audio import audio_info
 from ser.classifier import NO_SPEECH_NOTE, EmotionClassifier
 from ser.errors import AudioError
+from ser.io import log
 from ser.preprocessor import audio_notes, error_text
 from ser.speaker import adapt_to_speaker
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def attention_command(
@@ -61,23 +56,23 @@ def attention_command(
     if same_speaker:
         adaptation = adapt_to_speaker(classifier, [audio_path, *same_speaker])
         for note in adaptation.notes:
-            _say(note)
+            log(note)
         for path, message in adaptation.skipped.items():
             if path != str(audio_path):  # the file itself is reported below
                 failed += 1
-                _say(f"{path}: error: {message}")
+                log(f"{path}: error: {message}")
     try:
         maps = compute_attention(
             classifier, audio_path, class_name=class_name, start=start, end=end, occlusion=occlusion
         )
     except AudioError as exc:
-        _say(f"{audio_path}: error: {error_text(str(audio_path), exc)}")
+        log(f"{audio_path}: error: {error_text(str(audio_path), exc)}")
         return 1
     interrupts.check()  # a Ctrl-C during the maps stops before anything is written
     for note in audio_notes(classifier.frontend, audio_path):
-        _say(note)
+        log(note)
     if not maps.speech:
-        _say(f"note: {audio_path}: {NO_SPEECH_NOTE}")
+        log(f"note: {audio_path}: {NO_SPEECH_NOTE}")
     if (start is not None or end is not None) and len(maps.window_starts) == 1:
         duration = audio_info(audio_path).duration
         asked = (
@@ -85,7 +80,7 @@ def attention_command(
             duration if end is None else min(float(end), duration),
         )
         if maps.start > asked[0] + 0.05 or maps.end < asked[1] - 0.05:
-            _say(
+            log(
                 f"note: leading and trailing silence trimmed, as the model sees it: showing "
                 f"{maps.start:.2f}-{maps.end:.2f} s of the {asked[0]:.2f}-{asked[1]:.2f} s asked for"
             )

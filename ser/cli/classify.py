@@ -7,17 +7,13 @@ whisper's ``transcribe`` does with many input files.
 from __future__ import annotations
 
 import json
-import sys
 
 from ser.classifier import NO_SPEECH_NOTE, EmotionClassifier, Prediction
 from ser.errors import ConfigError, SerError
+from ser.io import log
 from ser.preprocessor import audio_notes, error_text
 from ser.speaker import adapt_to_speaker
 from ser.windows import check_window
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def format_line(prediction: Prediction, top: int) -> str:
@@ -73,9 +69,9 @@ def classify_command(
     classifier = EmotionClassifier.load(model_path)
     if same_speaker:
         for note in adapt_to_speaker(classifier, audio_paths).notes:
-            _say(note)
+            log(note)
     elif classifier.normalization == "speaker":
-        _say(
+        log(
             "note: this model was trained with per-speaker normalisation; without --same-speaker each "
             "file is normalised by its own statistics (less accurate)"
         )
@@ -96,7 +92,7 @@ def _classify_each(classifier, audio_paths, results: list, as_json: bool, window
     failed = 0
     for path in audio_paths:
         for note in audio_notes(classifier.frontend, path):
-            _say(note)
+            log(note)
         try:
             prediction = classifier.classify(path, window=window, hop=hop)
         except SerError as exc:
@@ -105,10 +101,10 @@ def _classify_each(classifier, audio_paths, results: list, as_json: bool, window
             if as_json:
                 results.append({"file": str(path), "error": message})
             else:
-                _say(f"{path}: error: {message}")
+                log(f"{path}: error: {message}")
             continue
         if not prediction.speech:
-            _say(f"note: {path}: {NO_SPEECH_NOTE}")
+            log(f"note: {path}: {NO_SPEECH_NOTE}")
         if as_json:
             results.append(prediction.to_dict())
         else:
