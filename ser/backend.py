@@ -3,7 +3,8 @@
 :class:`ser.classifier.EmotionClassifier`, the sliding windows and the attention maps call a
 *backend*; only the backend knows whether it runs a Keras model
 (:class:`ser.keras_backend.KerasBackend`), an ONNX export with ONNX Runtime
-(:class:`ser.onnx_backend.OnnxBackend`). Padding, softmax, fusion, windowing and the
+(:class:`ser.onnx_backend.OnnxBackend`) or a LiteRT export with the LiteRT interpreter
+(:class:`ser.litert_backend.LiteRTBackend`). Padding, softmax, fusion, windowing and the
 maps' arithmetic stay in their one home above it. :func:`open_backend` picks the backend
 from the path.
 """
@@ -15,9 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ser.errors import ModelError
 from ser.exported import export_format
 from ser.keras_backend import KerasBackend
+from ser.litert_backend import LiteRTBackend
 from ser.onnx_backend import OnnxBackend
 
 
@@ -93,7 +94,5 @@ def open_backend(path: str | os.PathLike) -> Backend:
     if kind == "onnx":
         return OnnxBackend.load(path)
     if kind == "tflite":
-        raise ModelError(
-            f"{path}: LiteRT exports are not supported yet; expected a .onnx export or a model.keras"
-        )
+        return LiteRTBackend.load(path)
     return KerasBackend.load(path)

@@ -6,7 +6,7 @@ classification, windows, attention and occlusion run from the export as from the
 model; the metadata (:func:`ser.exported.export_metadata`) carries the rest. The file is
 written atomically, then opened again with its runtime and checked against the Keras model
 on a test input (:data:`EXPORT_TOLERANCE`). Needs the ``train`` extra (TensorFlow, tf2onnx,
-onnx).
+onnx); a ``.tflite`` export is converted with TensorFlow's LiteRT converter.
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ import numpy as np
 
 from ser import __version__
 from ser.errors import ConfigError, ModelError
-from ser.exported import EXPORT_SUFFIXES, METADATA_KEY, export_format, export_metadata, run_scores
+from ser.exported import (
+    EXPORT_SUFFIXES,
+    METADATA_KEY,
+    export_format,
+    export_metadata,
+    output_names,
+    run_scores,
+)
 from ser.io import atomic_path
 from ser.keras_backend import KerasBackend
+from ser.litert_backend import LiteRTBackend, with_metadata
 from ser.model import head_maps
 from ser.onnx_backend import OnnxBackend
 
@@ -87,6 +95,27 @@ def _onnx_bytes(backend: KerasBackend, metadata: dict) -> bytes:
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     proto.producer_name, proto.producer_version = "ser", __version__
     return proto.SerializeToString()
+
+
+def _tflite_bytes(backend: KerasBackend, metadata: dict) -> bytes:
+    """The LiteRT flatbuffer of ``backend``'s export graph (builtin operators only, variables
+    frozen, dynamic batch and length), with ``metadata`` as its ``ser`` metadata entry."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    fn, _ = export_function(backend)
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    holder = tf.Module()
+    holder.variables_ = [v for member in backend.members for v in member.variables]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], holder)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        data = converter.convert()
+    except Exception as exc:  # the converter's own error types
+        reason = " ".join(str(exc).split())[:300]
+        raise ModelError(f"the model cannot be converted to LiteRT ({reason})") from None
+    # the outputs come out numbered in the order of the graph's flattened dict: sorted names
+    return with_metadata(data, json.dumps(metadata), sorted(output_names(backend.n_members)))
 
 
 def _check_parity(backend: KerasBackend, exported, path: str) -> float:
@@ -158,8 +187,8 @@ def export_model(
     ----------
     model_path : str or PathLike
     out : str or PathLike
-        The file to write; its extension names the format (``.onnx``).
-    fmt : {"onnx"} or None
+        The file to write; its extension names the format (``.onnx``, ``.tflite``).
+    fmt : {"onnx", "tflite"} or None
         Must agree with the extension of ``out`` where given.
     about : str or PathLike or None
         A TOML file of what the model was trained on, its licence and limits, stored with
@@ -183,14 +212,12 @@ def export_model(
     if kind is None or (fmt is not None and fmt != kind):
         wanted = f".{fmt}" if fmt else " or ".join(EXPORT_SUFFIXES)
         raise ConfigError(f"{out}: an export is written to a {wanted} file. Received: --out {out}")
-    if kind != "onnx":
-        raise ConfigError(f"{out}: the {kind} format is not supported yet; expected a .onnx file")
     if about is not None and not Path(about).is_file():
         raise ConfigError(f"{about}: not found; expected a TOML file. Received: --about {about}")
     backend = KerasBackend.load(model_path)
     meta = export_metadata(backend, backend.path, __version__, read_about(about, backend.path))
-    data = _onnx_bytes(backend, meta)
+    data = (_onnx_bytes if kind == "onnx" else _tflite_bytes)(backend, meta)
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(data)
-        _check_parity(backend, OnnxBackend.load(tmp), str(out))
+        _check_parity(backend, (OnnxBackend if kind == "onnx" else LiteRTBackend).load(tmp), str(out))
     return str(out)

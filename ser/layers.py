@@ -31,8 +31,8 @@ def _position_mask(mask, x):
         return ops.ones_like(x[..., :1])
     m = ops.cast(mask, x.dtype)
     if len(m.shape) == 2:
-        m = m[:, :, None]
-    m = m[..., None]
+        m = ops.expand_dims(m, 2)
+    m = ops.expand_dims(m, -1)  # expand_dims, not [..., None]: LiteRT has no new-axis slices
     return m * ops.ones_like(x[..., :1])
 
 
@@ -129,9 +129,10 @@ class AttentionalPooling(keras.layers.Layer):
             h = bottom_up
         else:
             count = ops.maximum(ops.sum(m, axis=(1, 2, 3)), 1.0)  # valid positions per example
-            h = bottom_up * m / count[:, None, None, None]
+            h = bottom_up * m / ops.reshape(count, (-1, 1, 1, 1))
         td = ops.reshape(top_down, (*ops.shape(top_down)[:3], self.num_classes, self.rank))
-        logits = ops.einsum("btfkr,btfr->bk", td, h)
+        # sum of td * h, not a five-axis einsum: LiteRT has no builtin for it
+        logits = ops.sum(td * ops.expand_dims(h, 3), axis=(1, 2, 4))
         if return_attention:
             if self.bottom_up == "linear":
                 bottom_up = bottom_up * m
@@ -299,7 +300,7 @@ class ApplyMask(keras.layers.Layer):
     """Zero a ``(batch, time, freq, channels)`` map where a ``(batch, time)`` mask is 0."""
 
     def call(self, x, valid):
-        return x * ops.cast(valid, x.dtype)[:, :, None, None]
+        return x * ops.reshape(ops.cast(valid, x.dtype), (*ops.shape(valid)[:2], 1, 1))
 
     def compute_output_shape(self, x_shape, valid_shape):
         return x_shape
@@ -334,7 +335,7 @@ class TimeDeltas(keras.layers.Layer):
         return out / (2.0 * sum(k * k for k in range(1, n + 1)))
 
     def call(self, x, valid):
-        valid = ops.cast(valid, x.dtype)[:, :, None, None]
+        valid = ops.reshape(ops.cast(valid, x.dtype), (*ops.shape(valid)[:2], 1, 1))
         x = x * valid
         d = self._delta(x) * valid
         return ops.concatenate([x, d, self._delta(d) * valid], axis=-1)
@@ -357,7 +358,7 @@ class PoolMask(keras.layers.Layer):
         self.pool = int(pool)
 
     def call(self, valid):
-        m = ops.cast(valid, "float32")[:, :, None]
+        m = ops.expand_dims(ops.cast(valid, "float32"), 2)
         return ops.max_pool(m, pool_size=self.pool, strides=self.pool, padding="same")[:, :, 0]
 
     def compute_output_shape(self, input_shape):

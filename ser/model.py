@@ -426,6 +426,6 @@ def head_maps(model, feature_map, x, mask):
         logits, maps = head(X, mask=valid, return_attention=True)
         return logits, maps["top_down"], maps["bottom_up"]
     logits = head(model.get_layer("pooling")(X, mask=valid))
-    valid = ops.cast(valid, X.dtype)[:, :, None, None]
+    valid = ops.reshape(ops.cast(valid, X.dtype), (*ops.shape(valid)[:2], 1, 1))
     top_down = head(X) * valid
     return logits, top_down, ops.ones_like(top_down[..., :1]) * valid

@@ -24,6 +24,15 @@ class OnnxBackend:
 
     def __init__(self, session, meta: dict, path: str):
         self.session = session
+        self._set_metadata(meta, path)
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = {o.name: o for o in session.get_outputs()}
+        self._check_names(inputs, outputs)
+        n_out = outputs["logits"].shape[-1]
+        self.n_outputs = n_out if isinstance(n_out, int) else len(self.labels)
+
+    def _set_metadata(self, meta: dict, path) -> None:
+        """The attributes of :class:`ser.backend.Backend` that the metadata gives."""
         self.path = str(path)
         self.labels = [str(label) for label in meta["labels"]]
         self.frontend = dict(meta["frontend"])
@@ -34,16 +43,15 @@ class OnnxBackend:
         self.head = str(meta["head"])
         self.bottom_up_mode = str(meta["bottom_up_mode"])
         self.time_stride, self.freq_stride = int(meta["time_stride"]), int(meta["freq_stride"])
-        inputs = [i.name for i in session.get_inputs()]
-        outputs = {o.name: o for o in session.get_outputs()}
+
+    def _check_names(self, inputs: list, outputs) -> None:
+        """Raise :class:`ModelError` unless the graph has the inputs and outputs ``ser export`` writes."""
         missing = [n for n in output_names(self.n_members) if n not in outputs]
-        if inputs != ["features", "mask"] or missing:
+        if list(inputs) != ["features", "mask"] or missing:
             raise ModelError(
-                f"{self.path}: graph with inputs {inputs} and without outputs {missing}; expected "
+                f"{self.path}: graph with inputs {list(inputs)} and without outputs {missing}; expected "
                 "inputs ['features', 'mask'] and the outputs `ser export` writes"
             )
-        n_out = outputs["logits"].shape[-1]
-        self.n_outputs = n_out if isinstance(n_out, int) else len(self.labels)
 
     @classmethod
     def load(cls, path) -> OnnxBackend:

@@ -83,3 +83,13 @@ def tiny_export(tiny_run, tmp_path_factory):
     out, _ = tiny_run
     onnx = export_model(out, tmp_path_factory.mktemp("export") / "model.onnx")
     return out / "model.keras", onnx
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tiny_run, tmp_path_factory):
+    """``ser export --format tflite`` of the tiny run's final model: ``(model.keras, model.tflite)``."""
+    from ser.export import export_model
+
+    out, _ = tiny_run
+    tflite = export_model(out, tmp_path_factory.mktemp("export") / "model.tflite", "tflite")
+    return out / "model.keras", tflite

@@ -1,4 +1,4 @@
-"""``ser export`` and the ONNX backend: parity with the Keras model, no TensorFlow, bad files.
+"""``ser export`` and the ONNX and LiteRT backends: parity with the Keras model, no TensorFlow, bad files.
 
 Parity is measured on real speech (RAVDESS, skipped where the corpus is absent) with the
 tiny trained run of ``conftest.py`` and a two-member ensemble: probabilities within
@@ -40,6 +40,12 @@ def ravdess_files(n: int, actor: int = 1) -> list[Path]:
 def pair(tiny_export):
     keras_file, onnx_file = tiny_export
     return EmotionClassifier.load(keras_file), EmotionClassifier.load(onnx_file)
+
+
+@pytest.fixture(scope="module")
+def tflite_pair(tiny_tflite):
+    keras_file, tflite_file = tiny_tflite
+    return EmotionClassifier.load(keras_file), EmotionClassifier.load(tflite_file)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +108,22 @@ def test_parity_on_a_long_file_in_windows(pair, long_wav):
 
 
 @needs_ravdess
+def test_tflite_parity_on_a_file_and_a_long_file(tflite_pair, long_wav):
+    keras, tflite = tflite_pair
+    assert tflite.labels == keras.labels and tflite.info == keras.info and tflite.backend.can_adapt is False
+    wav = ravdess_files(1)[0]
+    assert_same_prediction(keras.classify(wav), tflite.classify(wav))
+    a = compute_attention(keras, wav, occlusion=True)
+    b = compute_attention(tflite, wav, occlusion=True)
+    assert_same_maps(a, b)
+    assert np.abs(a.occlusion - b.occlusion).max() <= MAP_TOL * float(np.abs(a.occlusion).max())
+    a, b = keras.classify(long_wav), tflite.classify(long_wav)
+    assert len(a.segments) >= 8
+    assert_same_prediction(a, b)
+    assert_same_maps(compute_attention(keras, long_wav), compute_attention(tflite, long_wav))
+
+
+@needs_ravdess
 def test_parity_of_an_ensemble(tmp_path):
     from ser.export import export_model
     from ser.features import FrontendConfig
@@ -125,13 +147,14 @@ def test_parity_of_an_ensemble(tmp_path):
     assert np.abs(a.occlusion - b.occlusion).max() <= MAP_TOL * float(np.abs(a.occlusion).max())
 
 
-def test_classify_and_attention_without_tensorflow(tiny_export, tmp_path):
+@pytest.mark.parametrize("kind", ["onnx", "tflite"])
+def test_classify_and_attention_without_tensorflow(kind, request, tmp_path):
     """``ser classify`` and ``ser attention`` of an export import neither TensorFlow nor Keras."""
     from tests.signals import speaking_tone
 
     t = np.arange(3 * 16000) / 16000
     sf.write(tmp_path / "a.wav", (0.1 * speaking_tone(t)).astype(np.float32), 16000)
-    onnx = tiny_export[1]
+    onnx = request.getfixturevalue("tiny_export" if kind == "onnx" else "tiny_tflite")[1]
     script = f"""
 import sys
 from ser.cli import main
@@ -230,6 +253,29 @@ def bad_exports(tiny_export, tmp_path_factory):
 )
 def test_bad_exports_are_one_line_errors(bad_exports, name, match, capsys):
     path = bad_exports / name
+    with pytest.raises(ModelError, match=match) as info:
+        EmotionClassifier.load(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    assert main(["classify", str(path), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "nometadata"])
+def test_bad_tflite_exports_are_one_line_errors(tiny_tflite, tmp_path, damage, capsys):
+    data = Path(tiny_tflite[1]).read_bytes()
+    path = tmp_path / f"{damage}.tflite"
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "text":
+        path.write_text("not a model at all\n")
+    else:  # a LiteRT model whose ser metadata entry was renamed
+        path.write_bytes(data.replace(b"\x03\x00\x00\x00ser\x00", b"\x03\x00\x00\x00sex\x00"))
+    match = (
+        "holds no ser metadata"
+        if damage == "nometadata"
+        else "cannot load the LiteRT model .*truncated, damaged"
+    )
     with pytest.raises(ModelError, match=match) as info:
         EmotionClassifier.load(path)
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)

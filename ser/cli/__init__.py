@@ -149,7 +149,7 @@ def split_model(inputs: list[str], most_audio: int | None = None) -> tuple[str, 
         raise ConfigError(f"no audio file given after the model {inputs[0]}; expected [MODEL] AUDIO")
     if most_audio is not None and len(audio) > most_audio:
         raise ConfigError(
-            f"one audio file expected, after an optional model (.keras, .onnx or a run folder). "
+            f"one audio file expected, after an optional model (.keras, .onnx, .tflite or a run folder). "
             f"Received: {' '.join(map(str, inputs))}"
         )
     return (model if model is not None else default_model_path()), audio
@@ -299,7 +299,7 @@ def _add_classify(sub) -> None:
         "inputs",
         nargs="+",
         metavar="[MODEL] AUDIO",
-        help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx), then "
+        help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx, .tflite), then "
         "audio files (wav, flac, ogg, ...)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
@@ -343,7 +343,7 @@ def _add_attention(sub) -> None:
         "inputs",
         nargs="+",
         metavar="[MODEL] AUDIO",
-        help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx), then "
+        help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx, .tflite), then "
         "one audio file",
     )
     p.add_argument("--out", required=True, help="picture to write: .png (or .pdf, .svg, .jpg by the suffix)")
@@ -380,15 +380,17 @@ def _add_export(sub) -> None:
     """``ser export`` and its options."""
     p = sub.add_parser(
         "export",
-        help="export a trained model to one file that runs without TensorFlow (ONNX)",
-        description="Write a model.keras (or a run folder's) as one ONNX file holding the CNN with its "
+        help="export a trained model to one file that runs without TensorFlow (ONNX or LiteRT)",
+        description="Write a model.keras (or a run folder's) as one ONNX or LiteRT file holding the CNN with its "
         "attention maps, the labels, frontend settings, functionals head and provenance; classify and "
-        "attention then run it with ONNX Runtime, without TensorFlow. --same-speaker batch-norm "
+        "attention then run it with ONNX Runtime or the LiteRT interpreter, without TensorFlow. --same-speaker batch-norm "
         "adaptation needs the Keras model.",
     )
     p.add_argument("model", help="a model.keras file or a run folder holding one")
-    p.add_argument("--out", required=True, help="the file to write (.onnx)")
-    p.add_argument("--format", choices=["onnx"], default=None, help="default: by the extension of --out")
+    p.add_argument("--out", required=True, help="the file to write (.onnx or .tflite)")
+    p.add_argument(
+        "--format", choices=["onnx", "tflite"], default=None, help="default: by the extension of --out"
+    )
     p.add_argument(
         "--about",
         default=None,
