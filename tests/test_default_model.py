@@ -47,7 +47,7 @@ def test_the_default_model_is_small_and_says_what_it_is():
     scores = about["scores"]
     assert scores["recipe"] == "ravdess" and scores["folds"] == 6 and scores["complete"]
     assert scores["protocol"].startswith("speaker-grouped 6-fold cross-validation")
-    assert scores["ua_mean"] == pytest.approx(0.628, abs=5e-4)
+    assert scores["ua_mean"] == pytest.approx(0.655, abs=5e-4)
     # the --help text quotes the metadata's numbers
     ua, wa, adapted = scores["ua_mean"], scores["wa_mean"], scores["speaker_adapted"]["ua_mean"]
     assert f"UA {ua:.3f} ± {scores['ua_std']:.3f}" in SUMMARY

@@ -34,8 +34,8 @@ DEFAULT_MODEL = "ravdess.onnx"
 SUMMARY = (
     "the ravdess recipe's final model, shipped with ser (ONNX, runs without TensorFlow). Trained on RAVDESS "
     "speech: 24 actors, acted North-American English, 8 classes (angry, calm, disgust, fear, happy, neutral, "
-    "sad, surprise). Speaker-independent scores (actor-grouped 6-fold cross-validation): UA 0.628 ± 0.053, "
-    "WA 0.632 ± 0.050; UA 0.740 with --same-speaker adaptation. Licence: CC BY-NC-SA 4.0, following its "
+    "sad, surprise). Speaker-independent scores (actor-grouped 6-fold cross-validation): UA 0.655 ± 0.038, "
+    "WA 0.656 ± 0.035; UA 0.740 with --same-speaker adaptation. Licence: CC BY-NC-SA 4.0, following its "
     "training data (non-commercial, share-alike). Accuracy on other languages, spontaneous speech or other "
     "recording conditions will be lower."
 )
