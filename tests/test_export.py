@@ -239,6 +239,16 @@ def bad_exports(tiny_export, tmp_path_factory):
     return d
 
 
+def _assert_one_line_error(path, match, capsys):
+    """Loading ``path`` raises a one-line ModelError naming it; ``ser classify`` exits 2 with one line."""
+    with pytest.raises(ModelError, match=match) as info:
+        EmotionClassifier.load(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    assert main(["classify", str(path), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "name, match",
     [
@@ -253,12 +263,7 @@ def bad_exports(tiny_export, tmp_path_factory):
 )
 def test_bad_exports_are_one_line_errors(bad_exports, name, match, capsys):
     path = bad_exports / name
-    with pytest.raises(ModelError, match=match) as info:
-        EmotionClassifier.load(path)
-    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
-    assert main(["classify", str(path), str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+    _assert_one_line_error(path, match, capsys)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "text", "nometadata"])
@@ -276,12 +281,7 @@ def test_bad_tflite_exports_are_one_line_errors(tiny_tflite, tmp_path, damage, c
         if damage == "nometadata"
         else "cannot load the LiteRT model .*truncated, damaged"
     )
-    with pytest.raises(ModelError, match=match) as info:
-        EmotionClassifier.load(path)
-    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
-    assert main(["classify", str(path), str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+    _assert_one_line_error(path, match, capsys)
 
 
 def test_same_speaker_with_adapted_blocks_needs_the_keras_model(pair):
