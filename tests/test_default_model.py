@@ -106,7 +106,9 @@ sys.argv = ["ser", "classify", {str(default_model_path())!r}, {str(wav)!r}]
 runpy.run_module("ser", run_name="__main__", alter_sys=True)
 """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     result, loaded = done.stdout.strip().splitlines()
     assert result.split(": ")[1].split()[0] in RAVDESS_LABELS
