@@ -162,34 +162,48 @@ def _with_range(request, attention):
 
 
 async def _occlusion_stream(request, limits, workers, tmp_root, attention, class_name):
-    """``/api/occlusion``: checks and the upload first (errors get their 4xx), then a stream of
-    progress lines while a worker computes the maps with their occlusion."""
-    upload = await receive_upload(request, limits, tmp_root)
-    try:
-        upload.range = _attention_range(request, upload.info.duration)
-    except BaseException:
-        upload.close()
-        raise
+    """``/api/occlusion``: the upload, the range and the maps (the quick part) are checked before
+    the answer starts, so their errors get a 4xx; then progress lines while the occlusion runs."""
+    upload, future, streaming = await receive_upload(request, limits, tmp_root), None, False
     progress = {"done": 0, "total": 0}
 
     def report(done, total):
         progress.update(done=done, total=total)
 
-    async def lines():
-        future = None
+    try:
+        upload.range = _attention_range(request, upload.info.duration)
+        await workers.acquire()
         try:
-            async with workers.slot():
-                future = workers.submit(attention, upload, class_name=class_name, occlusion=True, progress=report)
-                while not future.done():
-                    yield json.dumps(progress) + "\n"
-                    await asyncio.sleep(PROGRESS_EVERY)
-                yield json.dumps({"result": future.result()}) + "\n"
-        except SerError as exc:
-            yield json.dumps({"error": upload.message(exc)}) + "\n"
-        finally:
+            future = workers.submit(attention, upload, class_name=class_name, occlusion=True, progress=report)
+            while not future.done() and not progress["total"]:  # the occlusion starts once the maps are made
+                await asyncio.sleep(PROGRESS_EVERY / 5)
+            if future.done() and future.exception() is not None:
+                future.result()
+        except BaseException:
+            workers.release()
+            raise
+        streaming = True
+        return StreamingResponse(_progress_lines(upload, future, progress, workers), media_type="application/x-ndjson")
+    except SerError as exc:
+        raise type(exc)(upload.message(exc)) from None
+    finally:
+        if not streaming:
             upload.close(future)
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+async def _progress_lines(upload, future, progress: dict, workers: Workers):
+    """The lines of ``/api/occlusion`` while ``future`` runs, then its result or error; gives
+    back the worker and removes the upload at the end."""
+    try:
+        while not future.done():
+            yield json.dumps(progress) + "\n"
+            await asyncio.sleep(PROGRESS_EVERY)
+        yield json.dumps({"result": future.result()}) + "\n"
+    except SerError as exc:
+        yield json.dumps({"error": upload.message(exc)}) + "\n"
+    finally:
+        workers.release()
+        upload.close(future)
 
 
 def _model_json(classifier: EmotionClassifier, limits: Limits) -> dict:

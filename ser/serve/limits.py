@@ -192,9 +192,8 @@ class Workers:
         self.executor = ThreadPoolExecutor(limits.workers, thread_name_prefix="ser-serve")
         self._slots: asyncio.Semaphore | None = None
 
-    @asynccontextmanager
-    async def slot(self):
-        """Hold one of the workers for the ``async with`` block.
+    async def acquire(self) -> None:
+        """Take one of the workers (give it back with :meth:`release`).
 
         Raises
         ------
@@ -210,10 +209,19 @@ class Workers:
                 f"the server is busy: all {self.limits.workers} workers taken for {self.limits.wait:g} s; "
                 "expected fewer requests at once (try again, or start it with more --workers)"
             ) from None
+
+    def release(self) -> None:
+        """Give back a worker taken by :meth:`acquire`."""
+        self._slots.release()
+
+    @asynccontextmanager
+    async def slot(self):
+        """Hold one of the workers for the ``async with`` block (:meth:`acquire`)."""
+        await self.acquire()
         try:
             yield
         finally:
-            self._slots.release()
+            self.release()
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         """Run ``fn(*args, **kwargs)`` in a worker thread (inside :meth:`slot`)."""
