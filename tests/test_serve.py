@@ -50,7 +50,9 @@ def uploads(tmp_path):
 
 
 def client_for(classifier, uploads, **limits):
-    return TestClient(create_app(classifier, Limits(**limits), tmp_root=str(uploads)), raise_server_exceptions=False)
+    return TestClient(
+        create_app(classifier, Limits(**limits), tmp_root=str(uploads)), raise_server_exceptions=False
+    )
 
 
 def test_classify_answers_what_classify_json_prints(classifier, uploads, tmp_path, monkeypatch, capsys):
@@ -106,13 +108,21 @@ BAD_UPLOADS = [
     ("empty.wav", b"", {}, 422, "empty.wav: empty upload (0 bytes); expected an audio file"),
     ("quiet.wav", _silent(), {}, 422, "quiet.wav: silent (no sample above -80 dB full scale)"),
     ("cut.wav", wav_bytes(2.0)[: 16000 * 2], {}, 422, "cut.wav: cut short: its header promises 2.00 s"),
-    ("long.wav", wav_bytes(3.0), {"max_seconds": 2.5}, 413, "long.wav: 3.0 s of audio; expected at most 2.5 s"),
+    (
+        "long.wav",
+        wav_bytes(3.0),
+        {"max_seconds": 2.5},
+        413,
+        "long.wav: 3.0 s of audio; expected at most 2.5 s",
+    ),
     ("big.wav", wav_bytes(2.0), {"max_bytes": 10_000}, 413, "big.wav: upload larger than 0.01 MB"),
 ]
 
 
 @pytest.mark.parametrize("name, body, limits, status, message", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
-def test_a_bad_upload_gets_a_4xx_and_the_message_and_leaves_nothing(classifier, uploads, name, body, limits, status, message):
+def test_a_bad_upload_gets_a_4xx_and_the_message_and_leaves_nothing(
+    classifier, uploads, name, body, limits, status, message
+):
     with client_for(classifier, uploads, **limits) as client:
         for route in ("classify", "attention", "occlusion"):
             r = client.post(f"/api/{route}?name={name}", content=body)
@@ -136,7 +146,10 @@ def test_a_streamed_body_is_cut_off_at_the_limit(classifier, uploads):
 def test_bad_options_are_400_with_the_commands_message(classifier, uploads):
     with client_for(classifier, uploads) as client:
         r = client.post("/api/classify?name=a.wav&window=abc", content=wav_bytes(1.0))
-        assert r.status_code == 400 and r.json()["error"] == "window must be a number of seconds. Received: window='abc'"
+        assert (
+            r.status_code == 400
+            and r.json()["error"] == "window must be a number of seconds. Received: window='abc'"
+        )
         r = client.post("/api/attention?name=a.wav&start=0&end=90", content=wav_bytes(1.0))
         assert r.status_code == 200  # the range is cut at the end of the audio
         r = client.post("/api/occlusion?name=a.wav&class=bored", content=wav_bytes(1.0))
@@ -159,7 +172,9 @@ def test_requests_past_the_bound_wait_then_get_503(classifier, uploads, monkeypa
     monkeypatch.setattr(classifier, "classify", held)
     with client_for(classifier, uploads, workers=1, wait=0.3) as client:
         first = {}
-        thread = threading.Thread(target=lambda: first.update(r=client.post("/api/classify?name=a.wav", content=wav_bytes(1.0))))
+        thread = threading.Thread(
+            target=lambda: first.update(r=client.post("/api/classify?name=a.wav", content=wav_bytes(1.0)))
+        )
         thread.start()
         assert entered.wait(10)
         r = client.post("/api/classify?name=b.wav", content=wav_bytes(1.0))

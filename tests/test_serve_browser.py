@@ -56,7 +56,13 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1366,768"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1366,768",
+    ):
         options.add_argument(arg)
     options.add_argument("--autoplay-policy=no-user-gesture-required")
     options.binary_location = CHROMIUM

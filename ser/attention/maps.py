@@ -384,7 +384,9 @@ def _progress_counter(progress, inputs: list, classifier: EmotionClassifier):
     return step
 
 
-def class_maps(top_down: np.ndarray, bottom_up: np.ndarray, k: int, members: int) -> tuple[np.ndarray, np.ndarray]:
+def class_maps(
+    top_down: np.ndarray, bottom_up: np.ndarray, k: int, members: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The top-down map of class ``k`` and its product with the bottom-up map, on the Conv5 grid.
 
     Parameters

@@ -34,10 +34,15 @@ def add_serve(sub, model_for, import_tensorflow_for) -> None:
         help="a model.keras file, a run folder holding one, or an export (.onnx, .tflite); default: the "
         "default model (below)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one)")
     p.add_argument(
-        "--max-mb", type=float, default=DEFAULT_MAX_BYTES / 1e6, help="largest upload in MB (default: %(default)g)"
+        "--max-mb",
+        type=float,
+        default=DEFAULT_MAX_BYTES / 1e6,
+        help="largest upload in MB (default: %(default)g)",
     )
     p.add_argument(
         "--max-seconds",

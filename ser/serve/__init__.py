@@ -33,7 +33,9 @@ def listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc}); expected a host name or address of this machine") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc}); expected a host name or address of this machine"
+        ) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -112,7 +112,12 @@ def create_app(classifier: EmotionClassifier, limits: Limits | None = None, *, t
     def attention(upload, class_name=None, occlusion=False, progress=None):
         start, end = upload.range
         maps = compute_attention(
-            classifier, upload.path, class_name=class_name, start=start, end=end, occlusion=occlusion,
+            classifier,
+            upload.path,
+            class_name=class_name,
+            start=start,
+            end=end,
+            occlusion=occlusion,
             progress=progress,
         )
         return attention_json(maps, upload.name)
@@ -183,7 +188,9 @@ async def _occlusion_stream(request, limits, workers, tmp_root, attention, class
             workers.release()
             raise
         streaming = True
-        return StreamingResponse(_progress_lines(upload, future, progress, workers), media_type="application/x-ndjson")
+        return StreamingResponse(
+            _progress_lines(upload, future, progress, workers), media_type="application/x-ndjson"
+        )
     except SerError as exc:
         raise type(exc)(upload.message(exc)) from None
     finally:
@@ -230,4 +237,6 @@ async def _http_error(request, exc: HTTPException) -> JSONResponse:
 
 
 async def _internal_error(request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server's log"}, status_code=500)
+    return JSONResponse(
+        {"error": f"internal error ({type(exc).__name__}); see the server's log"}, status_code=500
+    )

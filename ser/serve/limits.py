@@ -164,7 +164,9 @@ async def receive_upload(request, limits: Limits, tmp_root: str | None = None) -
 
 async def _write_body(request, path: Path, name: str, max_bytes: int) -> None:
     """Write the body to ``path``, stopping as soon as it passes ``max_bytes``."""
-    too_large = f"{name}: upload larger than {max_bytes / 1e6:g} MB; expected at most that (the server's --max-mb)"
+    too_large = (
+        f"{name}: upload larger than {max_bytes / 1e6:g} MB; expected at most that (the server's --max-mb)"
+    )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise LimitError(too_large)
