@@ -19,8 +19,8 @@ from tests.serving import free_port, start_server
 from tests.signals import speaking_tone
 
 pytest.importorskip("starlette")
-with warnings.catch_warnings():  # Starlette's note that it prefers httpx2 to httpx
-    warnings.simplefilter("ignore", DeprecationWarning)
+with warnings.catch_warnings():  # Starlette's note that it prefers httpx2 to httpx (a UserWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 import ser  # noqa: E402

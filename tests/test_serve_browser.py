@@ -65,6 +65,9 @@ def browser():
     ):
         options.add_argument(arg)
     options.add_argument("--autoplay-policy=no-user-gesture-required")
+    # a fake microphone (a beeping tone), granted without asking
+    options.add_argument("--use-fake-ui-for-media-stream")
+    options.add_argument("--use-fake-device-for-media-stream")
     options.binary_location = CHROMIUM
     # an explicit driver: Selenium Manager never tries to download one
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -121,3 +124,37 @@ def test_the_page_classifies_draws_hovers_plays_and_reports_errors(server, brows
     wait.until(lambda d: d.find_element("id", "error").is_displayed())
     message = browser.find_element("id", "error").text
     assert message.startswith("notes.txt: not a readable audio file"), message
+
+
+def test_a_long_file_has_a_timeline_and_a_recording_is_classified(server, browser, tmp_path):
+    import time
+
+    import numpy as np
+    import soundfile as sf
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    parts = [sf.read(str(p)) for p in sorted(ANGRY.parent.glob("*.wav"))[:5]]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate([y for y, _ in parts]), parts[0][1])
+    browser.get(server)
+    wait.until(lambda d: "model:" in d.find_element("id", "model").text)
+    _upload(browser, long)
+    wait.until(lambda d: d.find_element("id", "view").is_displayed())
+    windows = browser.find_elements("css selector", "#timeline button")
+    note = browser.find_element("id", "file-note").text
+    assert len(windows) >= 8, note
+    assert windows[0].get_attribute("aria-selected") == "true"
+    shown = browser.find_element("id", "range").text
+    windows[3].click()
+    wait.until(lambda d: d.find_element("id", "range").text != shown)
+    assert windows[3].get_attribute("aria-selected") == "true"
+    start = float(browser.find_element("id", "range").text.split("-")[0])
+    assert 6.0 <= start < 10.0  # the fourth window, 6-10 s, less its leading silence
+
+    # the microphone: recorded by MediaRecorder, turned into WAV in the page, classified
+    browser.find_element("id", "record").click()
+    time.sleep(1.5)
+    browser.find_element("id", "record").click()
+    wait.until(lambda d: d.find_element("id", "file-note").text.startswith("recording.wav"))
+    assert browser.find_element("id", "label").text
