@@ -14,6 +14,7 @@ import soundfile as sf
 
 from ser.cli import main
 from ser.errors import ConfigError
+from ser.serve import is_local
 from ser.serve.limits import Limits, upload_name
 from tests.serving import free_port, start_server
 from tests.signals import speaking_tone
@@ -208,6 +209,8 @@ def test_limits_and_names_are_checked():
     assert upload_name("../../etc/passwd") == "passwd"
     assert upload_name("C:\\Users\\me\\my rec (1).wav") == "my_rec__1_.wav"
     assert upload_name(".hidden") == "hidden" and upload_name(None) == upload_name("") == "upload.wav"
+    assert [is_local(h) for h in ("localhost", "127.0.0.1", "127.0.0.2", "::1")] == [True] * 4
+    assert [is_local(h) for h in ("0.0.0.0", "::", "192.168.1.2", "example.org")] == [False] * 4
 
 
 def test_serve_prints_its_address_warns_off_localhost_and_stops_on_ctrl_c():

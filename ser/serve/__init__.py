@@ -9,14 +9,25 @@ works with no internet connection.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import warnings
 
 from ser.errors import ConfigError
 from ser.io import log
 
-#: Host names that reach this machine only.
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Seconds Ctrl-C waits for requests still running (an occlusion map) before it closes them.
+SHUTDOWN_WAIT = 5
+
+
+def is_local(host: str) -> bool:
+    """Whether ``host`` is reached from this machine only (``localhost`` or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -88,7 +99,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, limits=None, *,
     try:
         classifier = EmotionClassifier.load(model)
         app = create_app(classifier, limits, tmp_root=tmp_root)
-        if host not in LOCAL_HOSTS:
+        if not is_local(host):
             warnings.warn(
                 f"listening on {host}, not only on this machine: anyone who can reach it can use the server "
                 "(it has no authentication); use --host 127.0.0.1 unless you mean it",
@@ -96,7 +107,9 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, limits=None, *,
             )
         log(f"ser serve: {classifier.path} ({', '.join(classifier.labels)})")
         print(f"ser serve: open {url_of(sock)} (Ctrl-C stops)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=SHUTDOWN_WAIT
+        )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

@@ -98,10 +98,13 @@ class Upload:
     name : str
         The name error messages and results give it (:func:`upload_name`).
     info : AudioInfo
+    range : tuple of (float or None)
+        ``(start, end)`` in seconds that a request asks of it (``(None, None)``: all of it).
     """
 
     def __init__(self, folder: tempfile.TemporaryDirectory, path: Path, name: str, info: AudioInfo):
         self._folder, self.path, self.name, self.info = folder, path, name, info
+        self.range: tuple[float | None, float | None] = (None, None)
 
     def message(self, exc: BaseException) -> str:
         """``exc``'s message with the temporary path replaced by :attr:`name`."""
