@@ -14,8 +14,8 @@ one direction, lower to higher::
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``
 never load them. The features (:mod:`ser.dsp`) need numpy alone: classifying with an export
-loads neither librosa, numba nor SciPy. :mod:`ser.layers` defines Keras layers and so imports Keras at its top:
-it counts as heavy and is imported where a model is built or loaded.
+loads neither librosa, numba nor SciPy. :mod:`ser.layers` defines Keras layers and so imports
+Keras at its top: it counts as heavy and is imported where a model is built or loaded.
 """
 
 __version__ = "0.1.0"
