@@ -6,15 +6,16 @@ The package imports nothing heavy at start-up; :func:`load_model` brings in Kera
 Import rule: a module imports its sibling ``ser`` modules at the top of the file, and only in
 one direction, lower to higher::
 
-    errors, constants, io, checks, interrupts -> audio -> features, augment -> normalization
+    errors, constants, io, checks, interrupts -> audio, dsp -> features, augment -> normalization
     -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
     -> windows -> classifier -> speaker -> attention, export, training -> serve -> demo, models -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``
-never load them. :mod:`ser.layers` defines Keras layers and so imports Keras at its top:
-it counts as heavy and is imported where a model is built or loaded.
+never load them. The features (:mod:`ser.dsp`) need numpy alone: classifying with an export
+loads neither librosa, numba nor SciPy. :mod:`ser.layers` defines Keras layers and so imports
+Keras at its top: it counts as heavy and is imported where a model is built or loaded.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Log-mel frontend (librosa), feature normalisation and cropping.
+"""Log-mel frontend, level normalisation, voicing and cropping (signal processing in :mod:`ser.dsp`).
 
 The frontend settings live in one dataclass, :class:`FrontendConfig`, which the trained
 model stores in its own config (see :mod:`ser.model`), so training and inference always
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ser import dsp
 from ser.constants import SAMPLE_RATE, SILENCE_PEAK
 from ser.errors import ConfigError
 
@@ -196,10 +197,7 @@ MIN_VOICED_FRACTION = 0.05
 @functools.lru_cache(maxsize=8)
 def _voicing_filter(sample_rate: int) -> np.ndarray:
     """The :data:`VOICING_BAND` band-pass (4th-order Butterworth, second-order sections)."""
-    from scipy.signal import butter
-
-    band = (VOICING_BAND[0], min(VOICING_BAND[1], 0.45 * sample_rate))
-    return butter(4, band, btype="band", fs=sample_rate, output="sos")
+    return dsp.butter_bandpass(4, VOICING_BAND[0], min(VOICING_BAND[1], 0.45 * sample_rate), sample_rate)
 
 
 def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
@@ -208,9 +206,6 @@ def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
     silence threshold (:data:`ser.constants.SILENCE_PEAK`) are never voiced, nor are those of
     a steady tone such as mains hum (see :data:`STEADY_SECONDS`). The band-passed
     signal is analysed at about 8 kHz (every k-th sample), which its band allows."""
-    import scipy.fft
-    from scipy.signal import sosfilt
-
     y = np.asarray(y, dtype=np.float64)
     step = max(1, int(sample_rate // 8000))
     rate = sample_rate / step
@@ -221,12 +216,12 @@ def voiced_fraction(y: np.ndarray, sample_rate: int) -> float:
     # frames whose samples stay under the silence threshold are never voiced
     peak = np.abs(y[: (y.size // step) * step].reshape(-1, step)).max(axis=1)
     loud = np.lib.stride_tricks.sliding_window_view(peak, n)[::hop].max(axis=1) > SILENCE_PEAK
-    y = sosfilt(_voicing_filter(int(sample_rate)), y)[::step]
+    y = dsp.sosfilt(_voicing_filter(int(sample_rate)), y)[::step]
     frames = np.lib.stride_tricks.sliding_window_view(y, n)[::hop][: loud.size].astype(np.float32)
     frames = frames - frames.mean(axis=1, keepdims=True)
     lo = int(rate / VOICING_PITCH[1])
     hi = min(int(rate / VOICING_PITCH[0]), n - 2)
-    acf = scipy.fft.irfft(np.abs(scipy.fft.rfft(frames, 2 * n)) ** 2)[:, : hi + 2]
+    acf = dsp.autocorrelate(frames, hi + 2)
     # normalised by the energy of the two overlapping parts at each lag
     energy = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames**2, axis=1)], axis=1)
     lags = np.arange(hi + 2)
@@ -288,25 +283,14 @@ def logmel(y: np.ndarray, config: FrontendConfig = FrontendConfig()) -> np.ndarr
     np.ndarray [shape=(frames, n_mels), dtype=float32]
         ``log(mel_power + 1e-6)``, one row every ``hop_ms``.
     """
-    import librosa
-
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ConfigError(f"logmel expects a mono waveform of shape (n,). Received: shape={y.shape}")
     if config.level_db is not None:
         y = normalize_level(y, config.sample_rate, config.level_db)
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=config.sample_rate,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        win_length=config.win_length,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-        power=2.0,
-        center=True,
-    )
+    power = np.abs(dsp.stft(y, config.n_fft, config.hop_length, config.win_length)) ** 2
+    filters = dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    mel = filters @ power
     return np.log(mel + LOG_FLOOR).T.astype(np.float32)
 
 

@@ -6,8 +6,8 @@ and no crop spans the whole utterance. The classic acoustic descriptors of emoti
 speech (Schuller et al.; Eyben et al., eGeMAPS, 2016) are the other way round: statistics
 (*functionals*) over the whole utterance of pitch, loudness and spectral shape.
 
-:func:`utterance_functionals` computes :data:`N_FUNCTIONALS` numbers per recording with
-librosa from the waveform (no external tool): mean, spread, percentiles, range and slope of
+:func:`utterance_functionals` computes :data:`N_FUNCTIONALS` numbers per recording from the
+waveform (with :mod:`ser.dsp`, no external tool): mean, spread, percentiles, range and slope of
 F0 in semitones (YIN), of its change, of frame loudness and its change, of the spectral
 centroid, flatness, roll-off, alpha ratio (1-5 kHz against 50 Hz-1 kHz) and flux over the
 active frames; means and spreads of MFCC 1-13 and spreads of their deltas; the active and
@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from ser import dsp
 from ser.features import DEFAULT_LEVEL_DB, normalize_level, speech_level
 
 #: Part of the feature cache key and of a saved functionals head (:class:`ser.fusion.FunctionalsHead`):
@@ -120,8 +121,6 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
         the speech level in dB full scale, are computed after bringing the recording to
         :data:`ser.features.DEFAULT_LEVEL_DB` and do not change with its gain.
     """
-    import librosa
-
     y = np.asarray(y, dtype=np.float32)[: int(MAX_SECONDS * sample_rate)]
     measured = speech_level(y, sample_rate)
     level = max(measured, -120.0)
@@ -133,10 +132,8 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
     if y.size < f0_frame:
         y = np.pad(y, (0, f0_frame - y.size))
     rate = sample_rate / hop
-    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win)) ** 2
-    f0 = librosa.yin(
-        y, fmin=F0_RANGE[0], fmax=F0_RANGE[1], sr=sample_rate, frame_length=f0_frame, hop_length=hop
-    )
+    power = np.abs(dsp.stft(y, n_fft, hop, win)) ** 2
+    f0 = dsp.yin(y, F0_RANGE[0], F0_RANGE[1], sample_rate, f0_frame, hop)
     n = min(power.shape[1], f0.size)
     power, f0 = power[:, :n], f0[:n]
     loudness = 10.0 * np.log10(power.mean(axis=0) + 1e-10)
@@ -146,18 +143,18 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
     voiced = active & (f0 > F0_RANGE[0] * 1.01) & (f0 < F0_RANGE[1] * 0.99)
     semitones = 12.0 * np.log2(f0[voiced] / 27.5)
     magnitude = np.sqrt(power)
-    centroid = librosa.feature.spectral_centroid(S=magnitude, sr=sample_rate, n_fft=n_fft)[0]
-    flatness = np.log(librosa.feature.spectral_flatness(S=magnitude)[0] + 1e-10)
-    rolloff = librosa.feature.spectral_rolloff(S=magnitude, sr=sample_rate, n_fft=n_fft)[0]
-    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
+    centroid = dsp.spectral_centroid(magnitude, sample_rate, n_fft)
+    flatness = np.log(dsp.spectral_flatness(magnitude) + 1e-10)
+    rolloff = dsp.spectral_rolloff(magnitude, sample_rate, n_fft)
+    freqs = dsp.fft_frequencies(sample_rate, n_fft)
     low = power[(freqs >= 50) & (freqs < 1000)].sum(axis=0)
     high = power[(freqs >= 1000) & (freqs < 5000)].sum(axis=0)
     alpha = 10.0 * np.log10((high + 1e-10) / (low + 1e-10))
     log_power = np.log(power + 1e-10)
     flux = np.sqrt((np.diff(log_power, axis=1) ** 2).mean(axis=0)) if n > 1 else np.zeros(0)
     n_mels = min(40, n_fft // 4)
-    mel = librosa.feature.melspectrogram(S=power, sr=sample_rate, n_mels=n_mels)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=14)[1:]
+    mel = dsp.mel_filterbank(sample_rate, n_fft, n_mels) @ power
+    mfcc = dsp.mfcc(dsp.power_to_db(mel), 14)[1:]
     d_active = active[1:] & active[:-1]
 
     out: list[float] = []
@@ -189,9 +186,8 @@ def utterance_functionals(y: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def _envelope_and_rhythm(y, sample_rate, power, loudness, active, freqs, rate, win, hop) -> list[float]:
     """The spectral envelope and rhythm functionals (``_ENVELOPE_NAMES``), over the active frames."""
-    import librosa
-
-    mel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sample_rate, n_mels=ENVELOPE_MELS))
+    n_fft = 2 * (power.shape[0] - 1)
+    mel = dsp.power_to_db(dsp.mel_filterbank(sample_rate, n_fft, ENVELOPE_MELS) @ power)
     mel = mel[:, active]
     out = [float(v) for v in mel.mean(axis=1)] + [float(v) for v in mel.std(axis=1)]
     total = power.sum(axis=0)[active] + 1e-10
@@ -199,7 +195,7 @@ def _envelope_and_rhythm(y, sample_rate, power, loudness, active, freqs, rate, w
         in_band = (freqs >= lo) & ((freqs < hi) if hi else True)
         share = 10.0 * np.log10(power[in_band][:, active].sum(axis=0) / total + 1e-10)
         out += [float(share.mean()), float(share.std())]
-    zcr = librosa.feature.zero_crossing_rate(y, frame_length=win, hop_length=hop)[0][: active.size]
+    zcr = dsp.zero_crossing_rate(y, win, hop)[: active.size]
     zcr = zcr[active[: zcr.size]]
     out += [float(zcr.mean()), float(zcr.std())] if zcr.size else [0.0, 0.0]
     edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))

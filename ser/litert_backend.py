@@ -11,6 +11,10 @@ Everything else is :class:`ser.onnx_backend.OnnxBackend`'s.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +72,37 @@ def with_metadata(data: bytes, text: str, outputs: list[str]) -> bytes:
     return bytes(builder.Output())
 
 
+#: What the LiteRT runtime writes to the standard error (file descriptor 2, from C++) when its
+#: first run applies the XNNPACK delegate: a notice, not a problem; it has no switch.
+XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _without_xnnpack_notice():
+    """Run the body with file descriptor 2 captured, then write back all it received except
+    :data:`XNNPACK_NOTICE` (warnings and errors still reach the standard error, after the
+    body). Where descriptor 2 cannot be duplicated, the body runs as is."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [
+                line for line in capture.read().splitlines(keepends=True) if line.strip() != XNNPACK_NOTICE
+            ]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 class LiteRTBackend(OnnxBackend):
     """A ``.tflite`` file written by ``ser export``, run with the LiteRT interpreter.
 
@@ -87,6 +122,7 @@ class LiteRTBackend(OnnxBackend):
         self._check_names(signatures[key]["inputs"], signatures[key]["outputs"])
         self.runner = interpreter.get_signature_runner(key)
         self.n_outputs = len(self.labels)
+        self._ran = False
 
     @classmethod
     def load(cls, path) -> LiteRTBackend:
@@ -120,6 +156,9 @@ class LiteRTBackend(OnnxBackend):
         return cls(interpreter, read_metadata(text, file), file)
 
     def _run(self, names: list[str], x: np.ndarray, m: np.ndarray) -> list[np.ndarray]:
-        out = self.runner(features=np.asarray(x, np.float32), mask=np.asarray(m, np.float32))
+        # the first run applies the XNNPACK delegate (3.5x faster on CPU), which announces itself
+        with contextlib.nullcontext() if self._ran else _without_xnnpack_notice():
+            out = self.runner(features=np.asarray(x, np.float32), mask=np.asarray(m, np.float32))
+        self._ran = True
         interrupts.check()
         return [np.array(out[name]) for name in names]

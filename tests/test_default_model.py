@@ -94,6 +94,27 @@ print("loaded:", sorted(m for m in ("tensorflow", "keras", "tf2onnx") if m in sy
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_cold_classify_of_an_export_loads_no_heavy_library(wav, tmp_path):
+    """``python -m ser classify ser/models/ravdess.onnx FILE`` (what a cold start runs) computes
+    its features with numpy alone: no TensorFlow, Keras, librosa, numba, scipy.signal, pandas
+    or matplotlib in ``sys.modules`` when it exits."""
+    heavy = ("tensorflow", "keras", "librosa", "numba", "scipy.signal", "scipy.fft", "pandas", "matplotlib")
+    script = f"""
+import atexit, runpy, sys
+atexit.register(lambda: print("loaded:", sorted(m for m in {heavy!r} if m in sys.modules)))
+sys.argv = ["ser", "classify", {str(default_model_path())!r}, {str(wav)!r}]
+runpy.run_module("ser", run_name="__main__", alter_sys=True)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    result, loaded = done.stdout.strip().splitlines()
+    assert result.split(": ")[1].split()[0] in RAVDESS_LABELS
+    assert loaded == "loaded: []"
+
+
 def test_a_model_given_first_wins(wav, tmp_path, capsys):
     from ser.features import FrontendConfig
     from ser.model import ModelConfig, build_model

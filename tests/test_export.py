@@ -123,6 +123,23 @@ def test_tflite_parity_on_a_file_and_a_long_file(tflite_pair, long_wav):
     assert_same_maps(compute_attention(keras, long_wav), compute_attention(tflite, long_wav))
 
 
+def test_a_tflite_export_runs_without_the_xnnpack_notice_but_keeps_other_messages(
+    tiny_tflite, tmp_path, capfd
+):
+    from ser.litert_backend import XNNPACK_NOTICE, _without_xnnpack_notice
+    from tests.signals import speaking_tone
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, (0.1 * speaking_tone(np.arange(32000) / 16000)).astype(np.float32), 16000)
+    capfd.readouterr()
+    assert main(["classify", str(tiny_tflite[1]), str(wav)]) == 0
+    out, err = capfd.readouterr()
+    assert str(wav) in out and err == ""
+    with _without_xnnpack_notice():
+        os.write(2, XNNPACK_NOTICE + b"\nERROR: a real problem\n")
+    assert capfd.readouterr().err == "ERROR: a real problem\n"
+
+
 @needs_ravdess
 def test_parity_of_an_ensemble(tmp_path):
     from ser.export import export_model

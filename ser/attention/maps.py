@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser import dsp
 from ser.attention.output import write_checked
 from ser.audio import is_silent
 from ser.classifier import EmotionClassifier, Prediction
@@ -206,9 +207,7 @@ class AttentionMaps:
 
 def mel_band_centers(frontend) -> np.ndarray:
     """Centre frequency (Hz) of each mel filter of a :class:`ser.features.FrontendConfig`."""
-    import librosa
-
-    edges = librosa.mel_frequencies(n_mels=frontend.n_mels + 2, fmin=frontend.fmin, fmax=frontend.fmax)
+    edges = dsp.mel_frequencies(frontend.n_mels + 2, frontend.fmin, frontend.fmax)
     return edges[1:-1].astype(np.float64)
 
 

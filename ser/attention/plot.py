@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser import dsp
 from ser.attention.maps import AttentionMaps
 from ser.attention.output import figure_format, write_checked
 
@@ -24,13 +25,11 @@ def _freq_ticks(freqs: np.ndarray, min_gap: float = 1 / 12) -> tuple[list, list]
     Band centres are equally spaced in mel, so a frequency's position is its mel value in
     units of that spacing; ticks closer than ``min_gap`` of the axis are dropped, from the top.
     """
-    import librosa
-
-    mels = librosa.hz_to_mel(freqs)
+    mels = dsp.hz_to_mel(np.asarray(freqs, dtype=np.float64))
     step = (mels[-1] - mels[0]) / max(len(freqs) - 1, 1)
     chosen, positions = [], []
     for f in sorted(FREQ_TICKS_HZ, reverse=True):
-        pos = float((librosa.hz_to_mel(f) - mels[0]) / step)
+        pos = float((dsp.hz_to_mel(float(f)) - mels[0]) / step)
         if -0.5 <= pos <= len(freqs) - 0.5 and all(abs(pos - p) >= min_gap * len(freqs) for p in positions):
             chosen.append(f)
             positions.append(pos)
