@@ -33,6 +33,7 @@ from ser.io import log
 from ser.model import build_model, stamped_info
 from ser.normalization import feature_stats
 from ser.runtime import log_softmax, predict_logits
+from ser.store import take
 
 
 def warmup_cosine(peak: float):
@@ -383,9 +384,9 @@ def train_split(split, data, labels, recipe, *, info, board, prefix: str, traine
     members = recipe["training"].members
     copies = data.copies
     return train_model(
-        [data.features[i] for i in split.train],
+        take(data.features, split.train),
         data.y[split.train],
-        [data.features[i] for i in split.validation],
+        take(data.features, split.validation),
         data.y[split.validation],
         labels,
         recipe,
@@ -394,5 +395,5 @@ def train_split(split, data, labels, recipe, *, info, board, prefix: str, traine
         prefix=prefix + (f"member {split.member}/{members} " if members > 1 else ""),
         trainer=trainer,
         seed=split.seed,
-        train_copies=None if copies is None else [copies[i] for i in split.train],
+        train_copies=None if copies is None else take(copies, split.train),
     )

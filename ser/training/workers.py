@@ -245,10 +245,11 @@ def lanes(folds: list, n: int) -> list[str]:
 
 
 def data_bytes(data) -> int:
-    """Bytes of the features a worker loads (the files' and their speed copies')."""
-    total = sum(f.nbytes for f in data.features)
-    if data.copies is not None:
-        total += sum(c.nbytes for group in data.copies for c in group)
+    """Bytes of the corpus a worker holds in memory: its functionals and the features'
+    index (the features themselves are read from the feature cache, :mod:`ser.store`)."""
+    total = data.features.store.index.nbytes
+    if data.functionals is not None:
+        total += data.functionals.nbytes
     return int(total)
 
 
