@@ -187,7 +187,9 @@ def _cmd_classify_list(args) -> int:
             f"before it. Received: {' '.join(args.inputs)}"
         )
     if args.same_speaker:
-        raise ConfigError("--same-speaker does not combine with --list (the files of an archive are many speakers')")
+        raise ConfigError(
+            "--same-speaker does not combine with --list (the files of an archive are many speakers')"
+        )
     model = args.inputs[0] if args.inputs else default_model_path()
     from ser.cli.archive import classify_list
 
@@ -391,7 +393,9 @@ def _add_list_options(p) -> None:
         help="audio paths, one per line (blank lines and # comments skipped; relative to the current folder), "
         "or - for standard input",
     )
-    g.add_argument("--out", default=None, metavar="RESULTS.jsonl", help="the JSON-lines file to write or resume")
+    g.add_argument(
+        "--out", default=None, metavar="RESULTS.jsonl", help="the JSON-lines file to write or resume"
+    )
     g.add_argument(
         "--jobs",
         default="auto",
