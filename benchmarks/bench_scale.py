@@ -116,7 +116,7 @@ def in_child(args: list) -> tuple[dict, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="folder for the corpora (kept) and runs (outside the repo)")
+    ap.add_argument("--out", help="folder for the corpora (kept) and runs (outside the repo)")
     ap.add_argument("--sizes", default="2000,20000,100000", help="comma list of corpus sizes")
     ap.add_argument("--duration", type=float, default=1.0, help="seconds per utterance")
     ap.add_argument("--epochs", type=int, default=1)
@@ -129,6 +129,8 @@ def main(argv=None) -> int:
         result = child_features(*rest) if kind == "features" else child_fold(*rest)
         print(json.dumps(result), flush=True)
         return 0
+    if not args.out:
+        ap.error("--out is required")
     out = Path(args.out).resolve()
     overrides = [f"training.epochs={args.epochs}", *args.set]
     rows = []
