@@ -57,7 +57,9 @@ def _prepare(root: str, cache: str, overrides: list, n_jobs: int):
 
     recipe = load_recipe("synthetic", overrides)
     manifest = load_manifest(recipe, root, skip_bad=False, decode=False, progress=False)
-    return recipe, prepare_corpus(recipe, manifest, skip_bad=False, cache_dir=cache, progress=False, n_jobs=n_jobs)
+    return recipe, prepare_corpus(
+        recipe, manifest, skip_bad=False, cache_dir=cache, progress=False, n_jobs=n_jobs
+    )
 
 
 def child_features(root: str, cache: str, overrides: list) -> dict:
@@ -99,8 +101,15 @@ def child_fold(root: str, cache: str, overrides: list, run: str, max_steps: int)
     fold = folds[0]
     batch = recipe["training"].batch_size
     full = -(-len(fold.train) // batch)  # steps of a full epoch (ser.training.fit.crop_batches)
-    train_folds(data, [fold], recipe, Path(run), info=model_info(recipe), n_folds=len(folds),
-                get_trainer=lambda: fit.Trainer(data.labels, recipe))
+    train_folds(
+        data,
+        [fold],
+        recipe,
+        Path(run),
+        info=model_info(recipe),
+        n_folds=len(folds),
+        get_trainer=lambda: fit.Trainer(data.labels, recipe),
+    )
     return {"train": len(fold.train), "validation": len(fold.validation), "full_steps": full, **timed}
 
 
@@ -143,9 +152,19 @@ def main(argv=None) -> int:
         fold, fold_rss = in_child(["fold", str(root), str(cache), overrides, str(run), args.max_steps])
         per_step = fold["seconds"] / max(fold["steps"], 1)
         epoch = fold["seconds"] + per_step * (fold["full_steps"] - fold["steps"])  # (equal unless capped)
-        rows.append({"size": feats["files"], "generated": generated, "features": feats["seconds"],
-                     "features_rss": feats_rss, "epoch": epoch, "steps": fold["steps"],
-                     "full_steps": fold["full_steps"], "train": fold["train"], "fold_rss": fold_rss})
+        rows.append(
+            {
+                "size": feats["files"],
+                "generated": generated,
+                "features": feats["seconds"],
+                "features_rss": feats_rss,
+                "epoch": epoch,
+                "steps": fold["steps"],
+                "full_steps": fold["full_steps"],
+                "train": fold["train"],
+                "fold_rss": fold_rss,
+            }
+        )
         r = rows[-1]
         print(
             f"{r['size']:>7} files: generated in {generated:.0f} s; features {r['features']:.0f} s "
@@ -154,9 +173,11 @@ def main(argv=None) -> int:
             f"peak RSS {fold_rss / 2**20:.0f} MiB",
             flush=True,
         )
-    print(f"\nprotocol: synthetic recipe, fold 1 of speaker-grouped 3-fold CV, {args.epochs} epoch(s); "
-          f"overrides {overrides}; {args.duration:g} s utterances, {SPEAKERS} speakers, {CLASSES} classes")
-    for a, b in zip(rows, rows[1:]):
+    print(
+        f"\nprotocol: synthetic recipe, fold 1 of speaker-grouped 3-fold CV, {args.epochs} epoch(s); "
+        f"overrides {overrides}; {args.duration:g} s utterances, {SPEAKERS} speakers, {CLASSES} classes"
+    )
+    for a, b in zip(rows, rows[1:], strict=False):
         n = b["size"] / a["size"]
         print(
             f"{a['size']} -> {b['size']} files (x{n:.1f}): fold peak RSS x{b['fold_rss'] / a['fold_rss']:.2f} "

@@ -120,6 +120,22 @@ def _read_params(path: Path) -> dict | None:
         return None
 
 
+def _remove_stale(root: Path, planned: set) -> None:
+    """Remove the files of this naming scheme under ``root`` that are not ``planned`` (those
+    of an earlier run with other parameters), and speaker folders left empty."""
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if not (folder.is_dir() and SPEAKER_RE.match(folder.name)):
+            continue
+        for f in folder.glob("*.wav"):
+            m = _FILE_RE.match(f.stem)
+            if m and m["speaker"] == folder.name and str(f) not in planned:
+                f.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def generate(
     root: str | os.PathLike,
     *,
@@ -196,7 +212,15 @@ def generate(
         params["duration"] = float(duration)
         extra = (float(duration),)
     tasks = [
-        (str(root / f"spk{s:02d}" / f"spk{s:02d}_{label}_{i:02d}.wav"), label, s, i, seed, sample_rate, *extra)
+        (
+            str(root / f"spk{s:02d}" / f"spk{s:02d}_{label}_{i:02d}.wav"),
+            label,
+            s,
+            i,
+            seed,
+            sample_rate,
+            *extra,
+        )
         for s in range(1, n_speakers + 1)
         for label in classes
         for i in range(1, per_class + 1)
@@ -208,17 +232,7 @@ def generate(
     if root.exists() and not root.is_dir():
         raise ConfigError(f"root must be a folder; Received: root={str(root)!r} (an existing file)")
     params_path.unlink(missing_ok=True)  # from here on, the corpus is incomplete
-    planned = {t[0] for t in tasks}
-    if root.is_dir():  # remove stale files of an earlier run with other parameters
-        for folder in root.iterdir():
-            if not (folder.is_dir() and SPEAKER_RE.match(folder.name)):
-                continue
-            for f in folder.glob("*.wav"):
-                m = _FILE_RE.match(f.stem)
-                if m and m["speaker"] == folder.name and str(f) not in planned:
-                    f.unlink()
-            if not any(folder.iterdir()):
-                folder.rmdir()
+    _remove_stale(root, {t[0] for t in tasks})
     for s in range(1, n_speakers + 1):
         (root / f"spk{s:02d}").mkdir(parents=True, exist_ok=True)
 

@@ -186,7 +186,9 @@ class FeatureView:
 
     def take(self, rows) -> FeatureView:
         """The view of this view's ``rows`` (positions in it), in that order."""
-        return FeatureView(self.store, self.version, self.rows[np.asarray(rows, dtype=np.int64)], self.scaling)
+        return FeatureView(
+            self.store, self.version, self.rows[np.asarray(rows, dtype=np.int64)], self.scaling
+        )
 
 
 class CopiesView:

@@ -61,5 +61,7 @@ def test_an_unknown_distribution_is_refused():
     from ser.errors import ConfigError
     from ser.recipe import load_recipe
 
-    with pytest.raises(ConfigError, match=r"training.distribute must be one of .* Received: distribute='tpu'"):
+    with pytest.raises(
+        ConfigError, match=r"training.distribute must be one of .* Received: distribute='tpu'"
+    ):
         load_recipe("synthetic", ["training.distribute=tpu"])

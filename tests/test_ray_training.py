@@ -27,7 +27,9 @@ def test_ray_folds_score_as_jobs_1_and_resume(tiny_corpus, tiny_run, warm_cache,
         assert got["ua"] == pytest.approx(want["ua"], abs=1e-9)
         assert got["y_pred"] == want["y_pred"]
         logits = np.load(out / "folds" / f"fold_{n:02d}" / "logits.npz")["cnn"]
-        np.testing.assert_allclose(logits, np.load(reference / "folds" / f"fold_{n:02d}" / "logits.npz")["cnn"], atol=1e-4)
+        np.testing.assert_allclose(
+            logits, np.load(reference / "folds" / f"fold_{n:02d}" / "logits.npz")["cnn"], atol=1e-4
+        )
     # resume: the finished folds are kept, only fold 3 and the final model (a Ray task too) run
     stamp = (out / "folds" / "fold_01" / "result.json").stat().st_mtime_ns
     results = run_recipe(
@@ -35,14 +37,16 @@ def test_ray_folds_score_as_jobs_1_and_resume(tiny_corpus, tiny_run, warm_cache,
     )
     assert (out / "folds" / "fold_01" / "result.json").stat().st_mtime_ns == stamp
     assert results["complete"] and (out / "model.keras").is_file()
-    assert results["ua_mean"] == pytest.approx(json.loads((reference / "results.json").read_text())["ua_mean"], abs=1e-9)
+    assert results["ua_mean"] == pytest.approx(
+        json.loads((reference / "results.json").read_text())["ua_mean"], abs=1e-9
+    )
 
 
 def test_ray_tasks_are_retried_when_their_worker_dies():
     pytest.importorskip("ray")
-    from ser.training.ray_tasks import MAX_RETRIES, remote_function
-
     import ray
+
+    from ser.training.ray_tasks import MAX_RETRIES, remote_function
 
     task = remote_function(ray, 1)
     assert task._default_options["max_retries"] == MAX_RETRIES >= 1
@@ -54,5 +58,7 @@ def test_executor_ray_without_ray_names_the_extra(tiny_corpus, tmp_path, monkeyp
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is not installed
     with pytest.raises(ConfigError, match=r'--executor ray needs Ray.*pip install "ser\[ray\]"'):
-        run_recipe("synthetic", data_root=tiny_corpus, out_dir=tmp_path / "out", overrides=TINY, executor="ray")
+        run_recipe(
+            "synthetic", data_root=tiny_corpus, out_dir=tmp_path / "out", overrides=TINY, executor="ray"
+        )
     assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -26,7 +26,9 @@ def test_prepared_views_equal_the_in_memory_normalisation(tiny_corpus, warm_cach
     assert isinstance(data.features, FeatureView) and isinstance(data.copies, CopiesView)
     paths, speakers = manifest["path"].tolist(), manifest["speaker"].astype(str).tolist()
     raw = extract_all(paths, recipe["frontend"], cache_dir=warm_cache, progress=False, n_jobs=1)
-    copies = speed_copies(paths, recipe["frontend"], (0.9, 1.1), cache_dir=warm_cache, progress=False, n_jobs=1)
+    copies = speed_copies(
+        paths, recipe["frontend"], (0.9, 1.1), cache_dir=warm_cache, progress=False, n_jobs=1
+    )
     expected = normalize(raw, speakers, mode)
     # bit-identical, but for "utterance": NumPy's float64 sums over one array may differ in
     # the last bit with the array's memory alignment (seen: 1 file of 108, 1 ulp)
@@ -60,7 +62,9 @@ def test_a_pack_is_written_once_and_reused(tiny_corpus, warm_cache):
     packs = sorted(warm_cache.glob("pack-*.npy"))
     assert len(packs) == 2  # the pack and its index
     stamp = first.features.store.path.stat().st_mtime_ns
-    second = prepare_corpus(recipe, manifest[:30], skip_bad=False, cache_dir=warm_cache, progress=False, n_jobs=1)
+    second = prepare_corpus(
+        recipe, manifest[:30], skip_bad=False, cache_dir=warm_cache, progress=False, n_jobs=1
+    )
     assert first.features.store.path.stat().st_mtime_ns == stamp
     assert second.features.store.path != first.features.store.path  # other files: another pack
     assert len(second.features) == 30

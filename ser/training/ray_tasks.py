@@ -93,7 +93,9 @@ def run_on_ray(calls: list, *, address: str | None, cpus_per_task: int | None = 
         cause = exc.cause if isinstance(exc.cause, BaseException) else None
         if isinstance(cause, SerError):
             raise cause from None
-        raise SerError(f"a Ray task failed ({type(cause or exc).__name__}: {cause or exc}); finished folds are kept") from None
+        raise SerError(
+            f"a Ray task failed ({type(cause or exc).__name__}: {cause or exc}); finished folds are kept"
+        ) from None
     except ray.exceptions.RayError as exc:  # a worker died more than MAX_RETRIES times, a node lost, ...
         _cancel(ray, refs)
         raise SerError(
@@ -114,7 +116,9 @@ def _cancel(ray, refs) -> None:
 
 def train_folds_on_ray(folds: list, *, address: str | None, **task) -> None:
     """Train ``folds`` as Ray tasks, one per fold; ``task``: the fields of
-    :class:`ser.training.workers.FoldTask` but ``folds``."""
+    :class:`ser.training.workers.FoldTask` but ``folds``. Nothing to train: nothing is started."""
+    if not folds:
+        return
     print(
         f"training {len(folds)} fold(s) as Ray tasks ({'cluster at ' + address if address else 'on this machine'})",
         file=sys.stderr,

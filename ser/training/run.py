@@ -136,13 +136,11 @@ def run_recipe(
     info = model_info(recipe)
     get_trainer = functools.cache(lambda: Trainer(data.labels, recipe))  # built and traced once
     pending = _pending(out, all_folds, chosen, data)
-    n_jobs = worker_count(jobs, len(pending), data_bytes(data))
     task = {"recipe_name": recipe_name, "overrides": tuple(overrides), "data_root": data_root}
     task |= {"out_dir": str(out), "cache_dir": str(cache_dir), "skip_bad": skip_bad}
     if ray is not None:
-        if pending:
-            ray.train_folds_on_ray(pending, address=address, **task)
-    elif n_jobs > 1:
+        ray.train_folds_on_ray(pending, address=address, **task)
+    elif (n_jobs := worker_count(jobs, len(pending), data_bytes(data))) > 1:
         train_in_workers(pending, n_jobs, **task)
     else:
         train_folds(data, pending, recipe, out, info=info, n_folds=len(all_folds), get_trainer=get_trainer)
