@@ -42,14 +42,24 @@ def test_ray_folds_score_as_jobs_1_and_resume(tiny_corpus, tiny_run, warm_cache,
     )
 
 
-def test_ray_tasks_are_retried_when_their_worker_dies():
+def _dies_once(marker: str) -> int:
+    """Kills its own worker process the first time (as ``kill -9`` or the OOM killer would)."""
+    import os
+    from pathlib import Path
+
+    attempts = Path(marker)
+    attempts.write_text(attempts.read_text() + "x" if attempts.exists() else "x")
+    if len(attempts.read_text()) == 1:
+        os._exit(1)
+    return len(attempts.read_text())
+
+
+def test_a_task_whose_worker_dies_is_retried(tmp_path):
     pytest.importorskip("ray")
-    import ray
+    from ser.training.ray_tasks import MAX_RETRIES, run_on_ray
 
-    from ser.training.ray_tasks import MAX_RETRIES, remote_function
-
-    task = remote_function(ray, 1)
-    assert task._default_options["max_retries"] == MAX_RETRIES >= 1
+    assert MAX_RETRIES >= 1
+    assert run_on_ray([(_dies_once, (str(tmp_path / "attempts"),))], address=None, cpus_per_task=1) == [2]
 
 
 def test_executor_ray_without_ray_names_the_extra(tiny_corpus, tmp_path, monkeypatch):
