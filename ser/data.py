@@ -2,7 +2,10 @@
 
 Features are computed once per file and frontend setting, in parallel, and cached as
 ``.npy`` files keyed by the file's content and the frontend, so a second run of a recipe
-reads them back instead of recomputing, also after the corpus was copied or moved.
+reads them back instead of recomputing, also after the corpus was copied or moved. For
+training, :func:`pack_features` packs a corpus's cached features into one file that
+:class:`CropBatches` reads an utterance at a time (:mod:`ser.store`), so training memory does
+not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -379,7 +382,8 @@ class CropBatches:
 
     Parameters
     ----------
-    features : list of np.ndarray [shape=(frames_i, n_mels)]
+    features : sequence of np.ndarray [shape=(frames_i, n_mels)]
+        A list, or a :class:`ser.store.FeatureView` (each utterance read when its crop is cut).
     labels : np.ndarray of int
     crop_frames : int
     batch_size : int
