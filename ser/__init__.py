@@ -9,7 +9,7 @@ one direction, lower to higher::
     errors, constants, io, checks, interrupts -> audio -> features, augment -> normalization
     -> store -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
-    -> windows -> classifier -> speaker -> attention, export, training -> demo, models -> cli
+    -> windows -> classifier -> speaker -> attention, export, training -> serve -> demo, models -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``
