@@ -323,7 +323,8 @@ def train_model(
 
     Parameters
     ----------
-    train_features, val_features : list of np.ndarray [shape=(frames_i, n_mels)]
+    train_features, val_features : sequence of np.ndarray [shape=(frames_i, n_mels)]
+        Lists, or :class:`ser.store.FeatureView` (read a batch at a time: memory flat in size).
     train_labels, val_labels : np.ndarray of int
     labels : list of str
     recipe : dict
@@ -341,7 +342,7 @@ def train_model(
     seed : int or None
         Seed of the initial weights, crops, augmentation and dropout (default the recipe's
         ``training.seed``).
-    train_copies : list of tuple of np.ndarray, or None
+    train_copies : sequence of tuple of np.ndarray (or a :class:`ser.store.CopiesView`), or None
         Each training utterance's copies at ``training.speeds`` (:func:`ser.data.speed_copies`),
         which its crops are also cut from; ``None``: the utterances alone.
 
