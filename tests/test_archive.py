@@ -210,3 +210,15 @@ def test_ray_local_mode_equals_local(archive, tmp_path, capsys):
         ray.shutdown()
     assert code == 1
     assert records(tmp_path / "ray.jsonl") == records(tmp_path / "local.jsonl")
+
+
+def test_export_runs_without_tensorflow(archive, tmp_path):
+    (tmp_path / "l.txt").write_text("\n".join(archive[1][:2]))
+    code = (
+        "import sys; from ser.cli import main; "
+        f"code = main(['classify', '--list', {str(tmp_path / 'l.txt')!r}, '--out', {str(tmp_path / 'r.jsonl')!r}]); "
+        "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    assert len(records(tmp_path / "r.jsonl")) == 2
