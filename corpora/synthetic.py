@@ -81,10 +81,10 @@ def _file_seed(seed: int, speaker: int, label: str, index: int) -> np.random.See
     return np.random.SeedSequence([seed, speaker, zlib.crc32(label.encode("ascii")), index])
 
 
-def _render(task: tuple[str, str, int, int, int, int]) -> None:
-    path, label, speaker, index, seed, sr = task
+def _render(task: tuple) -> None:
+    path, label, speaker, index, seed, sr, *duration = task
     rng = np.random.default_rng(_file_seed(seed, speaker, label, index))
-    y = synthesize_utterance(label, speaker, rng, sample_rate=sr)
+    y = synthesize_utterance(label, speaker, rng, sample_rate=sr, duration=duration[0] if duration else None)
     sf.write(path, y, sr, subtype="PCM_16", format="WAV")
 
 
@@ -120,6 +120,22 @@ def _read_params(path: Path) -> dict | None:
         return None
 
 
+def _remove_stale(root: Path, planned: set) -> None:
+    """Remove the files of this naming scheme under ``root`` that are not ``planned`` (those
+    of an earlier run with other parameters), and speaker folders left empty."""
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if not (folder.is_dir() and SPEAKER_RE.match(folder.name)):
+            continue
+        for f in folder.glob("*.wav"):
+            m = _FILE_RE.match(f.stem)
+            if m and m["speaker"] == folder.name and str(f) not in planned:
+                f.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def generate(
     root: str | os.PathLike,
     *,
@@ -129,6 +145,7 @@ def generate(
     sample_rate: int = SAMPLE_RATE,
     classes=CLASSES,
     workers: int = 1,
+    duration: float | None = None,
 ) -> Path:
     """Write the synthetic corpus under ``root`` (or reuse it if already complete).
 
@@ -159,6 +176,9 @@ def generate(
         Labels to generate, a subset of :data:`CLASSES`.
     workers : int, default 1
         Processes used to render files; does not change the output.
+    duration : float or None, default None
+        Every file's length in seconds (0.3 to 60; e.g. short files for a benchmark of
+        many); ``None`` draws each in 1.2-2.5 s.
 
     Returns
     -------
@@ -187,8 +207,20 @@ def generate(
         "sample_rate": sample_rate,
         "classes": list(classes),
     }
+    extra = ()
+    if duration is not None:  # (absent otherwise: corpora generated before it existed are reused)
+        params["duration"] = float(duration)
+        extra = (float(duration),)
     tasks = [
-        (str(root / f"spk{s:02d}" / f"spk{s:02d}_{label}_{i:02d}.wav"), label, s, i, seed, sample_rate)
+        (
+            str(root / f"spk{s:02d}" / f"spk{s:02d}_{label}_{i:02d}.wav"),
+            label,
+            s,
+            i,
+            seed,
+            sample_rate,
+            *extra,
+        )
         for s in range(1, n_speakers + 1)
         for label in classes
         for i in range(1, per_class + 1)
@@ -200,17 +232,7 @@ def generate(
     if root.exists() and not root.is_dir():
         raise ConfigError(f"root must be a folder; Received: root={str(root)!r} (an existing file)")
     params_path.unlink(missing_ok=True)  # from here on, the corpus is incomplete
-    planned = {t[0] for t in tasks}
-    if root.is_dir():  # remove stale files of an earlier run with other parameters
-        for folder in root.iterdir():
-            if not (folder.is_dir() and SPEAKER_RE.match(folder.name)):
-                continue
-            for f in folder.glob("*.wav"):
-                m = _FILE_RE.match(f.stem)
-                if m and m["speaker"] == folder.name and str(f) not in planned:
-                    f.unlink()
-            if not any(folder.iterdir()):
-                folder.rmdir()
+    _remove_stale(root, {t[0] for t in tasks})
     for s in range(1, n_speakers + 1):
         (root / f"spk{s:02d}").mkdir(parents=True, exist_ok=True)
 

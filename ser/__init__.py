@@ -7,7 +7,7 @@ Import rule: a module imports its sibling ``ser`` modules at the top of the file
 one direction, lower to higher::
 
     errors, constants, io, checks, interrupts -> audio, dsp -> features, augment -> normalization
-    -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
+    -> store -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
     -> windows -> classifier -> speaker -> attention, export, training -> serve -> demo, models -> cli
 

@@ -29,6 +29,7 @@ from ser.constants import MIN_ADAPTATION_FILES
 from ser.errors import ConfigError
 from ser.model import ensemble_members
 from ser.runtime import length_batches, predict_logits
+from ser.store import take
 
 #: Per model, its block sub-models (built once; they share the model's weights).
 _BLOCK_MODELS = weakref.WeakKeyDictionary()
@@ -157,7 +158,7 @@ def speaker_adapted_logits(
     out = np.zeros((len(features), model.output_shape[-1]), dtype=np.float32)
     for speaker in sorted(set(speakers)):
         idx = np.flatnonzero(speakers == speaker)
-        own = [features[i] for i in idx]
+        own = take(features, idx)  # (a ser.store.FeatureView's are read when needed)
         context = (
             adapted(model, own, blocks, batch_size=batch_size, multiple=multiple)
             if len(own) >= min_files

@@ -2,7 +2,10 @@
 
 Features are computed once per file and frontend setting, in parallel, and cached as
 ``.npy`` files keyed by the file's content and the frontend, so a second run of a recipe
-reads them back instead of recomputing, also after the corpus was copied or moved.
+reads them back instead of recomputing, also after the corpus was copied or moved. For
+training, :func:`pack_features` packs a corpus's cached features into one file that
+:class:`CropBatches` reads an utterance at a time (:mod:`ser.store`), so training memory does
+not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ser.errors import AudioError
 from ser.features import FrontendConfig, crop_or_pad, model_input
 from ser.functionals import FUNCTIONALS_VERSION, N_FUNCTIONALS, utterance_functionals
 from ser.io import atomic_path
+from ser.store import FeatureStore, pack, pack_name
 
 #: Part of every cache key: bump it whenever the feature code changes (``logmel``,
 #: ``trim_silence``, ``load_audio``), so stale cached features are never reused.
@@ -98,13 +102,19 @@ def usable_audio(path: str, sample_rate: int) -> np.ndarray:
 
 
 def _cached(
-    path: str, frontend: FrontendConfig, cache_dir: Path | None, functionals: bool = False, speeds: tuple = ()
+    path: str,
+    frontend: FrontendConfig,
+    cache_dir: Path | None,
+    functionals: bool = False,
+    speeds: tuple = (),
+    as_key: bool = False,
 ):
     """Log-mel features of one file (and its functionals), from the cache where present.
 
     With ``speeds``, the functionals are ``(1 + len(speeds), N)``: the file's, then those of
     the file played at each speed (:func:`ser.augment.speed_perturbed`). The audio is
-    loaded once for everything that is not cached.
+    loaded once for everything that is not cached. With ``as_key`` (and a cache), the
+    file's cache key stands in for its features, which stay on disk (:func:`pack_features`).
     """
     key = _cache_key(path, frontend) if cache_dir is not None else None
     target = cache_dir / f"{key}.npy" if key else None
@@ -137,6 +147,8 @@ def _cached(
             if speeds and perturbed is None:
                 perturbed = np.stack([utterance_functionals(speed_perturbed(y, sr, v), sr) for v in speeds])
                 _store(s_target, perturbed)
+    if as_key and key is not None:
+        feats = key
     if not functionals:
         return feats
     return feats, (np.vstack([func[None], perturbed]) if speeds else func)
@@ -192,12 +204,19 @@ def release_workers() -> None:
     get_reusable_executor().shutdown(wait=True)
 
 
-def _cached_copies(path: str, frontend: FrontendConfig, cache_dir: Path | None, speeds: tuple) -> tuple:
-    """Model input of ``path`` played at each of ``speeds``, from the cache where present."""
+def _copy_target(cache_dir: Path, key: str, speed: float) -> Path:
+    return cache_dir / f"{key}.speed{speed:g}.{SPEED_RESAMPLER}.npy"
+
+
+def _cached_copies(
+    path: str, frontend: FrontendConfig, cache_dir: Path | None, speeds: tuple, as_key: bool = False
+):
+    """Model input of ``path`` played at each of ``speeds``, from the cache where present
+    (with ``as_key`` and a cache: the file's cache key instead, the copies staying on disk)."""
     key = _cache_key(path, frontend) if cache_dir is not None else None
     out, y = [], None
     for v in speeds:
-        target = cache_dir / f"{key}.speed{v:g}.{SPEED_RESAMPLER}.npy" if key else None
+        target = _copy_target(cache_dir, key, v) if key else None
         feats = _load_cached(target, _model_input_check(frontend))
         if feats is None:
             if y is None:
@@ -205,7 +224,7 @@ def _cached_copies(path: str, frontend: FrontendConfig, cache_dir: Path | None, 
             feats = model_input(speed_perturbed(y, frontend.sample_rate, v), frontend)
             _store(target, feats)
         out.append(feats)
-    return tuple(out)
+    return key if as_key and key is not None else tuple(out)
 
 
 def speed_copies(
@@ -216,15 +235,21 @@ def speed_copies(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int = -1,
     progress: bool = True,
+    keys: bool = False,
 ) -> list[tuple]:
     """Model input (:func:`ser.features.model_input`) of every file played at each of
     ``speeds`` (:func:`ser.augment.speed_perturbed`; ``training.speeds``), cached beside
     the file's own features.
 
+    keys : bool
+        With a cache: return each file's cache key instead of its copies, which stay on
+        disk for :func:`pack_features`.
+
     Returns
     -------
     list of tuple of np.ndarray
-        One tuple per file, in the order of ``paths``: its copies in the order of ``speeds``.
+        One tuple per file, in the order of ``paths``: its copies in the order of ``speeds``
+        (with ``keys``: a list of str).
 
     Raises
     ------
@@ -235,7 +260,7 @@ def speed_copies(
     out = _each_file(
         _cached_copies,
         paths,
-        (frontend, cache, tuple(speeds)),
+        (frontend, cache, tuple(speeds), keys),
         n_jobs=n_jobs,
         progress=progress,
         desc="speed copies",
@@ -268,6 +293,7 @@ def extract_all(
     progress: bool = True,
     functionals: bool = False,
     speeds: tuple = (),
+    keys: bool = False,
 ):
     """Features of every file, from the cache where present, computed in parallel otherwise.
 
@@ -287,6 +313,9 @@ def extract_all(
         With ``functionals``, also those of each file played at these speeds
         (``model.functionals_speeds``): the functionals are then
         ``(len(paths), 1 + len(speeds), N_FUNCTIONALS)``, the file's own first.
+    keys : bool
+        With a cache: each file's cache key (str) stands in for its features, which stay on
+        disk for :func:`pack_features` (memory flat in the number of files).
 
     Returns
     -------
@@ -304,7 +333,7 @@ def extract_all(
     out = _each_file(
         _cached,
         paths,
-        (frontend, cache, functionals, tuple(speeds)),
+        (frontend, cache, functionals, tuple(speeds), keys),
         n_jobs=n_jobs,
         progress=progress,
         desc="features",
@@ -326,6 +355,22 @@ def extract_all(
     return result
 
 
+def pack_features(keys: list[str], frontend: FrontendConfig, cache_dir, speeds: tuple = ()) -> FeatureStore:
+    """The cached features of the files whose cache keys are ``keys`` (from :func:`extract_all`
+    and :func:`speed_copies` with ``keys=True``) and their copies at ``speeds``, packed into
+    one file of the cache (:func:`ser.store.pack`; reused when already packed).
+
+    Returns
+    -------
+    ser.store.FeatureStore
+        File ``i`` is ``keys[i]``; version 0 its features, version ``j`` its copy at ``speeds[j - 1]``.
+    """
+    cache = _cache_folder(cache_dir)
+    name = pack_name(keys, (FEATURES_VERSION, frontend.to_dict(), tuple(speeds), SPEED_RESAMPLER))
+    sources = [[cache / f"{k}.npy", *(_copy_target(cache, k, v) for v in speeds)] for k in keys]
+    return pack(cache, name, sources, frontend.n_mels)
+
+
 class CropBatches:
     """Training batches of random fixed-length crops with masks, SpecAugment and shuffling.
 
@@ -337,7 +382,8 @@ class CropBatches:
 
     Parameters
     ----------
-    features : list of np.ndarray [shape=(frames_i, n_mels)]
+    features : sequence of np.ndarray [shape=(frames_i, n_mels)]
+        A list, or a :class:`ser.store.FeatureView` (each utterance read when its crop is cut).
     labels : np.ndarray of int
     crop_frames : int
     batch_size : int

@@ -91,6 +91,11 @@ class TrainingConfig:
         and tempo move together, as they differ between speakers), and each crop is cut from
         the recording or one of its copies, each as likely; an epoch is as long as without.
         Validation and test recordings are never perturbed. ``()`` turns it off.
+    distribute : {"none", "mirrored", "multi_worker"}
+        Train each model over several devices with ``tf.distribute`` (``MirroredStrategy``:
+        this machine's GPUs; ``MultiWorkerMirroredStrategy``: the machines of ``TF_CONFIG``);
+        ``batch_size`` is then per replica and the learning rate is scaled by the replicas
+        (:mod:`ser.training.distribute`). Left out of a run's settings when ``"none"``.
 
     What each default was chosen against, with the measurements, is in the recipe READMEs
     ("What we tried") and ``docs/history.md``.
@@ -112,6 +117,7 @@ class TrainingConfig:
     members: int = 1
     keep: str = "best"
     speeds: tuple = (0.9, 1.1)
+    distribute: str = "none"
 
     def __post_init__(self):
         object.__setattr__(self, "speeds", speed_factors("training.speeds", self.speeds))
@@ -166,10 +172,17 @@ class TrainingConfig:
             raise ConfigError(f"training.members must be from 1 to 16. Received: members={self.members}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
+        if self.distribute not in ("none", "mirrored", "multi_worker"):
+            raise ConfigError(
+                "training.distribute must be one of 'none', 'mirrored', 'multi_worker'. "
+                f"Received: distribute={self.distribute!r}"
+            )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["speeds"] = list(self.speeds)
+        if d["distribute"] == "none":  # (so that runs from before the setting existed resume)
+            del d["distribute"]
         return d
 
 

@@ -88,7 +88,8 @@ def length_batches(features, batch_size: int, multiple: int = 1):
 
     Parameters
     ----------
-    features : list of np.ndarray [shape=(t_i, n_mels)]
+    features : sequence of np.ndarray [shape=(t_i, n_mels)]
+        A list, or a :class:`ser.store.FeatureView` (read one batch at a time).
     batch_size : int
     multiple : int
         The padded length is a multiple of this (the model's time stride).
@@ -100,7 +101,10 @@ def length_batches(features, batch_size: int, multiple: int = 1):
     x : np.ndarray [shape=(b, t, n_mels), dtype=float32]
     mask : np.ndarray [shape=(b, t), dtype=float32]
     """
-    order = np.argsort([f.shape[0] for f in features], kind="stable")
+    lengths = getattr(features, "lengths", None)  # a ser.store.FeatureView's, without reading
+    if lengths is None:
+        lengths = [f.shape[0] for f in features]
+    order = np.argsort(lengths, kind="stable")
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
         x, m = pad_batch([features[i] for i in idx], multiple=multiple)

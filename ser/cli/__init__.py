@@ -83,6 +83,8 @@ def _cmd_train(args) -> int:
         skip_bad=args.skip_bad,
         final_model=not args.no_final,
         jobs=jobs,
+        executor=args.executor,
+        address=args.address,
     )
     return EXIT_OK
 
@@ -284,6 +286,19 @@ def _add_train(sub) -> None:
         metavar="N",
         help="train N folds at once, each in a worker process with its share of the CPUs "
         "(default auto: one per CPU, as memory allows; 1: all in this process)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where folds and the final model train: this machine's worker processes (--jobs), "
+        'or Ray tasks (pip install "ser[ray]"; the corpus, --out and the cache on a shared file system)',
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="the Ray cluster's head (default: a Ray instance on this machine)",
     )
     p.set_defaults(func=_cmd_train)
 

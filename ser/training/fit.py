@@ -33,6 +33,8 @@ from ser.io import log
 from ser.model import build_model, stamped_info
 from ser.normalization import feature_stats
 from ser.runtime import log_softmax, predict_logits
+from ser.store import take
+from ser.training.distribute import distributed_step, make_strategy, synchronize_batch_norm
 
 
 def warmup_cosine(peak: float):
@@ -97,28 +99,41 @@ class Trainer:
     labels : list of str
     recipe : dict
         The resolved recipe (``frontend``, ``model``, ``training``).
+    strategy : tf.distribute.Strategy or None
+        The devices of each step (default: ``training.distribute``,
+        :func:`ser.training.distribute.make_strategy`).
     """
 
-    def __init__(self, labels, recipe: dict):
+    def __init__(self, labels, recipe: dict, *, strategy=None):
         import keras
 
         frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
         self._build = lambda seed: build_model(
             labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=seed
         )
-        keras.utils.set_random_seed(tcfg.seed)
-        self.model = self._build(tcfg.seed)
-        self.seed = tcfg.seed
-        self.initial = {self.seed: [np.array(v.numpy()) for v in self.model.variables]}
-        self.schedule = warmup_cosine(tcfg.learning_rate)
-        self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=tcfg.weight_decay)
-        self.model.compile(
-            optimizer=self.optimizer,
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=tcfg.label_smoothing),
-            jit_compile=False,  # the same step on every device, and no XLA compile per run
-        )
-        self.optimizer.build(self.model.trainable_variables)
-        self.step = _traced_step(self.model)
+        self.strategy = strategy or make_strategy(tcfg.distribute)
+        #: Replicas of each step: the global batch is ``batch_size`` x this (ser.training.distribute).
+        self.replicas = int(self.strategy.num_replicas_in_sync)
+        with self.strategy.scope():
+            keras.utils.set_random_seed(tcfg.seed)
+            self.model = self._build(tcfg.seed)
+            self.seed = tcfg.seed
+            self.initial = {self.seed: [np.array(v.numpy()) for v in self.model.variables]}
+            self.schedule = warmup_cosine(tcfg.learning_rate * self.replicas)  # linear scaling
+            self.optimizer = keras.optimizers.AdamW(self.schedule, weight_decay=tcfg.weight_decay)
+            self.model.compile(
+                optimizer=self.optimizer,
+                loss=keras.losses.CategoricalCrossentropy(
+                    from_logits=True, label_smoothing=tcfg.label_smoothing
+                ),
+                jit_compile=False,  # the same step on every device, and no XLA compile per run
+            )
+            self.optimizer.build(self.model.trainable_variables)
+        if tcfg.distribute == "none":
+            self.step = _traced_step(self.model)
+        else:
+            synchronize_batch_norm(self.model)
+            self.step = distributed_step(self.model, self.strategy)
 
     def initial_weights(self, seed: int) -> list:
         """The weights a model freshly built with ``seed`` starts from (built once per seed)."""
@@ -154,9 +169,10 @@ def class_weights(train_labels, n_classes: int, kind: str) -> np.ndarray:
     return np.where(counts > 0, counts.sum() / np.maximum(n_classes * counts, 1), 0.0).astype(np.float32)
 
 
-def crop_batches(features, labels, recipe: dict, *, seed: int, copies=None) -> CropBatches:
+def crop_batches(features, labels, recipe: dict, *, seed: int, copies=None, replicas: int = 1) -> CropBatches:
     """The recipe's training crops (``training.crop_seconds``, rounded up to a multiple of
-    the model's time stride) of ``features``, with its SpecAugment (:class:`ser.data.CropBatches`)."""
+    the model's time stride) of ``features``, with its SpecAugment (:class:`ser.data.CropBatches`);
+    ``training.batch_size`` x ``replicas`` per batch (:mod:`ser.training.distribute`)."""
     frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
     crop = int(round(tcfg.crop_seconds * frontend.frame_rate))
     crop = int(np.ceil(crop / mcfg.time_stride) * mcfg.time_stride)
@@ -164,7 +180,7 @@ def crop_batches(features, labels, recipe: dict, *, seed: int, copies=None) -> C
         features,
         labels,
         crop,
-        tcfg.batch_size,
+        tcfg.batch_size * replicas,
         augment=tcfg.spec_augment,
         seed=seed,
         mask_widths=(tcfg.freq_mask_width, tcfg.time_mask_width),
@@ -307,7 +323,8 @@ def train_model(
 
     Parameters
     ----------
-    train_features, val_features : list of np.ndarray [shape=(frames_i, n_mels)]
+    train_features, val_features : sequence of np.ndarray [shape=(frames_i, n_mels)]
+        Lists, or :class:`ser.store.FeatureView` (read a batch at a time: memory flat in size).
     train_labels, val_labels : np.ndarray of int
     labels : list of str
     recipe : dict
@@ -325,7 +342,7 @@ def train_model(
     seed : int or None
         Seed of the initial weights, crops, augmentation and dropout (default the recipe's
         ``training.seed``).
-    train_copies : list of tuple of np.ndarray, or None
+    train_copies : sequence of tuple of np.ndarray (or a :class:`ser.store.CopiesView`), or None
         Each training utterance's copies at ``training.speeds`` (:func:`ser.data.speed_copies`),
         which its crops are also cut from; ``None``: the utterances alone.
 
@@ -342,7 +359,9 @@ def train_model(
     k = len(labels)
     trainer = trainer or Trainer(labels, recipe)
     seed = tcfg.seed if seed is None else int(seed)
-    batches = crop_batches(train_features, train_labels, recipe, seed=seed, copies=train_copies)
+    batches = crop_batches(
+        train_features, train_labels, recipe, seed=seed, copies=train_copies, replicas=trainer.replicas
+    )
     mean, var = feature_stats(train_features)
     model_info = {
         **(info or {}),
@@ -383,9 +402,9 @@ def train_split(split, data, labels, recipe, *, info, board, prefix: str, traine
     members = recipe["training"].members
     copies = data.copies
     return train_model(
-        [data.features[i] for i in split.train],
+        take(data.features, split.train),
         data.y[split.train],
-        [data.features[i] for i in split.validation],
+        take(data.features, split.validation),
         data.y[split.validation],
         labels,
         recipe,
@@ -394,5 +413,5 @@ def train_split(split, data, labels, recipe, *, info, board, prefix: str, traine
         prefix=prefix + (f"member {split.member}/{members} " if members > 1 else ""),
         trainer=trainer,
         seed=split.seed,
-        train_copies=None if copies is None else [copies[i] for i in split.train],
+        train_copies=None if copies is None else take(copies, split.train),
     )

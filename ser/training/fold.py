@@ -26,6 +26,7 @@ from ser.evaluation import scores
 from ser.io import atomic_path, log, write_json
 from ser.protocol import member_splits
 from ser.runtime import predict_logits, softmax
+from ser.store import take
 from ser.training.fit import train_split
 from ser.training.fusion_weights import ensemble_weights, fuse_fold, member_fusion_weights
 from ser.training.report import groups_text
@@ -100,7 +101,7 @@ def _train_members(data, fold, recipe, *, info, board: Path, prefix: str, traine
     """Train each member of the fold and score it on the test files (the test files are
     touched once per member, after that member is fixed)."""
     blocks, stride = recipe["model"].adapt_blocks, recipe["model"].time_stride
-    test_features = [data.features[i] for i in fold.test]
+    test_features = take(data.features, fold.test)
     y_test, k = data.y[fold.test], len(data.labels)
     got = {"logits": [], "adapted": [], "members": [], "validation": {}, "weights": []}
     for split in member_splits(data.manifest, fold, recipe["protocol"], recipe["training"]):

@@ -9,6 +9,7 @@ from ser.adaptation import speaker_adapted_logits
 from ser.evaluation import scores
 from ser.fusion import FUSION_WEIGHT, FunctionalsHead, choose_fusion_weight, fuse, speaker_log_probabilities
 from ser.runtime import predict_logits
+from ser.store import take
 
 
 def validation_logits(model, split, features, speakers, recipe) -> dict:
@@ -24,7 +25,7 @@ def validation_logits(model, split, features, speakers, recipe) -> dict:
     rows = np.asarray(split.validation)
     if rows.size == 0:
         return {}
-    val_features = [features[i] for i in rows]
+    val_features = take(features, rows)
     multiple = recipe["model"].time_stride
     out = {"validation_rows": rows, "validation_cnn": predict_logits(model, val_features, multiple=multiple)}
     blocks = recipe["model"].adapt_blocks

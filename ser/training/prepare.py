@@ -7,6 +7,7 @@ cannot be made (too few classes or speakers for the folds, unusable files withou
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -16,11 +17,11 @@ import numpy as np
 
 from ser.corpora import describe_manifest, load_corpus
 from ser.corpora.base import FIX_HINT, UNUSABLE, Report, detail_of, skipped_line, warn
-from ser.data import UnusableAudio, extract_all, find_unusable, speed_copies
+from ser.data import UnusableAudio, extract_all, find_unusable, pack_features, speed_copies
 from ser.errors import ConfigError, CorpusError
-from ser.normalization import normalize
 from ser.protocol import describe_protocol, fold_splits
 from ser.recipe import load_recipe
+from ser.store import CopiesView, normalized_view
 from ser.training.report import groups_text
 
 
@@ -34,8 +35,9 @@ class Prepared:
         One row per utterance kept (``attrs["root"]``: the corpus root, absolute).
     labels : list of str
         The classes, in the order of the model's outputs.
-    features : list of np.ndarray [shape=(frames_i, n_mels)]
-        Each file's normalised log-mel features.
+    features : ser.store.FeatureView
+        Each file's normalised log-mel features (a sequence of float32 ``(frames_i, n_mels)``
+        arrays read from the feature cache's pack when indexed, :mod:`ser.store`).
     y : np.ndarray [shape=(files,), dtype=int32]
         Each file's class index in ``labels``.
     seconds : float
@@ -43,9 +45,10 @@ class Prepared:
     functionals : np.ndarray [shape=(files, 1 + speeds, N)] or None
         Each file's functionals (:mod:`ser.functionals`), then those of its copies at
         ``model.functionals_speeds``; None unless ``model.functionals``.
-    copies : list of tuple of np.ndarray, or None
-        Each file's features played at ``training.speeds``, normalised as the file's own;
-        None unless ``training.speeds`` has any.
+    copies : ser.store.CopiesView or None
+        Each file's features played at ``training.speeds`` (``copies[i][j]``), normalised
+        by the statistics of its speaker at that speed, read when indexed; None unless
+        ``training.speeds`` has any.
     """
 
     manifest: object
@@ -173,8 +176,9 @@ def drop_unusable(manifest, failures: dict, recipe: dict, skip_bad: bool, folds)
 
 
 def _extract(recipe: dict, manifest, *, skip_bad, cache_dir, progress, folds, n_jobs):
-    """``(manifest, features, functionals, copies)``: each file's raw features, from the cache
-    where present; files found unusable only now are dropped with ``skip_bad``."""
+    """``(manifest, keys, functionals)``: each file's cache key (its raw features and speed
+    copies are in the cache, :func:`ser.data.extract_all` with ``keys``), and functionals;
+    files found unusable only now are dropped with ``skip_bad``."""
     use_functionals = recipe["model"].functionals
     try:
         extracted = extract_all(
@@ -185,6 +189,7 @@ def _extract(recipe: dict, manifest, *, skip_bad, cache_dir, progress, folds, n_
             functionals=use_functionals,
             speeds=recipe["model"].functionals_speeds,
             n_jobs=n_jobs,
+            keys=True,
         )
     except UnusableAudio as exc:
         # files whose audio changed since load_manifest decoded them, or that a worker (which
@@ -196,25 +201,24 @@ def _extract(recipe: dict, manifest, *, skip_bad, cache_dir, progress, folds, n_
     features, functionals = extracted if use_functionals else (extracted, None)
     if functionals is not None and functionals.ndim == 2:
         functionals = functionals[:, None]  # (files, 1 + speeds, N): each file's own first
-    copies = None
     speeds = recipe["training"].speeds
     if speeds:
         # the training files' copies are cut into crops (speed perturbation)
         try:
-            copies = speed_copies(
+            speed_copies(
                 manifest["path"].tolist(),
                 recipe["frontend"],
                 speeds,
                 cache_dir=cache_dir,
                 progress=progress,
                 n_jobs=n_jobs,
+                keys=True,
             )
         except UnusableAudio as exc:  # (a file whose features were cached and whose audio changed)
             manifest, keep = drop_unusable(manifest, exc.failures, recipe, skip_bad, folds)
-            copies = [c for c, k in zip(exc.results, keep, strict=True) if k]
             features = [f for f, k in zip(features, keep, strict=True) if k]
             functionals = None if functionals is None else functionals[keep]
-    return manifest, features, functionals, copies
+    return manifest, features, functionals
 
 
 def prepare_corpus(
@@ -229,7 +233,9 @@ def prepare_corpus(
     """
     labels = check_labels(manifest, recipe, folds)
     t0 = time.time()
-    manifest, features, functionals, copies = _extract(
+    if cache_dir is None:  # the features are read from disk during training: a cache is needed
+        cache_dir = tempfile.mkdtemp(prefix="ser-cache-")
+    manifest, keys, functionals = _extract(
         recipe,
         manifest,
         skip_bad=skip_bad,
@@ -241,15 +247,15 @@ def prepare_corpus(
     speakers = manifest["speaker"].astype(str).tolist()
     normalization = recipe["features"]["normalization"]
     speeds = recipe["training"].speeds
-    if copies is not None and normalization != "global":
-        # each speed of a speaker is normalised as another speaker, as the functionals head counts it
-        per_speed = [
-            normalize([c[j] for c in copies], [f"{s}\x1fspeed{v:g}" for s in speakers], normalization)
-            for j, v in enumerate(speeds)
-        ]
-        copies = list(zip(*per_speed, strict=True))
+    store = pack_features(keys, recipe["frontend"], cache_dir, speeds)
+    # each speed of a speaker is normalised as another speaker (its own statistics)
+    copies = (
+        CopiesView([normalized_view(store, j, speakers, normalization) for j in range(1, 1 + len(speeds))])
+        if speeds
+        else None
+    )
+    features = normalized_view(store, 0, speakers, normalization)
     seconds = time.time() - t0
-    features = normalize(features, speakers, normalization)
     y = np.array([labels.index(label) for label in manifest["label"]], dtype=np.int32)
     return Prepared(manifest, labels, features, y, seconds, functionals, copies)
 

@@ -13,7 +13,9 @@ import functools
 import time
 from pathlib import Path
 
+from ser.cluster import EXECUTORS, import_ray
 from ser.corpora.base import absolute_root
+from ser.errors import ConfigError
 from ser.io import atomic_path, ensure_folder, log, write_json
 from ser.protocol import describe_protocol, make_folds
 from ser.recipe import load_recipe, recipe_to_dict
@@ -68,6 +70,8 @@ def run_recipe(
     cache_dir=None,
     progress: bool = True,
     jobs=1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> dict:
     """Run a recipe end to end (see the module docstring); returns the results dict.
 
@@ -98,6 +102,10 @@ def run_recipe(
         (:mod:`ser.training.workers`); ``"auto"`` (what ``ser train`` uses): one per CPU, as
         memory allows. Folds are the same either way, up to floating-point rounding (a worker
         uses fewer threads). The final model is trained here once the folds are done.
+    executor : "local" or "ray"
+        ``"ray"``: the folds, then the final model, run as Ray tasks
+        (:mod:`ser.training.ray_tasks`; ``jobs`` is not used), on the cluster at ``address``
+        (``HOST:PORT``) or, without one, on a Ray instance on this machine.
 
     Returns
     -------
@@ -107,6 +115,7 @@ def run_recipe(
     t_start = time.time()
     overrides = with_shortcuts(overrides, epochs=epochs, seed=seed, members=members)
     recipe = load_recipe(recipe_name, overrides)
+    ray = _ray_tasks(executor)  # (without Ray installed: one line naming the extra, before any work)
     data_root = str(absolute_root(data_root))  # as the loader names it (and ser check)
     out, cache_dir, data = _prepare_run(
         recipe,
@@ -127,10 +136,11 @@ def run_recipe(
     info = model_info(recipe)
     get_trainer = functools.cache(lambda: Trainer(data.labels, recipe))  # built and traced once
     pending = _pending(out, all_folds, chosen, data)
-    n_jobs = worker_count(jobs, len(pending), data_bytes(data))
-    if n_jobs > 1:
-        task = {"recipe_name": recipe_name, "overrides": tuple(overrides), "data_root": data_root}
-        task |= {"out_dir": str(out), "cache_dir": str(cache_dir), "skip_bad": skip_bad}
+    task = {"recipe_name": recipe_name, "overrides": tuple(overrides), "data_root": data_root}
+    task |= {"out_dir": str(out), "cache_dir": str(cache_dir), "skip_bad": skip_bad}
+    if ray is not None:
+        ray.train_folds_on_ray(pending, address=address, **task)
+    elif (n_jobs := worker_count(jobs, len(pending), data_bytes(data))) > 1:
         train_in_workers(pending, n_jobs, **task)
     else:
         train_folds(data, pending, recipe, out, info=info, n_folds=len(all_folds), get_trainer=get_trainer)
@@ -139,11 +149,26 @@ def run_recipe(
         log("final model: trained once every fold is done (run the remaining folds, or all)")
     elif final_model and not (out / "model.keras").is_file():
         cv = {"protocol": protocol, "ua_mean": results["ua_mean"], "wa_mean": results["wa_mean"]}
-        train_final(data, recipe, out, info=info | {"cv": cv}, trainer=get_trainer())
+        if ray is not None:
+            ray.train_final_on_ray(cv, address=address, **task)
+        else:
+            train_final(data, recipe, out, info=info | {"cv": cv}, trainer=get_trainer())
     get_trainer.cache_clear()
     _clear_session()
     log(f"done in {time.time() - t_start:.0f}s; outputs in {out}")
     return results
+
+
+def _ray_tasks(executor: str):
+    """:mod:`ser.training.ray_tasks` for ``executor="ray"`` (None for ``"local"``)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {list(EXECUTORS)}. Received: {executor!r}")
+    if executor == "local":
+        return None
+    import_ray()  # one line naming the extra, before anything is trained
+    from ser.training import ray_tasks
+
+    return ray_tasks
 
 
 def _pending(out: Path, all_folds: list, chosen: list, data) -> list:

@@ -203,8 +203,9 @@ class FoldTask:
     folds: str
 
 
-def train_task(task: FoldTask) -> None:
-    """A worker's share of a run: prepare the corpus from the cache and train its folds.
+def prepared_for(task: FoldTask):
+    """``(recipe, prepared corpus)`` of ``task``'s run, from the feature cache its parent filled
+    (the packed features opened read-only, :mod:`ser.store`).
 
     The worker does not decode the corpus again: its parent did, and a file it found
     unusable fails the worker's feature extraction the same way (and is skipped the same way).
@@ -220,6 +221,12 @@ def train_task(task: FoldTask) -> None:
         folds=task.folds,
         n_jobs=1,  # its features are in the cache its parent filled
     )
+    return recipe, data
+
+
+def train_task(task: FoldTask) -> None:
+    """A worker's share of a run: prepare the corpus from the cache and train its folds."""
+    recipe, data = prepared_for(task)
     all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed)
     chosen = parse_folds(task.folds, len(all_folds))
     train_folds(
@@ -245,10 +252,11 @@ def lanes(folds: list, n: int) -> list[str]:
 
 
 def data_bytes(data) -> int:
-    """Bytes of the features a worker loads (the files' and their speed copies')."""
-    total = sum(f.nbytes for f in data.features)
-    if data.copies is not None:
-        total += sum(c.nbytes for group in data.copies for c in group)
+    """Bytes of the corpus a worker holds in memory: its functionals and the features'
+    index (the features themselves are read from the feature cache, :mod:`ser.store`)."""
+    total = data.features.store.index.nbytes
+    if data.functionals is not None:
+        total += data.functionals.nbytes
     return int(total)
 
 

@@ -360,3 +360,12 @@ def test_load_class_without_files(tmp_path):
 def test_load_rejects_bad_options(corpus, options, message):
     with pytest.raises(ConfigError, match=message):
         load(corpus, **options)
+
+
+def test_generate_with_a_fixed_duration_writes_files_of_that_length(tmp_path):
+    root = synthetic.generate(tmp_path / "short", n_speakers=1, per_class=2, classes=["sad"], duration=0.5)
+    lengths = {sf.info(str(p)).frames for p in root.glob("spk01/*.wav")}
+    assert lengths == {8000}
+    assert json.loads((root / "synthetic.json").read_text())["duration"] == 0.5
+    plain = synthetic.generate(tmp_path / "plain", n_speakers=1, per_class=1, classes=["sad"])
+    assert "duration" not in json.loads((plain / "synthetic.json").read_text())  # earlier corpora are reused
