@@ -220,7 +220,8 @@ def train_task(task: FoldTask) -> None:
         folds=task.folds,
         n_jobs=1,  # its features are in the cache its parent filled
     )
-    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed)
+    # the parent has shown the folds' warnings
+    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed, warn_for=())
     chosen = parse_folds(task.folds, len(all_folds))
     train_folds(
         data,
