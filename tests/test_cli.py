@@ -8,7 +8,7 @@ import pytest
 
 from ser.cli import build_parser, main
 
-COMMANDS = ["train", "check", "demo", "classify", "attention"]
+COMMANDS = ["train", "check", "evaluate", "demo", "classify", "attention"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
