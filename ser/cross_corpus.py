@@ -142,15 +142,18 @@ def _score(classifier, manifest, match, *, progress: bool) -> tuple[dict, dict]:
     kept = manifest[manifest["label"].isin(list(match.pairs))].reset_index(drop=True)
     paths, speakers = kept["path"].tolist(), kept["speaker"].astype(str).tolist()
     why_not = _can_adapt(classifier)
+    log(
+        f"ser evaluate: scoring {len(paths)} files of {len(set(speakers))} speakers"
+        + (" (then again, adapted to each speaker)" if why_not is None else "")
+    )
     total = len(paths) * (1 if why_not else 2)
     with tqdm(total=total, desc="scoring", unit="file", disable=None if progress else True) as bar:
         pred, errors = _predict(classifier, paths, bar)
         adapted = None if why_not else _predict_adapted(classifier, paths, speakers, bar)
     ok = [i for i, p in enumerate(pred) if p is not None and (adapted is None or adapted[i] is not None)]
     if not ok:
-        raise CorpusError(
-            f"none of the {len(paths)} files could be classified; e.g. {next(iter(errors.items()))}"
-        )
+        first, why = next(iter(errors.items()))
+        raise CorpusError(f"none of the {len(paths)} files could be classified; e.g. {first}: {why}")
     labels = classifier.labels
     y_true = np.array([labels.index(match.pairs[kept["label"][i]]) for i in ok])
     y_pred = np.array([pred[i] for i in ok])

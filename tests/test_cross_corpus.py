@@ -145,3 +145,15 @@ def test_files_that_cannot_be_classified_fail_the_command_after_the_results(tess
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("ser evaluate: 1 file(s) could not be classified and were left out")
     assert _results(out)["pooled"]["confusion"]  # the other files' scores are written
+
+
+def test_a_corpus_with_no_usable_file_is_one_line(tmp_path, capsys):
+    root = fx.make_class_folders(tmp_path / "custom", {"Angry": 2, "Happy": 2})
+    for path in root.rglob("*.wav"):
+        sf.write(path, np.zeros(8000, np.float32), 16000)
+    assert (
+        main(["evaluate", "default", "custom", "--data-root", str(root), "--out", str(tmp_path / "o")]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ser evaluate: error: none of the 4 files could be classified; e.g. ")
+    assert "silent" in err[-1]
