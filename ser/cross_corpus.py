@@ -13,6 +13,7 @@ speaker-adapted scores of such a model are reported as not available.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -42,8 +43,11 @@ EXPORT_CANNOT_ADAPT = (
 
 
 def model_path(model: str) -> str:
-    """The file ``model`` names: :data:`DEFAULT_MODEL_NAME` is the bundled default model."""
-    return default_model_path() if str(model) == DEFAULT_MODEL_NAME else str(model)
+    """The file ``model`` names: :data:`DEFAULT_MODEL_NAME` (unless a file or folder of that
+    name exists) is the bundled default model."""
+    if str(model) == DEFAULT_MODEL_NAME and not os.path.exists(model):
+        return default_model_path()
+    return str(model)
 
 
 def _predict(classifier: EmotionClassifier, paths, bar) -> tuple[list, dict]:
