@@ -183,15 +183,30 @@ def fold_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.
     return [(tuple(p), np.flatnonzero(np.isin(groups, p))) for p in parts]
 
 
+def _label_distance(labels: np.ndarray, rows: np.ndarray) -> float:
+    """Total variation distance between the label shares of ``rows`` and of all ``labels``."""
+    classes, overall = np.unique(labels, return_counts=True)
+    share = np.array([np.sum(labels[rows] == c) for c in classes]) / max(len(rows), 1)
+    return float(np.abs(share - overall / len(labels)).sum() / 2)
+
+
 def _validation_groups(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> list:
     """About ``fraction`` of the groups (at least one, never all), chosen so that they hold
-    every label in about the proportions of all the groups (:func:`stratified_group_parts`)."""
+    every label in about the proportions of all the groups: of the parts
+    :func:`stratified_group_parts` makes, the one of the wanted size whose label shares are
+    closest to the overall ones (the first such, in the seeded order, on ties)."""
     unique = sorted(set(groups))
     n_val = min(max(1, int(round(fraction * len(unique)))), len(unique) - 1)
     # a part of the wanted size: validation itself, or (for fractions over a half) training
     size = min(n_val, len(unique) - n_val)
     parts = stratified_group_parts(groups, labels, max(2, int(round(len(unique) / size))), seed)
-    part = min(parts, key=lambda p: abs(len(p) - size))  # the first of the closest size
+    part = min(
+        parts,
+        key=lambda p: (
+            abs(len(p) - size),
+            round(_label_distance(labels, np.flatnonzero(np.isin(groups, p))), 9),
+        ),
+    )
     return sorted(part) if size == n_val else sorted(set(unique) - set(part))
 
 

@@ -212,3 +212,19 @@ def test_a_class_from_one_speaker_is_named_with_its_fold():
         warnings.simplefilter("always")
         make_folds(m, {"kind": "group_kfold", "group": "speaker", "k": 3, "seed": 0}, warn_for=[number])
     assert all(str(w.message).startswith(f"fold {number}:") for w in caught) and caught
+
+
+def test_one_validation_speaker_is_the_most_typical_one():
+    # 8 speakers: 7 record mostly one emotion, spk07 every emotion alike; holding out one
+    # speaker, validation should take spk07, the only one with every class in proportion
+    m = _confounded(n_speakers=7)
+    even = pd.DataFrame(
+        [
+            {"path": f"/x/e{i}.wav", "label": label, "speaker": "spk07"}
+            for i, label in enumerate(["angry", "happy", "neutral", "sad"] * 3)
+        ]
+    )
+    m = pd.concat([m, even], ignore_index=True)
+    for seed in range(3):
+        _, val, groups = validation_split(m, np.arange(len(m)), "speaker", fraction=0.1, seed=seed)
+        assert groups == ("spk07",)
