@@ -21,6 +21,7 @@ from ser import interrupts
 from ser.attention.command import attention_command
 from ser.attention.output import check_outputs
 from ser.cli.classify import classify_command
+from ser.cli.evaluate import add_evaluate, evaluate_command
 from ser.cli.serve import add_serve
 from ser.errors import ConfigError, SerError
 from ser.exported import export_format
@@ -103,6 +104,11 @@ def _cmd_demo(args) -> int:
 
     run_demo(args.out, quick=args.quick)
     return EXIT_OK
+
+
+def _cmd_evaluate(args) -> int:
+    with interrupts.deferred():
+        return evaluate_command(args, _import_tensorflow_quietly)
 
 
 def _import_tensorflow_for(model: str) -> None:
@@ -503,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (_add_train, _add_check, _add_demo, _add_classify, _add_attention, _add_export):
         add(sub)
+    add_evaluate(sub, _cmd_evaluate)
     add_serve(sub, lambda model: model if model is not None else default_model_path(), _import_tensorflow_for)
     return parser
 

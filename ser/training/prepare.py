@@ -19,7 +19,7 @@ from ser.corpora import describe_manifest, load_corpus
 from ser.corpora.base import FIX_HINT, UNUSABLE, Report, detail_of, skipped_line, warn
 from ser.data import UnusableAudio, extract_all, find_unusable, pack_features, speed_copies
 from ser.errors import ConfigError, CorpusError
-from ser.protocol import describe_protocol, fold_splits
+from ser.protocol import describe_protocol, fold_splits, make_folds
 from ser.recipe import load_recipe
 from ser.store import CopiesView, normalized_view
 from ser.training.report import groups_text
@@ -281,12 +281,17 @@ def check_corpus(
     description = describe_manifest(manifest)
     try:
         require_two_classes(manifest, recipe)
-        splits = recipe_fold_splits(manifest, recipe)
+        recipe_fold_splits(manifest, recipe)  # an error that names the corpus
+        folds = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)  # warns of gaps
     except (ConfigError, CorpusError):
         # the table is what shows why the folds cannot be made: print it before the error
         print(description, end="\n\n", flush=True)
         raise
-    lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
-    for i, (groups, rows) in enumerate(splits, start=1):
-        lines.append(f"  fold {i}: test {groups_text(groups)} ({len(rows)} files)")
+    lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(folds))}"]
+    for fold in folds:
+        validation = f"; validation {groups_text(fold.validation_groups)}" if fold.validation_groups else ""
+        lines.append(
+            f"  fold {fold.number}: test {groups_text(fold.test_groups)} ({len(fold.test)} files), "
+            f"training {len(fold.train)} files{validation}"
+        )
     return "\n".join(lines)

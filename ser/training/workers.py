@@ -227,7 +227,8 @@ def prepared_for(task: FoldTask):
 def train_task(task: FoldTask) -> None:
     """A worker's share of a run: prepare the corpus from the cache and train its folds."""
     recipe, data = prepared_for(task)
-    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed)
+    # the parent has shown the folds' warnings
+    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed, warn_for=())
     chosen = parse_folds(task.folds, len(all_folds))
     train_folds(
         data,
