@@ -85,6 +85,10 @@ class TrainingConfig:
         those of its last epoch. The validation scores of the best epoch are optimistic for
         the CNN, and they also choose the fusion weights of the functionals head; ``"last"``
         makes them an unbiased held-out estimate.
+    init : str
+        A trained model (``model.keras`` or a run folder) whose weights every model of the run
+        starts from (fine-tuning, :mod:`ser.training.init`; ``ser train --init``); ``""``
+        (the default): random weights.
     speeds : tuple of float
         Speed perturbation of the CNN's training crops (Ko et al., 2015): each training
         recording also exists played this many times faster (resampled, so pitch, formants
@@ -112,8 +116,11 @@ class TrainingConfig:
     members: int = 1
     keep: str = "best"
     speeds: tuple = (0.9, 1.1)
+    init: str = ""
 
     def __post_init__(self):
+        if not isinstance(self.init, str):
+            raise ConfigError(f"training.init must be a path to a model. Received: init={self.init!r}")
         object.__setattr__(self, "speeds", speed_factors("training.speeds", self.speeds))
         for name in (
             "epochs",
@@ -238,7 +245,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     Returns
     -------
     dict
-        ``{"name", "path", "corpus": {"name", "options"}, "protocol": {...},
+        ``{"name", "path", "corpus": {"name", "options"[, "speakers"]}, "protocol": {...},
         "frontend": FrontendConfig, "features": {"normalization"}, "model": ModelConfig,
         "training": TrainingConfig}``.
     """
@@ -267,10 +274,17 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
         raise ConfigError(
             f"corpus.options must be a table, e.g. options = {{ merge_calm = true }}. Received: options={options!r}"
         )
-    unknown = sorted(set(corpus) - {"name", "options"})
+    unknown = sorted(set(corpus) - {"name", "options", "speakers"})
     if unknown:
         raise ConfigError(
-            f"unknown setting(s) {[f'corpus.{k}' for k in unknown]}; expected some of ['name', 'options']"
+            f"unknown setting(s) {[f'corpus.{k}' for k in unknown]}; expected some of "
+            "['name', 'options', 'speakers']"
+        )
+    speakers = corpus.get("speakers", [])
+    if not isinstance(speakers, list) or not all(isinstance(s, (str, int)) for s in speakers):
+        raise ConfigError(
+            'corpus.speakers must be a list of speaker ids, e.g. ["Actor_01", "Actor_02"]. '
+            f"Received: speakers={speakers!r}"
         )
     module = get_corpus(corpus["name"])
     protocol = check_protocol(
@@ -293,7 +307,8 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     return {
         "name": path.parent.name,
         "path": str(path),
-        "corpus": {"name": corpus["name"], "options": dict(options)},
+        "corpus": {"name": corpus["name"], "options": dict(options)}
+        | ({"speakers": [str(s) for s in speakers]} if speakers else {}),
         "protocol": protocol,
         "frontend": _dataclass_from(FrontendConfig, "frontend", raw.get("frontend", {})),
         "features": features,

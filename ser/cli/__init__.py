@@ -82,6 +82,7 @@ def _cmd_train(args) -> int:
         skip_bad=args.skip_bad,
         final_model=not args.no_final,
         jobs=jobs,
+        init=args.init,
     )
     return EXIT_OK
 
@@ -240,6 +241,14 @@ def _add_train(sub) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a recipe setting, e.g. --set model.head=average --set training.batch_size=16",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: every model starts from this trained model's weights (a model.keras or a run "
+        "folder; not an export): its conv blocks, and its head where the labels are the same. Refused if "
+        "it was trained on any of this run's speakers",
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
     p.add_argument("--no-final", action="store_true", help="do not train the final all-speaker model")

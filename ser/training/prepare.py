@@ -110,13 +110,35 @@ def load_manifest(recipe: dict, data_root, *, skip_bad: bool, decode: bool = Tru
     nothing is computed before the folds are checked.
     """
     rate = recipe["frontend"].sample_rate
-    return load_corpus(
+    manifest = load_corpus(
         recipe["corpus"]["name"],
         data_root,
         skip_bad=skip_bad,
         find_unusable=partial(find_unusable, sample_rate=rate, progress=progress) if decode else None,
         **recipe["corpus"]["options"],
     )
+    return keep_speakers(manifest, recipe["corpus"].get("speakers"), recipe)
+
+
+def keep_speakers(manifest, speakers, recipe: dict):
+    """``manifest``'s rows of ``speakers`` (``corpus.speakers``; all when empty or None),
+    with ``attrs["classes"]`` narrowed to the labels left. A :class:`ConfigError` names the
+    speakers the corpus does not have."""
+    if not speakers:
+        return manifest
+    present = set(manifest["speaker"].astype(str))
+    missing = sorted(set(speakers) - present)
+    if missing:
+        raise ConfigError(
+            f"{_where(manifest, recipe)}: corpus.speakers names {', '.join(missing)}, not in the corpus; "
+            f"expected some of {', '.join(sorted(present))}"
+        )
+    attrs = dict(manifest.attrs)
+    kept = manifest[manifest["speaker"].astype(str).isin(set(speakers))].reset_index(drop=True)
+    kept.attrs.update(attrs)
+    found = set(kept["label"])
+    kept.attrs["classes"] = tuple(c for c in attrs.get("classes") or sorted(found) if c in found)
+    return kept
 
 
 def require_two_classes(manifest, recipe: dict) -> None:
