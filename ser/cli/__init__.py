@@ -223,7 +223,14 @@ def _add_train(sub) -> None:
         "Rerunning the same command resumes: finished folds are skipped.",
     )
     p.add_argument("recipe", help="recipe name (e.g. ravdess, emodb, synthetic) or path to a recipe folder")
-    p.add_argument("--data-root", required=True, help="folder holding the corpus (or a CSV for 'custom')")
+    p.add_argument(
+        "--data-root",
+        required=True,
+        action="append",
+        metavar="[NAME=]DIR",
+        help="folder holding the corpus (or a CSV for 'custom'); a recipe of several corpora takes one "
+        "NAME=DIR per corpus, e.g. --data-root ravdess=DIR --data-root tess=DIR",
+    )
     p.add_argument("--out", required=True, help="output folder for this run")
     p.add_argument("--folds", default="all", help="'all' or a comma list of fold numbers, e.g. 1,3")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs per fold (default: recipe)")
@@ -271,7 +278,13 @@ def _add_check(sub) -> None:
         "the speaker x label table.",
     )
     p.add_argument("recipe", help="recipe name or path to a recipe folder")
-    p.add_argument("--data-root", required=True, help="folder holding the corpus")
+    p.add_argument(
+        "--data-root",
+        required=True,
+        action="append",
+        metavar="[NAME=]DIR",
+        help="folder holding the corpus; NAME=DIR per corpus for a recipe of several",
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting"
     )

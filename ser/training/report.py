@@ -144,6 +144,25 @@ def _parts_lines(results: dict, adapted: bool) -> list[str]:
     ]
 
 
+def _corpus_lines(per_corpus: dict | None) -> list[str]:
+    """A table of each corpus's scores (several corpora in one run), or nothing."""
+    if not per_corpus:
+        return []
+    lines = [
+        "Per corpus (test files of that corpus only):",
+        "",
+        "| corpus | test files | folds | WA mean | UA mean ± std | pooled UA | pooled UA, speaker-adapted |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in per_corpus.items():
+        adapted = f"{c['adapted_pooled']['ua']:.3f}" if "adapted_pooled" in c else "-"
+        lines.append(
+            f"| {name} | {c['n']} | {c['folds']} | {c['wa_mean']:.3f} | {c['ua_mean']:.3f} ± {c['ua_std']:.3f} "
+            f"| {c['pooled']['ua']:.3f} | {adapted} |"
+        )
+    return [*lines, ""]
+
+
 def _data_lines(seen: dict | None) -> list[str]:
     """What the run's models learnt from and their data licence (a fine-tuned model keeps its
     init's), as ``run.json``'s ``trained_on`` (:func:`ser.training.init.trained_on`) says."""
@@ -188,6 +207,7 @@ def results_markdown(results: dict) -> str:
             "",
         ]
     lines += _parts_lines(results, bool(sa))
+    lines += _corpus_lines(results.get("per_corpus"))
     lines += _data_lines(results.get("trained_on"))
     members = settings["training"].get("members", 1)
     lines += [

@@ -15,17 +15,17 @@ import os
 import time
 from pathlib import Path
 
-from ser.corpora.base import absolute_root
 from ser.io import atomic_path, ensure_folder, log, write_json
-from ser.protocol import describe_protocol, make_folds
+from ser.protocol import describe_protocol
 from ser.recipe import load_recipe, recipe_to_dict
 from ser.training.final import train_final
 from ser.training.fit import Trainer
 from ser.training.fold import model_info, train_folds
 from ser.training.init import check_init_leak, load_init, speakers_by_corpus, trained_on
-from ser.training.prepare import check_labels, chosen_folds, load_manifest, prepare_corpus
+from ser.training.prepare import check_labels, chosen_folds, load_manifest, prepare_corpus, run_folds
 from ser.training.report import build_results, write_report
 from ser.training.run_dir import check_resume, default_cache_dir, finished_folds, run_info
+from ser.training.sources import per_corpus, resolve_roots, tested_part
 from ser.training.workers import data_bytes, train_in_workers, worker_count
 
 
@@ -47,7 +47,7 @@ def _trained_on(recipe: dict, manifest) -> dict:
     init = None
     if recipe["training"].init:
         init = load_init(recipe["training"].init)
-        check_init_leak(init, speakers_by_corpus(manifest, recipe["corpus"]["name"]))
+        check_init_leak(init, speakers_by_corpus(tested_part(manifest, recipe)[0], recipe["corpus"]["name"]))
     return trained_on(manifest, recipe["corpus"]["name"], init)
 
 
@@ -130,7 +130,7 @@ def run_recipe(
     t_start = time.time()
     overrides = with_shortcuts(overrides, epochs=epochs, seed=seed, members=members, init=init)
     recipe = load_recipe(recipe_name, overrides)
-    data_root = str(absolute_root(data_root))  # as the loader names it (and ser check)
+    data_root = resolve_roots(recipe, data_root)  # absolute, as the loader names it (and ser check)
     out, cache_dir, data, seen = _prepare_run(
         recipe,
         data_root,
@@ -141,7 +141,7 @@ def run_recipe(
         progress=progress,
     )
     chosen = chosen_folds(data.manifest, recipe, folds)
-    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed, warn_for=chosen)
+    all_folds = run_folds(data.manifest, recipe, warn_for=chosen)
     protocol = describe_protocol(recipe["protocol"], len(all_folds))
     log(
         f"{len(data.manifest)} files, {data.manifest['speaker'].nunique()} speakers, "
@@ -192,6 +192,8 @@ def _report(out: Path, data, recipe: dict, all_folds: list, protocol: str, seen:
         seconds=data.seconds,
         trained_on=seen,
     )
+    if "corpus" in data.manifest.columns:  # several corpora: each one's scores too
+        results["per_corpus"] = per_corpus(done, all_folds, data.manifest, len(data.labels))
     write_report(out, results, len(all_folds))
     return results
 

@@ -27,11 +27,10 @@ import numpy as np
 
 from ser.data import release_workers
 from ser.errors import ConfigError, SerError
-from ser.protocol import make_folds
 from ser.recipe import load_recipe
 from ser.training.fit import Trainer
 from ser.training.fold import model_info, train_folds
-from ser.training.prepare import load_manifest, parse_folds, prepare_corpus
+from ser.training.prepare import load_manifest, parse_folds, prepare_corpus, run_folds
 
 #: Memory a worker needs beside the features it loads: TensorFlow, the model, its optimiser
 #: and batches.
@@ -220,7 +219,7 @@ def train_task(task: FoldTask) -> None:
         folds=task.folds,
         n_jobs=1,  # its features are in the cache its parent filled
     )
-    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed)
+    all_folds = run_folds(data.manifest, recipe)
     chosen = parse_folds(task.folds, len(all_folds))
     train_folds(
         data,
