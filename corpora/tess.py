@@ -44,7 +44,8 @@ SPEAKERS = ("OAF", "YAF")
 
 LABEL_DISAGREES = "label disagrees with folder"
 
-_FILE = re.compile(r"^(OAF|YAF)_([^_]+)(?:_(.+))?$", re.IGNORECASE)
+# "OA_": the release's one short speaker prefix (OAF_neutral/OA_bite_neutral.wav)
+_FILE = re.compile(r"^(OAF|YAF|OA|YA)_([^_]+)(?:_(.+))?$", re.IGNORECASE)
 _FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
 
 
@@ -81,7 +82,8 @@ def load(root: str | os.PathLike, *, skip_bad: bool = False, find_unusable=None)
         # the file name's token decides; an unknown one is reported as such (finalize), not
         # replaced by the folder's; only a name without a token takes the folder's emotion
         label = token or folder_token
-        records.append(Record(str(path), path.stem, label, speaker.upper(), None, "F"))
+        speaker = speaker.upper() if len(speaker) == 3 else f"{speaker.upper()}F"
+        records.append(Record(str(path), path.stem, label, speaker, None, "F"))
     return finalize(
         NAME,
         root,

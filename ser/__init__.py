@@ -6,10 +6,11 @@ The package imports nothing heavy at start-up; :func:`load_model` brings in Kera
 Import rule: a module imports its sibling ``ser`` modules at the top of the file, and only in
 one direction, lower to higher::
 
-    errors, constants, io, checks, interrupts -> audio -> features, augment -> normalization
+    errors, constants, io, checks, interrupts, labels -> audio -> features, augment -> normalization
     -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
-    -> windows -> classifier -> speaker -> attention, export, training -> demo, models -> cli
+    -> windows -> classifier -> speaker -> attention, export, training -> demo, models, cross_corpus
+    -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``

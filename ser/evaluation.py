@@ -41,19 +41,33 @@ def scores(y_true, y_pred, num_classes: int) -> dict:
     }
 
 
-def plot_confusion(confusion, labels, path, title: str = "") -> None:
-    """Write a row-normalised confusion matrix (counts annotated) as a PNG."""
+def plot_confusion(confusion, labels, path, title: str = "", row_labels=None) -> None:
+    """Write a row-normalised confusion matrix (counts annotated) as a PNG.
+
+    Parameters
+    ----------
+    confusion : array-like [shape=(len(row_labels), len(labels))]
+        Counts; rows = true class, columns = predicted class.
+    labels : list of str
+        The predicted classes (columns), and the true ones unless ``row_labels`` is given.
+    path : path
+    title : str
+    row_labels : list of str, optional
+        The true classes (rows), where they differ from ``labels`` (a model scored on a
+        corpus with fewer classes).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cm = np.asarray(confusion, dtype=float)
+    rows = list(labels if row_labels is None else row_labels)
+    cm = np.asarray(confusion, dtype=float).reshape(len(rows), len(labels))
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * k))
+    k, r = len(labels), len(rows)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.8 + 0.7 * r))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
+    for i in range(r):
         for j in range(k):
             ax.text(
                 j,
@@ -65,7 +79,7 @@ def plot_confusion(confusion, labels, path, title: str = "") -> None:
                 color="white" if norm[i, j] > 0.6 else "black",
             )
     ax.set_xticks(range(k), labels, rotation=45, ha="right")
-    ax.set_yticks(range(k), labels)
+    ax.set_yticks(range(r), rows)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)

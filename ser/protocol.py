@@ -100,18 +100,58 @@ def _groups(manifest: pd.DataFrame, group: str) -> np.ndarray:
     return values.astype(str).to_numpy()
 
 
+def stratified_group_parts(groups: np.ndarray, labels: np.ndarray, k: int, seed: int) -> list[list]:
+    """Deal groups into ``k`` parts that each hold every label in about the overall proportions.
+
+    scikit-learn's :class:`~sklearn.model_selection.StratifiedGroupKFold` (groups shuffled
+    with ``seed``, then placed one by one where they keep the parts' label distributions
+    closest, ties going to the smallest part). Where it cannot make ``k`` non-empty parts
+    (fewer utterances of every label than ``k``), groups are shuffled and dealt in turn.
+
+    Parameters
+    ----------
+    groups : np.ndarray [shape=(n,)]
+        The group (speaker, session) of each utterance.
+    labels : np.ndarray [shape=(n,)]
+        The label of each utterance.
+    k : int
+        Number of parts, at most the number of distinct groups.
+    seed : int
+
+    Returns
+    -------
+    list of list
+        ``k`` sorted lists of groups; every group in exactly one.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    unique = np.array(sorted(set(groups)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "least populated class": ser reports classes itself
+            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            parts = [sorted(set(groups[test].tolist())) for _, test in splitter.split(groups, labels, groups)]
+    except ValueError:
+        parts = []
+    if len(parts) != k or not all(parts):
+        order = np.random.default_rng(seed).permutation(len(unique))
+        parts = [sorted(unique[order[i::k]].tolist()) for i in range(k)]
+    return parts
+
+
 def fold_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.ndarray]]:
     """The test groups and test rows of every fold.
 
     Parameters
     ----------
     manifest : pd.DataFrame
-        With the column named by ``protocol["group"]``.
+        With the column named by ``protocol["group"]`` (and ``label``, for k-fold).
     protocol : dict
         ``{"kind": "leave_one_group_out", "group": "speaker"}`` or
         ``{"kind": "group_kfold", "group": "speaker", "k": 5, "seed": 0}``. For k-fold the
-        groups are shuffled with ``seed`` (so folds mix genders) and dealt into k folds of
-        near-equal group counts.
+        groups are shuffled with ``seed`` and dealt by :func:`stratified_group_parts`, so that
+        each fold's test set (and so its training set) holds every class in about the
+        corpus's proportions, with folds of similar size.
 
     Returns
     -------
@@ -138,9 +178,21 @@ def fold_splits(manifest: pd.DataFrame, protocol: dict) -> list[tuple[tuple, np.
                 f"{k} folds need at least {k} {group}s; found {len(unique)}: "
                 f"set fewer folds, e.g. --set protocol.k={len(unique)}"
             )
-        order = np.random.default_rng(int(protocol.get("seed", 0))).permutation(len(unique))
-        parts = [sorted(unique[order[i::k]].tolist()) for i in range(k)]
+        labels = manifest["label"].astype(str).to_numpy()
+        parts = stratified_group_parts(groups, labels, k, int(protocol.get("seed", 0)))
     return [(tuple(p), np.flatnonzero(np.isin(groups, p))) for p in parts]
+
+
+def _validation_groups(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> list:
+    """About ``fraction`` of the groups (at least one, never all), chosen so that they hold
+    every label in about the proportions of all the groups (:func:`stratified_group_parts`)."""
+    unique = sorted(set(groups))
+    n_val = min(max(1, int(round(fraction * len(unique)))), len(unique) - 1)
+    # a part of the wanted size: validation itself, or (for fractions over a half) training
+    size = min(n_val, len(unique) - n_val)
+    parts = stratified_group_parts(groups, labels, max(2, int(round(len(unique) / size))), seed)
+    part = min(parts, key=lambda p: abs(len(p) - size))  # the first of the closest size
+    return sorted(part) if size == n_val else sorted(set(unique) - set(part))
 
 
 def validation_split(
@@ -155,22 +207,21 @@ def validation_split(
     """Split training rows into train and validation, by group where there are enough groups.
 
     With at least ``min_groups`` training groups, about ``fraction`` of them (at least one)
-    are held out whole, so the choice of the best epoch measures generalisation to unseen speakers. With
-    fewer (e.g. the 2 speakers of TESS), a label-stratified ``fraction`` of the utterances
-    is held out instead, and a warning says so.
+    are held out whole, so the choice of the best epoch measures generalisation to unseen
+    speakers; they are chosen to hold every class in about the training rows' proportions
+    (:func:`stratified_group_parts`). With fewer (e.g. the 2 speakers of TESS), a
+    label-stratified ``fraction`` of the utterances is held out instead, and a warning says so.
 
     Returns
     -------
     train_rows, validation_rows, validation_groups
     """
     rows = np.asarray(rows)
-    rng = np.random.default_rng(seed)
     groups = _groups(manifest, group)[rows]
+    labels = manifest["label"].astype(str).to_numpy()[rows]
     unique = np.array(sorted(set(groups)))
     if len(unique) >= min_groups:
-        # at least one group, and never all of them: training keeps at least one
-        n_val = min(max(1, int(round(fraction * len(unique)))), len(unique) - 1)
-        val_groups = sorted(rng.choice(unique, size=n_val, replace=False).tolist())
+        val_groups = _validation_groups(groups, labels, fraction, seed)
         is_val = np.isin(groups, val_groups)
         return rows[~is_val], rows[is_val], tuple(val_groups)
     warnings.warn(
@@ -179,7 +230,7 @@ def validation_split(
         f"instead of whole held-out {group}s",
         stacklevel=2,
     )
-    labels = manifest["label"].to_numpy()[rows]
+    rng = np.random.default_rng(seed)
     is_val = np.zeros(len(rows), dtype=bool)
     for label in sorted(set(labels)):
         idx = np.flatnonzero(labels == label)
@@ -216,11 +267,52 @@ def split_validation(manifest: pd.DataFrame, rows: np.ndarray, protocol: dict, *
     return train, val, groups
 
 
+def coverage_problems(manifest: pd.DataFrame, fold: Fold, group: str = "speaker") -> list[str]:
+    """What a fold lacks: one line per set (test, training, validation) missing a class.
+
+    A class missing from a fold's training set because one ``group`` recorded all of it
+    (and is tested in this fold) says so; no choice of folds can avoid that.
+
+    Parameters
+    ----------
+    manifest : pd.DataFrame
+        With ``label`` and the ``group`` column.
+    fold : Fold
+    group : str, default "speaker"
+        The column the folds are grouped by.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"fold 3: its training set has no 'sad' (recorded by speaker s07 only, tested
+        in this fold)"``; empty when every set holds every class.
+    """
+    labels = manifest["label"].astype(str).to_numpy()
+    groups = manifest[group].astype(str).to_numpy() if group in manifest.columns else None
+    classes = sorted(set(labels))
+    lines = []
+    for name, rows in (("test", fold.test), ("training", fold.train), ("validation", fold.validation)):
+        missing = [c for c in classes if c not in set(labels[rows])]
+        if not missing:
+            continue
+        described = []
+        for c in missing:
+            owners = sorted(set(groups[labels == c])) if groups is not None else []
+            if name != "test" and len(owners) == 1 and owners[0] in fold.test_groups:
+                described.append(f"{c!r} (recorded by {group} {owners[0]} only, tested in this fold)")
+            else:
+                described.append(repr(c))
+        lines.append(f"fold {fold.number}: its {name} set has no {', '.join(described)}")
+    return lines
+
+
 def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0, warn_for=None) -> list[Fold]:
     """All folds of ``protocol`` with their validation splits (see :func:`fold_splits`).
 
-    ``warn_for``: fold numbers whose validation warnings are shown (None: all); the folds
-    a run does not train still exist, but warnings about them would only confuse.
+    Each fold whose test, training or validation set lacks a class gets a warning that names
+    the fold and the class (:func:`coverage_problems`). ``warn_for``: fold numbers whose
+    warnings are shown (None: all); the folds a run does not train still exist, but warnings
+    about them would only confuse.
     """
     all_rows = np.arange(len(manifest))
     folds = []
@@ -230,7 +322,10 @@ def make_folds(manifest: pd.DataFrame, protocol: dict, *, seed: int = 0, warn_fo
             if warn_for is not None and number not in warn_for:
                 warnings.simplefilter("ignore")
             train, val, val_groups = split_validation(manifest, rest, protocol, seed=seed + number)
-        folds.append(Fold(number, train, val, test, test_groups, val_groups))
+            fold = Fold(number, train, val, test, test_groups, val_groups)
+            for line in coverage_problems(manifest, fold, protocol.get("group", "speaker")):
+                warnings.warn(line, stacklevel=2)
+        folds.append(fold)
     return folds
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from ser.cli import build_parser, main
 
-COMMANDS = ["train", "check", "demo", "classify", "attention"]
+COMMANDS = ["train", "check", "evaluate", "demo", "classify", "attention"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -138,3 +138,20 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(tiny_corpus):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_check_names_the_class_and_fold_the_folds_cannot_keep(tmp_path, capsys):
+    from ser.corpora import synthetic
+
+    root = synthetic.generate(tmp_path / "corpus", n_speakers=6, per_class=2, seed=0)
+    for path in root.glob("*/*_sad_*.wav"):
+        if not path.name.startswith("spk01_"):
+            path.unlink()  # only spk01 recorded sad
+    assert main(["check", "synthetic", "--data-root", str(root), "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    fold = next(line for line in out.splitlines() if "fold" in line and "spk01" in line).split(":")[0].strip()
+    assert (
+        f"ser check: warning: {fold}: its training set has no 'sad' (recorded by speaker spk01 only, "
+        "tested in this fold)"
+    ) in err.splitlines()
+    assert "its test set has no 'sad'" in err

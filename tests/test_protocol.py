@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,3 +140,75 @@ def test_validation_warnings_only_for_the_folds_asked_for():
         warnings.simplefilter("always")
         make_folds(m, protocol)
     assert len(caught) == 6
+
+
+def _confounded(n_speakers=12, labels=("angry", "happy", "neutral", "sad"), sizes=None):
+    """Speakers each recording mostly one emotion: speaker s records labels[s % 4] 8 times
+    and each other label once (sizes: files of the main emotion per speaker)."""
+    rows = []
+    for s in range(n_speakers):
+        main = labels[s % len(labels)]
+        n_main = sizes[s] if sizes else 8
+        for i, label in enumerate([main] * n_main + [c for c in labels if c != main]):
+            rows.append({"path": f"/x/{s}_{i}.wav", "label": label, "speaker": f"spk{s:02d}"})
+    return pd.DataFrame(rows)
+
+
+def test_kfold_keeps_every_class_in_about_the_corpus_proportions():
+    m = _confounded(sizes=[8, 8, 8, 8, 4, 4, 4, 4, 12, 12, 12, 12])
+    share = m.label.value_counts(normalize=True)
+    folds = make_folds(m, {"kind": "group_kfold", "group": "speaker", "k": 3, "seed": 0})
+    sizes = [len(f.test) for f in folds]
+    assert max(sizes) - min(sizes) <= 0.2 * np.mean(sizes)  # folds of similar size
+    for f in folds:
+        for rows in (f.test, np.concatenate([f.train, f.validation])):
+            fold_share = m.label.iloc[rows].value_counts(normalize=True)
+            assert set(fold_share.index) == set(share.index)
+            assert (fold_share - share).abs().max() < 0.1
+    # every one of the 12 speakers is tested once, 4 per fold
+    assert sorted(g for f in folds for g in f.test_groups) == sorted(m.speaker.unique())
+
+
+def test_kfold_stratified_folds_follow_the_seed():
+    m = _confounded()
+    protocol = {"kind": "group_kfold", "group": "speaker", "k": 3}
+    a = [f.test_groups for f in make_folds(m, {**protocol, "seed": 0})]
+    assert a == [f.test_groups for f in make_folds(m, {**protocol, "seed": 0})]
+    assert a != [f.test_groups for f in make_folds(m, {**protocol, "seed": 1})]
+
+
+def test_validation_speakers_hold_every_class():
+    m = _confounded(n_speakers=16)
+    rows = np.arange(len(m))
+    for seed in range(5):
+        train, val, groups = validation_split(m, rows, "speaker", fraction=0.25, seed=seed)
+        assert len(groups) == 4  # round(0.25 * 16)
+        # one speaker per emotion: each emotion is the main one of a validation speaker
+        assert m.label.iloc[val].value_counts().min() == 8 + 3
+        assert set(m.label.iloc[train]) == set(m.label)
+
+
+def test_a_class_from_one_speaker_is_named_with_its_fold():
+    m = _confounded()
+    m.loc[m.label == "sad", "label"] = "neutral"
+    extra = pd.DataFrame(
+        [{"path": f"/x/only_{i}.wav", "label": "fear", "speaker": "spk05"} for i in range(6)]
+    )
+    m = pd.concat([m, extra], ignore_index=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folds = make_folds(m, {"kind": "group_kfold", "group": "speaker", "k": 3, "seed": 0})
+    number = next(f.number for f in folds if "spk05" in f.test_groups)
+    lines = [str(w.message) for w in caught]
+    assert (
+        f"fold {number}: its training set has no 'fear' (recorded by speaker spk05 only, tested in this fold)"
+        in lines
+    )
+    # the other folds test no 'fear': each says so for its test set
+    for f in folds:
+        if f.number != number:
+            assert f"fold {f.number}: its test set has no 'fear'" in lines
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_folds(m, {"kind": "group_kfold", "group": "speaker", "k": 3, "seed": 0}, warn_for=[number])
+    assert all(str(w.message).startswith(f"fold {number}:") for w in caught) and caught

@@ -21,6 +21,7 @@ from ser import interrupts
 from ser.attention.command import attention_command
 from ser.attention.output import check_outputs
 from ser.cli.classify import classify_command
+from ser.cli.evaluate import add_evaluate, evaluate_command
 from ser.errors import ConfigError, SerError
 from ser.exported import export_format
 from ser.models import SUMMARY, default_model_path
@@ -101,6 +102,11 @@ def _cmd_demo(args) -> int:
 
     run_demo(args.out, quick=args.quick)
     return EXIT_OK
+
+
+def _cmd_evaluate(args) -> int:
+    with interrupts.deferred():
+        return evaluate_command(args, _import_tensorflow_quietly)
 
 
 def _import_tensorflow_for(model: str) -> None:
@@ -434,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (_add_train, _add_check, _add_demo, _add_classify, _add_attention, _add_export):
         add(sub)
+    add_evaluate(sub, _cmd_evaluate)
     return parser
 
 

@@ -324,12 +324,17 @@ def check_corpus(
     description = describe_manifest(manifest)
     try:
         require_two_classes(manifest, recipe)
-        splits = recipe_fold_splits(manifest, recipe)
+        recipe_fold_splits(manifest, recipe)  # an error that names the corpus
+        folds = run_folds(manifest, recipe)  # warns of gaps
     except (ConfigError, CorpusError):
         # the table is what shows why the folds cannot be made: print it before the error
         print(description, end="\n\n", flush=True)
         raise
-    lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(splits))}"]
-    for i, (groups, rows) in enumerate(splits, start=1):
-        lines.append(f"  fold {i}: test {groups_text(groups)} ({len(rows)} files)")
+    lines = [description, "", f"protocol: {describe_protocol(recipe['protocol'], len(folds))}"]
+    for fold in folds:
+        validation = f"; validation {groups_text(fold.validation_groups)}" if fold.validation_groups else ""
+        lines.append(
+            f"  fold {fold.number}: test {groups_text(fold.test_groups)} ({len(fold.test)} files), "
+            f"training {len(fold.train)} files{validation}"
+        )
     return "\n".join(lines)

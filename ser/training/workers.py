@@ -219,7 +219,8 @@ def train_task(task: FoldTask) -> None:
         folds=task.folds,
         n_jobs=1,  # its features are in the cache its parent filled
     )
-    all_folds = run_folds(data.manifest, recipe)
+    # the parent has shown the folds' warnings
+    all_folds = run_folds(data.manifest, recipe, warn_for=())
     chosen = parse_folds(task.folds, len(all_folds))
     train_folds(
         data,
