@@ -24,3 +24,11 @@ class ConfigError(SerError):
 
 class ModelError(SerError):
     """A model file that is missing, corrupted, not a ``ser`` model or from another version."""
+
+
+class LimitError(SerError):
+    """An input over a limit that keeps a service safe: an upload too large or too long."""
+
+
+class BusyError(SerError):
+    """A service that has all its workers busy for longer than a request may wait."""

@@ -150,3 +150,103 @@ def check_format_version(found, path, error: type[SerError] = ConfigError) -> No
 def log(message: str) -> None:
     """Print one progress line on standard error (standard output stays for results)."""
     print(message, file=sys.stderr, flush=True)
+
+
+class JsonLines:
+    """An append-only JSON-lines file that survives ``kill -9``: the resumable output of
+    ``ser classify --list``.
+
+    Opening it resumes: a trailing partial line (a write cut off by a crash) is truncated
+    away and the ``key`` of every complete line is collected in :attr:`done`. Each record
+    is then appended by one ``write`` of its whole line on an unbuffered descriptor opened
+    with ``O_APPEND``, so a crash leaves whole lines and at most one partial last line; the
+    file is ``fsync``-ed every :attr:`sync_seconds` and on :meth:`close`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; created (with its folders) if missing.
+    key : str
+        The field that names a record (``"file"``); every line must be a JSON object with it.
+    sync_seconds : float
+        Longest time between two ``fsync`` calls while writing.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` is a folder or cannot be written, or a complete line is not a JSON object
+        holding ``key`` (not a file this writer made).
+    """
+
+    def __init__(self, path, key: str = "file", sync_seconds: float = 5.0):
+        import time
+
+        self.path = Path(path)
+        self.key = key
+        self.sync_seconds = float(sync_seconds)
+        self.done: set = set()
+        self._clock = time.monotonic
+        if self.path.is_dir():
+            raise ConfigError(f"{self.path}: is a folder; expected a .jsonl file to write results to")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path}: cannot write here ({exc.strerror or exc}); expected a file you can write to"
+            ) from None
+        self._resume()
+        self._synced = self._clock()
+
+    def _resume(self) -> None:
+        """Collect :attr:`done` from the complete lines; cut a trailing partial line."""
+        end = 0  # offset just after the last complete line
+        with open(self._fd, "rb", closefd=False) as fh:
+            fh.seek(0)
+            for number, line in enumerate(fh, start=1):
+                if not line.endswith(b"\n"):
+                    break  # cut off by a crash mid-write: written again below
+                end += len(line)
+                if line.strip():
+                    self.done.add(self._key_of(line, number))
+        if end < os.fstat(self._fd).st_size:
+            os.ftruncate(self._fd, end)
+
+    def _key_of(self, line: bytes, number: int):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or self.key not in record:
+            raise ConfigError(
+                f"{self.path}: line {number} is not a JSON object with {self.key!r}; expected the output "
+                "of an earlier run to resume (or a new file)"
+            )
+        return record[self.key]
+
+    def write(self, record: dict) -> None:
+        """Append ``record`` as one line (one ``write``), and add its key to :attr:`done`."""
+        data = (json.dumps(record) + "\n").encode("utf-8")
+        written = os.write(self._fd, data)
+        if written != len(data):  # only a full disk cuts a regular file's write short
+            raise ConfigError(f"{self.path}: wrote {written} of {len(data)} bytes (disk full?)")
+        self.done.add(record[self.key])
+        if self._clock() - self._synced >= self.sync_seconds:
+            os.fsync(self._fd)
+            self._synced = self._clock()
+
+    def close(self) -> None:
+        """``fsync`` and close (again: nothing)."""
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JsonLines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

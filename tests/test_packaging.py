@@ -50,6 +50,10 @@ def test_the_wheel_puts_everything_under_ser_with_the_recipes(wheel):
     assert subpackages <= set(names), sorted(subpackages - set(names))
     # the default model and its about text (ser.models)
     assert {"ser/models/ravdess.onnx", "ser/models/ravdess.toml"} <= set(names)
+    # the page of ser serve, every file of it
+    static = {f"ser/serve/static/{p.name}" for p in (REPO / "ser" / "serve" / "static").iterdir()}
+    assert {"ser/serve/static/index.html", "ser/serve/static/app.js", "ser/serve/static/style.css"} <= static
+    assert static <= set(names), sorted(static - set(names))
     with zipfile.ZipFile(wheel) as z:
         assert z.read("ser/models/ravdess.onnx") == (REPO / "ser" / "models" / "ravdess.onnx").read_bytes()
 

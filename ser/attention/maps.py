@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,7 +236,12 @@ def upsample(grid: np.ndarray, time_stride: int, freq_stride: int, frames: int, 
 
 
 def occlusion_map(
-    classifier: EmotionClassifier, features: np.ndarray, k: int, time_stride: int, freq_stride: int
+    classifier: EmotionClassifier,
+    features: np.ndarray,
+    k: int,
+    time_stride: int,
+    freq_stride: int,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """How far the CNN's logit for class ``k`` falls when each Conv5 cell's input region is hidden.
 
@@ -257,6 +263,9 @@ def occlusion_map(
         Class index.
     time_stride, freq_stride : int
         Frames and bands per Conv5 cell.
+    progress : callable or None
+        Called with the number of occluded copies just run, after each forward pass
+        (``rows * cols * members`` in all): a server reports its progress with it.
 
     Returns
     -------
@@ -282,6 +291,8 @@ def occlusion_map(
                 xs[n, i * time_stride : min((i + 1) * time_stride, frames), bands] = fill[bands]
             out = backend.member_logits(member, xs, np.repeat(m, len(chunk), axis=0))
             fall[a : a + len(chunk)] += base - np.asarray(out, dtype=np.float64)[:, k]
+            if progress is not None:
+                progress(len(chunk))
     if not np.all(np.isfinite(fall)):
         raise ModelError(f"{name}: the model produced NaN or infinite outputs; is the file corrupted?")
     return (fall / backend.n_members).reshape(rows, cols).astype(np.float32)
@@ -296,6 +307,7 @@ def compute_attention(
     start: float | None = None,
     end: float | None = None,
     occlusion: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AttentionMaps:
     """Attention maps of a file or waveform (or of a time range of it).
 
@@ -312,6 +324,9 @@ def compute_attention(
     occlusion : bool
         Also compute :func:`occlusion_map` for the explained class (one forward pass per
         Conv5 cell; a long range's windows each on their own, as their maps are).
+    progress : callable or None
+        With ``occlusion``, called as ``progress(done, total)`` with the occluded copies run
+        so far and in all, after each forward pass.
 
     Returns
     -------
@@ -347,9 +362,53 @@ def compute_attention(
     if occlusion:
         k = labels.index(explained)
         st, sf_ = classifier.time_stride, classifier.freq_stride
-        hidden = np.concatenate([occlusion_map(classifier, f, k, st, sf_) for f in run.inputs])
+        step = _progress_counter(progress, run.inputs, classifier)
+        hidden = np.concatenate([occlusion_map(classifier, f, k, st, sf_, step) for f in run.inputs])
     window_starts = [run.t0 + a / classifier.sample_rate for a, _ in pieces]
     return _assemble(classifier, run, prediction, explained, hidden, window_starts)
+
+
+def _progress_counter(progress, inputs: list, classifier: EmotionClassifier):
+    """The per-pass callback of :func:`occlusion_map` that reports ``progress(done, total)``
+    over all ``inputs`` (None without ``progress``)."""
+    if progress is None:
+        return None
+    st, sf_ = classifier.time_stride, classifier.freq_stride
+    cells = sum(-(-f.shape[0] // st) * -(-f.shape[1] // sf_) for f in inputs)
+    total, done = cells * classifier.backend.n_members, [0]
+
+    def step(n: int) -> None:
+        done[0] += n
+        progress(done[0], total)
+
+    return step
+
+
+def class_maps(
+    top_down: np.ndarray, bottom_up: np.ndarray, k: int, members: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-down map of class ``k`` and its product with the bottom-up map, on the Conv5 grid.
+
+    Parameters
+    ----------
+    top_down : np.ndarray [shape=(t', f', n_classes * rank)]
+        As :attr:`AttentionMaps.top_down`.
+    bottom_up : np.ndarray [shape=(t', f', rank)]
+    k : int
+        Class index.
+    members : int
+        Models of the ensemble (both maps are means over them).
+
+    Returns
+    -------
+    top_down_k : np.ndarray [shape=(t', f', rank)]
+        The class's channels (not divided by ``members``).
+    product : np.ndarray [shape=(t', f'), dtype=float32]
+        ``sum_r t_{k,r} * h_r / members`` (:attr:`AttentionMaps.product`).
+    """
+    rank = bottom_up.shape[-1]
+    td_k = top_down[..., k * rank : (k + 1) * rank]
+    return td_k, ((td_k * bottom_up).sum(axis=-1) / members).astype(np.float32)
 
 
 def _pieces(classifier: EmotionClassifier, y: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -438,10 +497,8 @@ def _assemble(
     spectrogram = np.concatenate(run.spectra).astype(np.float32)
     top_down = np.concatenate(run.top_down).astype(np.float32)
     bottom_up = np.concatenate(run.bottom_up).astype(np.float32)
-    rank = bottom_up.shape[-1]
-    td_k = top_down[..., k * rank : (k + 1) * rank]
     members = classifier.n_members
-    product = (td_k * bottom_up).sum(axis=-1) / members
+    td_k, product = class_maps(top_down, bottom_up, k, members)
     frames, n_mels = spectrogram.shape
     st, sf_ = classifier.time_stride, classifier.freq_stride
     hop, sr = classifier.frontend.hop_length, classifier.sample_rate

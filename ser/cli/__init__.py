@@ -22,6 +22,7 @@ from ser.attention.command import attention_command
 from ser.attention.output import check_outputs
 from ser.cli.classify import classify_command
 from ser.cli.evaluate import add_evaluate, evaluate_command
+from ser.cli.serve import add_serve
 from ser.errors import ConfigError, SerError
 from ser.exported import export_format
 from ser.models import SUMMARY, default_model_path
@@ -152,6 +153,8 @@ def split_model(inputs: list[str], most_audio: int | None = None) -> tuple[str, 
         model, audio = inputs[0], inputs[1:]
     else:
         model, audio = None, list(inputs)
+    if not inputs:
+        raise ConfigError("no audio file given; expected [MODEL] AUDIO [AUDIO ...] (or --list FILES.txt)")
     if not audio:
         raise ConfigError(f"no audio file given after the model {inputs[0]}; expected [MODEL] AUDIO")
     if most_audio is not None and len(audio) > most_audio:
@@ -163,6 +166,8 @@ def split_model(inputs: list[str], most_audio: int | None = None) -> tuple[str, 
 
 
 def _cmd_classify(args) -> int:
+    if args.list is not None or args.out is not None:
+        return _cmd_classify_list(args)
     model, audio = split_model(args.inputs)
     _import_tensorflow_for(model)
 
@@ -175,6 +180,36 @@ def _cmd_classify(args) -> int:
             hop=args.hop,
             top=args.top,
             same_speaker=args.same_speaker,
+        )
+
+
+def _cmd_classify_list(args) -> int:
+    """``ser classify [MODEL] --list FILES.txt --out results.jsonl``."""
+    if args.list is None or args.out is None:
+        raise ConfigError("--list FILES.txt and --out FILE.jsonl go together; expected both, or neither")
+    if len(args.inputs) > 1 or (args.inputs and not is_model_argument(args.inputs[0])):
+        raise ConfigError(
+            f"--list takes its audio files from the list, not the command line; expected at most a model "
+            f"before it. Received: {' '.join(args.inputs)}"
+        )
+    if args.same_speaker:
+        raise ConfigError(
+            "--same-speaker does not combine with --list (the files of an archive are many speakers')"
+        )
+    model = args.inputs[0] if args.inputs else default_model_path()
+    from ser.cli.archive import classify_list
+
+    _import_tensorflow_for(model)
+    with interrupts.deferred():
+        return classify_list(
+            model,
+            args.list,
+            args.out,
+            jobs=args.jobs,
+            window=args.window,
+            hop=args.hop,
+            executor=args.executor,
+            address=args.address,
         )
 
 
@@ -321,11 +356,12 @@ def _add_classify(sub) -> None:
         "of the windows' probabilities; --json gives the windows' timeline. A file that fails is reported "
         "and the others are still classified (exit status 1). " + MODEL_RULE,
         epilog="Default model: " + SUMMARY,
-        usage="ser classify [-h] [options] [MODEL] AUDIO [AUDIO ...]",
+        usage="ser classify [-h] [options] [MODEL] AUDIO [AUDIO ...]\n"
+        "       ser classify [-h] [options] [MODEL] --list FILES.txt --out RESULTS.jsonl",
     )
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="[MODEL] AUDIO",
         help="an optional model (a model.keras file, a run folder holding one, or an export: .onnx, .tflite), then "
         "audio files (wav, flac, ogg, ...)",
@@ -351,7 +387,47 @@ def _add_classify(sub) -> None:
         help="the files are all one speaker's (5 or more, several emotions): the model adapts to them "
         "without labels (batch-norm statistics; per-speaker normalisation for models trained so)",
     )
+    _add_list_options(p)
     p.set_defaults(func=_cmd_classify)
+
+
+def _add_list_options(p) -> None:
+    """``ser classify --list`` and its options."""
+    g = p.add_argument_group(
+        "archives (--list)",
+        "Classify the files of a list into a JSON-lines file, one line per file as it finishes: the object "
+        "--json prints for it, or {file, error}. Lines come in the order files finish, not the list's. "
+        "Rerunning the same command resumes after any interruption (Ctrl-C, kill -9): files already in "
+        "--out are skipped and a cut-off last line is dropped. Notes about single files are not printed.",
+    )
+    g.add_argument(
+        "--list",
+        default=None,
+        metavar="FILES.txt",
+        help="audio paths, one per line (blank lines and # comments skipped; relative to the current folder), "
+        "or - for standard input",
+    )
+    g.add_argument(
+        "--out", default=None, metavar="RESULTS.jsonl", help="the JSON-lines file to write or resume"
+    )
+    g.add_argument(
+        "--jobs",
+        default="auto",
+        metavar="N",
+        help="worker processes (or Ray actors), each loading the model once (default auto: one per CPU)",
+    )
+    g.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help='where the workers run: this machine, or a Ray cluster (pip install "ser[ray]")',
+    )
+    g.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="the Ray cluster's head (default: a Ray instance on this machine)",
+    )
 
 
 def _add_attention(sub) -> None:
@@ -441,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, _add_check, _add_demo, _add_classify, _add_attention, _add_export):
         add(sub)
     add_evaluate(sub, _cmd_evaluate)
+    add_serve(sub, lambda model: model if model is not None else default_model_path(), _import_tensorflow_for)
     return parser
 
 
@@ -462,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         # train keeps its finished folds: rerunning resumes
-        hint = "; rerun the same command to resume" if args.command == "train" else ""
+        resumes = args.command == "train" or getattr(args, "list", None) is not None
+        hint = "; rerun the same command to resume" if resumes else ""
         print(f"ser {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except OSError as exc:

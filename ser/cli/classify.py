@@ -87,21 +87,41 @@ def classify_command(
     return 1 if failed else 0
 
 
+def classify_file(classifier, path, window=None, hop=None) -> Prediction | dict:
+    """Classify one file; a file that cannot be classified gives its error object instead.
+
+    Returns
+    -------
+    Prediction or dict
+        The prediction, or ``{"file": str(path), "error": message}`` where ``message`` is
+        the one-line reason without the file name (:func:`ser.preprocessor.error_text`).
+    """
+    try:
+        return classifier.classify(path, window=window, hop=hop)
+    except SerError as exc:
+        return {"file": str(path), "error": error_text(str(path), exc)}
+
+
+def json_result(classifier, path, window=None, hop=None) -> dict:
+    """The object ``ser classify --json`` prints for one file: :meth:`Prediction.to_dict
+    <ser.classifier.Prediction.to_dict>`, or ``{"file", "error"}`` (:func:`classify_file`)."""
+    result = classify_file(classifier, path, window, hop)
+    return result if isinstance(result, dict) else result.to_dict()
+
+
 def _classify_each(classifier, audio_paths, results: list, as_json: bool, window, hop, top) -> int:
     """Classify each file in turn (JSON objects appended to ``results``); the number failed."""
     failed = 0
     for path in audio_paths:
         for note in audio_notes(classifier.frontend, path):
             log(note)
-        try:
-            prediction = classifier.classify(path, window=window, hop=hop)
-        except SerError as exc:
+        prediction = classify_file(classifier, path, window, hop)
+        if isinstance(prediction, dict):
             failed += 1
-            message = error_text(str(path), exc)
             if as_json:
-                results.append({"file": str(path), "error": message})
+                results.append(prediction)
             else:
-                log(f"{path}: error: {message}")
+                log(f"{path}: error: {prediction['error']}")
             continue
         if not prediction.speech:
             log(f"note: {path}: {NO_SPEECH_NOTE}")
