@@ -184,3 +184,16 @@ def test_models_and_their_exports_record_the_speakers_and_licence_they_were_trai
     assert "init" not in info
     assert json.loads((out / "run.json").read_text())["trained_on"]["speakers"] == info["speakers"]
     assert "Data licence of the models: synthetic" in (out / "results.md").read_text()
+
+
+def test_the_command_refuses_a_leaking_init_or_an_export_in_one_line(tiny_run, tiny_corpus, tmp_path, capsys):
+    from ser.cli import main
+
+    out, _ = tiny_run
+    base = ["train", "synthetic", "--data-root", str(tiny_corpus), "--jobs", "1"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--init", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line or "Traceback" in line]
+    assert len(err) == 1 and "which would leak them into every fold" in err[0]
+    assert main([*base, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "m.onnx")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line or "Traceback" in line]
+    assert len(err) == 1 and "an export cannot be fine-tuned" in err[0]
