@@ -28,6 +28,8 @@ from ser.corpora.base import (
 )
 
 NAME = "ravdess"
+#: The data licence, which models trained on it keep (ser.training.init).
+LICENCE = "CC BY-NC-SA 4.0 (RAVDESS, Livingstone & Russo 2018): non-commercial, share-alike"
 CLASSES = ("angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 EXPECTED_COUNT = 1440
 PROTOCOL = {"kind": "group_kfold", "group": "speaker", "k": 6}

@@ -17,6 +17,11 @@ import pandas as pd
 from ser.corpora.base import UNPARSEABLE, Record, Report, check_root, finalize, lacking, scan_audio
 
 NAME = "tess"
+#: The data licence, which models trained on it keep (ser.training.init).
+LICENCE = (
+    "CC BY-NC-ND 4.0 (TESS, Dupuis & Pichora-Fuller 2010; University of Toronto record; some "
+    "mirrors say CC BY-NC 4.0): non-commercial"
+)
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 EXPECTED_COUNT = 2800
 PROTOCOL = {"kind": "leave_one_group_out", "group": "speaker"}

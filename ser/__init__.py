@@ -9,8 +9,8 @@ one direction, lower to higher::
     errors, constants, io, checks, interrupts, labels -> audio, dsp -> features, augment
     -> normalization -> store -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
-    -> windows -> classifier -> speaker -> attention, export, training -> serve -> demo, models, cross_corpus
-    -> cli
+    -> windows -> classifier -> speaker -> attention, export, training -> serve -> demo, models,
+    cross_corpus -> cli
 
 Heavy third-party libraries (TensorFlow, Keras, librosa, matplotlib, scikit-learn, joblib)
 are imported inside the functions that use them, so ``ser --help`` and importing ``ser.cli``

@@ -85,6 +85,10 @@ class TrainingConfig:
         those of its last epoch. The validation scores of the best epoch are optimistic for
         the CNN, and they also choose the fusion weights of the functionals head; ``"last"``
         makes them an unbiased held-out estimate.
+    init : str
+        A trained model (``model.keras`` or a run folder) whose weights every model of the run
+        starts from (fine-tuning, :mod:`ser.training.init`; ``ser train --init``); ``""``
+        (the default): random weights.
     speeds : tuple of float
         Speed perturbation of the CNN's training crops (Ko et al., 2015): each training
         recording also exists played this many times faster (resampled, so pitch, formants
@@ -118,8 +122,11 @@ class TrainingConfig:
     keep: str = "best"
     speeds: tuple = (0.9, 1.1)
     distribute: str = "none"
+    init: str = ""
 
     def __post_init__(self):
+        if not isinstance(self.init, str):
+            raise ConfigError(f"training.init must be a path to a model. Received: init={self.init!r}")
         object.__setattr__(self, "speeds", speed_factors("training.speeds", self.speeds))
         for name in (
             "epochs",
@@ -227,6 +234,66 @@ def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
     return recipe
 
 
+def _corpus_section(corpus: dict, path: Path) -> tuple[dict, object]:
+    """The resolved ``[corpus]`` section and the module of the corpus whose protocol is the
+    default (that of the first tested corpus where several are listed).
+
+    One corpus: ``name``, ``options`` (passed to its loader) and ``speakers`` (keep only these
+    speakers; all when empty). Several (:mod:`ser.training.sources`): ``corpora`` (loader
+    names), ``options`` (a table per corpus), ``train_only`` (corpora only added to training
+    sets) and ``speakers`` (named ``"<corpus>:<speaker>"``); their ``name`` is the
+    loaders' names joined by ``+``.
+    """
+    allowed = (
+        ("corpora", "options", "speakers", "train_only")
+        if "corpora" in corpus
+        else ("name", "options", "speakers")
+    )
+    unknown = sorted(set(corpus) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {[f'corpus.{k}' for k in unknown]}; expected some of {list(allowed)}"
+        )
+    options = corpus.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(
+            f"corpus.options must be a table, e.g. options = {{ merge_calm = true }}. Received: options={options!r}"
+        )
+    speakers = corpus.get("speakers", [])
+    if not isinstance(speakers, list) or not all(isinstance(s, (str, int)) for s in speakers):
+        raise ConfigError(
+            'corpus.speakers must be a list of speaker ids, e.g. ["Actor_01", "Actor_02"]. '
+            f"Received: speakers={speakers!r}"
+        )
+    kept = {"speakers": [str(s) for s in speakers]} if speakers else {}
+    if "corpora" not in corpus:
+        if "name" not in corpus:
+            raise ConfigError(f'{path}: [corpus] needs a name, e.g. name = "ravdess"')
+        if not isinstance(corpus["name"], str):
+            raise ConfigError(f"corpus.name must be a string. Received: name={corpus['name']!r}")
+        return {"name": corpus["name"], "options": dict(options)} | kept, get_corpus(corpus["name"])
+    names = corpus["corpora"]
+    if not isinstance(names, list) or len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(
+            f'corpus.corpora must list two or more different corpora, e.g. ["ravdess", "tess"]. Received: {names!r}'
+        )
+    modules = [get_corpus(n) for n in names]
+    extra = corpus.get("train_only", [])
+    if not isinstance(extra, list) or not set(extra) < set(names):
+        raise ConfigError(
+            f"corpus.train_only must list some (not all) of corpus.corpora {names}. Received: train_only={extra!r}"
+        )
+    if not set(options) <= set(names) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(
+            f"corpus.options of several corpora is a table per corpus, e.g. options.ravdess = {{ merge_calm = true }}; "
+            f"expected some of {names}. Received: options={options!r}"
+        )
+    sources = [{"name": n, "options": dict(options.get(n, {}))} for n in names]
+    resolved = {"name": "+".join(names), "corpora": sources, "train_only": list(extra), "options": {}} | kept
+    tested = next(m for n, m in zip(names, modules, strict=True) if n not in extra)
+    return resolved, tested
+
+
 def find_recipe(name_or_path: str) -> Path:
     """The ``recipe.toml`` of a recipe name (under ``recipes/``) or a recipe folder/file."""
     p = Path(name_or_path)
@@ -251,7 +318,8 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     Returns
     -------
     dict
-        ``{"name", "path", "corpus": {"name", "options"}, "protocol": {...},
+        ``{"name", "path", "corpus": {"name", "options"[, "speakers"]} (several corpora: also
+        "corpora", "train_only"; see :func:`_corpus_section`), "protocol": {...},
         "frontend": FrontendConfig, "features": {"normalization"}, "model": ModelConfig,
         "training": TrainingConfig}``.
     """
@@ -270,22 +338,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
             raise ConfigError(
                 f"{path}: [{section}] must be a table of settings. Received: {section}={raw[section]!r}"
             )
-    corpus = dict(raw.get("corpus", {}))
-    if "name" not in corpus:
-        raise ConfigError(f'{path}: [corpus] needs a name, e.g. name = "ravdess"')
-    if not isinstance(corpus["name"], str):
-        raise ConfigError(f"corpus.name must be a string. Received: name={corpus['name']!r}")
-    options = corpus.get("options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(
-            f"corpus.options must be a table, e.g. options = {{ merge_calm = true }}. Received: options={options!r}"
-        )
-    unknown = sorted(set(corpus) - {"name", "options"})
-    if unknown:
-        raise ConfigError(
-            f"unknown setting(s) {[f'corpus.{k}' for k in unknown]}; expected some of ['name', 'options']"
-        )
-    module = get_corpus(corpus["name"])
+    corpus, module = _corpus_section(dict(raw.get("corpus", {})), path)
     protocol = check_protocol(
         {
             **getattr(module, "PROTOCOL", {"kind": "group_kfold", "group": "speaker", "k": 5}),
@@ -306,7 +359,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict:
     return {
         "name": path.parent.name,
         "path": str(path),
-        "corpus": {"name": corpus["name"], "options": dict(options)},
+        "corpus": corpus,
         "protocol": protocol,
         "frontend": _dataclass_from(FrontendConfig, "frontend", raw.get("frontend", {})),
         "features": features,

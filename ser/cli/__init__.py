@@ -86,6 +86,7 @@ def _cmd_train(args) -> int:
         jobs=jobs,
         executor=args.executor,
         address=args.address,
+        init=args.init,
     )
     return EXIT_OK
 
@@ -265,7 +266,14 @@ def _add_train(sub) -> None:
         "Rerunning the same command resumes: finished folds are skipped.",
     )
     p.add_argument("recipe", help="recipe name (e.g. ravdess, emodb, synthetic) or path to a recipe folder")
-    p.add_argument("--data-root", required=True, help="folder holding the corpus (or a CSV for 'custom')")
+    p.add_argument(
+        "--data-root",
+        required=True,
+        action="append",
+        metavar="[NAME=]DIR",
+        help="folder holding the corpus (or a CSV for 'custom'); a recipe of several corpora takes one "
+        "NAME=DIR per corpus, e.g. --data-root ravdess=DIR --data-root tess=DIR",
+    )
     p.add_argument("--out", required=True, help="output folder for this run")
     p.add_argument("--folds", default="all", help="'all' or a comma list of fold numbers, e.g. 1,3")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs per fold (default: recipe)")
@@ -283,6 +291,14 @@ def _add_train(sub) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a recipe setting, e.g. --set model.head=average --set training.batch_size=16",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: every model starts from this trained model's weights (a model.keras or a run "
+        "folder; not an export): its conv blocks, and its head where the labels are the same. Refused if "
+        "it was trained on any of this run's speakers",
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed corpus files")
     p.add_argument("--no-final", action="store_true", help="do not train the final all-speaker model")
@@ -318,7 +334,13 @@ def _add_check(sub) -> None:
         "the speaker x label table.",
     )
     p.add_argument("recipe", help="recipe name or path to a recipe folder")
-    p.add_argument("--data-root", required=True, help="folder holding the corpus")
+    p.add_argument(
+        "--data-root",
+        required=True,
+        action="append",
+        metavar="[NAME=]DIR",
+        help="folder holding the corpus; NAME=DIR per corpus for a recipe of several",
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting"
     )

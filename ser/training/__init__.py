@@ -1,7 +1,9 @@
 """Training: a recipe's speaker-independent folds, their report and a final model; resumable.
 
 =================  ==============================================================
+``sources``        several corpora in one run: roots, one manifest, folds, per-corpus scores
 ``prepare``        load and check the corpus; features (cached), labels, folds
+``init``           fine-tuning: weights from a trained model; what a model was trained on
 ``fit``            train one model (``model.fit`` on crops, with callbacks)
 ``fusion_weights`` the CNN's fusion weights with the functionals head
 ``fold``           train and evaluate one fold; its fold folder

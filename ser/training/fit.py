@@ -35,6 +35,7 @@ from ser.normalization import feature_stats
 from ser.runtime import log_softmax, predict_logits
 from ser.store import take
 from ser.training.distribute import distributed_step, make_strategy, synchronize_batch_norm
+from ser.training.init import load_init, transfer_weights
 
 
 def warmup_cosine(peak: float):
@@ -92,7 +93,8 @@ class Trainer:
     Building and tracing a model costs seconds each time (a large share of a small corpus's
     training), so the trainer builds and compiles once and traces its training step once; :meth:`start` then puts back the initial weights, the fold's feature statistics, a
     fresh optimiser state and the learning-rate schedule's lengths. A model trained this way
-    gets the same weights as a freshly built one (tested).
+    gets the same weights as a freshly built one (tested). With ``training.init``, every
+    model starts from that model's weights (:func:`ser.training.init.transfer_weights`).
 
     Parameters
     ----------
@@ -108,9 +110,15 @@ class Trainer:
         import keras
 
         frontend, mcfg, tcfg = recipe["frontend"], recipe["model"], recipe["training"]
-        self._build = lambda seed: build_model(
-            labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=seed
-        )
+        init = load_init(tcfg.init) if tcfg.init else None  # fine-tuning (ser.training.init)
+
+        def build(seed):
+            model = build_model(labels, frontend.n_mels, mcfg, frontend=frontend.to_dict(), seed=seed)
+            if init is not None:
+                transfer_weights(model, init, labels)
+            return model
+
+        self._build = build
         self.strategy = strategy or make_strategy(tcfg.distribute)
         #: Replicas of each step: the global batch is ``batch_size`` x this (ser.training.distribute).
         self.replicas = int(self.strategy.num_replicas_in_sync)

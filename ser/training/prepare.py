@@ -23,6 +23,14 @@ from ser.protocol import describe_protocol, fold_splits, make_folds
 from ser.recipe import load_recipe
 from ser.store import CopiesView, normalized_view
 from ser.training.report import groups_text
+from ser.training.sources import (
+    extend_folds,
+    is_several,
+    load_several,
+    resolve_roots,
+    tested_part,
+    train_only_rows,
+)
 
 
 @dataclass
@@ -90,10 +98,24 @@ def _where(manifest, recipe: dict) -> str:
 def recipe_fold_splits(manifest, recipe: dict) -> list:
     """The recipe's folds of ``manifest`` (:func:`ser.protocol.fold_splits`); an error names
     the corpus, since the protocol may suit the full release and not this copy of it."""
+    part, rows = tested_part(manifest, recipe)  # (without the corpora only trained on)
     try:
-        return fold_splits(manifest, recipe["protocol"])
+        return [(groups, rows[test]) for groups, test in fold_splits(part, recipe["protocol"])]
     except ConfigError as exc:
         raise ConfigError(f"{_where(manifest, recipe)}: {exc}") from None
+
+
+def run_folds(manifest, recipe: dict, *, warn_for=None) -> list:
+    """The run's folds (:func:`ser.protocol.make_folds` with the recipe's protocol and seed),
+    made without the rows of its train-only corpora, which are added to every training set
+    (:mod:`ser.training.sources`)."""
+    extra = train_only_rows(manifest, recipe)
+    seed = recipe["training"].seed
+    if not extra.any():
+        return make_folds(manifest, recipe["protocol"], seed=seed, warn_for=warn_for)
+    part, rows = tested_part(manifest, recipe)
+    folds = make_folds(part, recipe["protocol"], seed=seed, warn_for=warn_for)
+    return extend_folds(folds, rows, np.flatnonzero(extra))
 
 
 def chosen_folds(manifest, recipe: dict, folds) -> list[int]:
@@ -103,7 +125,9 @@ def chosen_folds(manifest, recipe: dict, folds) -> list[int]:
 
 
 def load_manifest(recipe: dict, data_root, *, skip_bad: bool, decode: bool = True, progress: bool = True):
-    """The recipe's corpus as a manifest (:func:`ser.corpora.load_corpus`).
+    """The recipe's corpus as a manifest (:func:`ser.corpora.load_corpus`); of several
+    corpora, ``data_root`` gives each one's root (:func:`ser.training.sources.resolve_roots`)
+    and their manifests are joined (:func:`ser.training.sources.load_several`).
 
     With ``decode``, every file whose header is fine is also decoded as training will decode
     it (:func:`ser.data.find_unusable`), so that the files whose samples are unusable (NaN,
@@ -113,13 +137,38 @@ def load_manifest(recipe: dict, data_root, *, skip_bad: bool, decode: bool = Tru
     nothing is computed before the folds are checked.
     """
     rate = recipe["frontend"].sample_rate
-    return load_corpus(
-        recipe["corpus"]["name"],
-        data_root,
-        skip_bad=skip_bad,
-        find_unusable=partial(find_unusable, sample_rate=rate, progress=progress) if decode else None,
-        **recipe["corpus"]["options"],
-    )
+    unusable = partial(find_unusable, sample_rate=rate, progress=progress) if decode else None
+
+    def load_one(name, root, options):
+        return load_corpus(name, root, skip_bad=skip_bad, find_unusable=unusable, **options)
+
+    roots = resolve_roots(recipe, data_root, absolute=False)
+    if is_several(recipe):  # several corpora, one root each (ser.training.sources)
+        manifest = load_several(recipe, roots, load_one)
+    else:
+        manifest = load_one(recipe["corpus"]["name"], roots, recipe["corpus"]["options"])
+    return keep_speakers(manifest, recipe["corpus"].get("speakers"), recipe)
+
+
+def keep_speakers(manifest, speakers, recipe: dict):
+    """``manifest``'s rows of ``speakers`` (``corpus.speakers``; all when empty or None),
+    with ``attrs["classes"]`` narrowed to the labels left. A :class:`ConfigError` names the
+    speakers the corpus does not have."""
+    if not speakers:
+        return manifest
+    present = set(manifest["speaker"].astype(str))
+    missing = sorted(set(speakers) - present)
+    if missing:
+        raise ConfigError(
+            f"{_where(manifest, recipe)}: corpus.speakers names {', '.join(missing)}, not in the corpus; "
+            f"expected some of {', '.join(sorted(present))}"
+        )
+    attrs = dict(manifest.attrs)
+    kept = manifest[manifest["speaker"].astype(str).isin(set(speakers))].reset_index(drop=True)
+    kept.attrs.update(attrs)
+    found = set(kept["label"])
+    kept.attrs["classes"] = tuple(c for c in attrs.get("classes") or sorted(found) if c in found)
+    return kept
 
 
 def require_two_classes(manifest, recipe: dict) -> None:
@@ -282,7 +331,7 @@ def check_corpus(
     try:
         require_two_classes(manifest, recipe)
         recipe_fold_splits(manifest, recipe)  # an error that names the corpus
-        folds = make_folds(manifest, recipe["protocol"], seed=recipe["training"].seed)  # warns of gaps
+        folds = run_folds(manifest, recipe)  # warns of gaps
     except (ConfigError, CorpusError):
         # the table is what shows why the folds cannot be made: print it before the error
         print(description, end="\n\n", flush=True)

@@ -144,6 +144,42 @@ def _parts_lines(results: dict, adapted: bool) -> list[str]:
     ]
 
 
+def _corpus_lines(per_corpus: dict | None) -> list[str]:
+    """A table of each corpus's scores (several corpora in one run), or nothing."""
+    if not per_corpus:
+        return []
+    lines = [
+        "Per corpus (test files of that corpus only):",
+        "",
+        "| corpus | test files | folds | WA mean | UA mean ± std | pooled UA | pooled UA, speaker-adapted |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in per_corpus.items():
+        adapted = f"{c['adapted_pooled']['ua']:.3f}" if "adapted_pooled" in c else "-"
+        lines.append(
+            f"| {name} | {c['n']} | {c['folds']} | {c['wa_mean']:.3f} | {c['ua_mean']:.3f} ± {c['ua_std']:.3f} "
+            f"| {c['pooled']['ua']:.3f} | {adapted} |"
+        )
+    return [*lines, ""]
+
+
+def _data_lines(seen: dict | None) -> list[str]:
+    """What the run's models learnt from and their data licence (a fine-tuned model keeps its
+    init's), as ``run.json``'s ``trained_on`` (:func:`ser.training.init.trained_on`) says."""
+    if not seen:
+        return []
+    corpora = "; ".join(f"{name}: {len(s)} speakers" for name, s in seen["speakers"].items())
+    lines = [f"Data: {corpora}."]
+    init = seen.get("init")
+    if init:
+        lines.append(
+            f"Fine-tuned from {init['path']} (recipe {init.get('recipe')}, trained on "
+            f"{', '.join(init.get('data_licence') or {}) or init.get('corpus')}): it keeps that model's data licence."
+        )
+    licences = "; ".join(f"{name}: {text}" for name, text in seen["data_licence"].items())
+    return [*lines, f"Data licence of the models: {licences}.", ""]
+
+
 def results_markdown(results: dict) -> str:
     """``results.md``: the protocol, a table of the folds, the means and pooled scores."""
     sa = results.get("speaker_adapted")
@@ -171,6 +207,8 @@ def results_markdown(results: dict) -> str:
             "",
         ]
     lines += _parts_lines(results, bool(sa))
+    lines += _corpus_lines(results.get("per_corpus"))
+    lines += _data_lines(results.get("trained_on"))
     members = settings["training"].get("members", 1)
     lines += [
         f"Head: {settings['model']['head']}; "
@@ -187,9 +225,12 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def build_results(done: list[dict], recipe: dict, *, labels, n_folds: int, protocol: str, settings, seconds):
+def build_results(
+    done: list[dict], recipe: dict, *, labels, n_folds: int, protocol: str, settings, seconds, trained_on=None
+):
     """The results dict (``results.json``) of the finished folds ``done`` (their ``result.json``)
-    out of ``n_folds``; ``seconds``: the feature extraction's, added to the folds'."""
+    out of ``n_folds``; ``seconds``: the feature extraction's, added to the folds';
+    ``trained_on``: what the models learnt from (``run.json``'s), kept as it is."""
     mcfg = recipe["model"]
     return {
         "recipe": recipe["name"],
@@ -209,7 +250,7 @@ def build_results(done: list[dict], recipe: dict, *, labels, n_folds: int, proto
         **parts_summary(done),
         "seconds": float(sum(r["seconds"] for r in done) + seconds),
         "settings": settings,
-    }
+    } | ({"trained_on": trained_on} if trained_on else {})
 
 
 def write_report(out: Path, results: dict, n_folds: int) -> None:

@@ -27,11 +27,10 @@ import numpy as np
 
 from ser.data import release_workers
 from ser.errors import ConfigError, SerError
-from ser.protocol import make_folds
 from ser.recipe import load_recipe
 from ser.training.fit import Trainer
 from ser.training.fold import model_info, train_folds
-from ser.training.prepare import load_manifest, parse_folds, prepare_corpus
+from ser.training.prepare import load_manifest, parse_folds, prepare_corpus, run_folds
 
 #: Memory a worker needs beside the features it loads: TensorFlow, the model, its optimiser
 #: and batches.
@@ -228,7 +227,7 @@ def train_task(task: FoldTask) -> None:
     """A worker's share of a run: prepare the corpus from the cache and train its folds."""
     recipe, data = prepared_for(task)
     # the parent has shown the folds' warnings
-    all_folds = make_folds(data.manifest, recipe["protocol"], seed=recipe["training"].seed, warn_for=())
+    all_folds = run_folds(data.manifest, recipe, warn_for=())
     chosen = parse_folds(task.folds, len(all_folds))
     train_folds(
         data,
