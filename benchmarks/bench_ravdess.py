@@ -119,10 +119,10 @@ def main(argv=None) -> int:
         subprocess.run(cmd, check=True)
 
     from ser.corpora import load_corpus
+    from ser.pool import parse_jobs
     from ser.protocol import describe_protocol, make_folds
     from ser.recipe import load_recipe
     from ser.training import run_recipe
-    from ser.training.workers import parse_jobs
 
     rows = []
     for head in [h for h in args.heads.split(",") if h]:

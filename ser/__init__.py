@@ -6,7 +6,7 @@ The package imports nothing heavy at start-up; :func:`load_model` brings in Kera
 Import rule: a module imports its sibling ``ser`` modules at the top of the file, and only in
 one direction, lower to higher::
 
-    errors, constants, io, checks, interrupts, labels -> audio, dsp -> features, augment
+    errors, constants, io, checks, interrupts, labels, pool -> audio, dsp -> features, augment
     -> normalization -> store -> functionals -> layers -> model -> runtime -> adaptation, fusion -> data
     -> saved_model, exported -> keras_backend, onnx_backend -> backend -> preprocessor
     -> windows -> classifier -> speaker -> attention, export, training -> serve -> demo, models,

@@ -2,8 +2,14 @@
 
 import os
 import shutil
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# The Ctrl-C tests need Ctrl-C to work: a shell starts a background job (``pytest &``, nohup)
+# with SIGINT ignored, which the tests' own processes and subprocesses would inherit.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 

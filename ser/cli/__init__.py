@@ -66,8 +66,8 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _cmd_train(args) -> int:
+    from ser.pool import parse_jobs
     from ser.training import run_recipe
-    from ser.training.workers import parse_jobs
 
     jobs = parse_jobs(args.jobs)  # a bad value fails before TensorFlow loads
     _import_tensorflow_quietly()

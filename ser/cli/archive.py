@@ -26,7 +26,7 @@ from ser.cli.classify import json_result
 from ser.cluster import EXECUTORS, cluster_cpus, connect
 from ser.errors import ConfigError, SerError
 from ser.io import JsonLines, log
-from ser.training.workers import parse_jobs, threads_per_worker, worker_count
+from ser.pool import init_worker, parse_jobs, threads_per_worker, worker_count
 from ser.windows import check_window
 
 #: Files a Ray actor classifies per call (fewer round trips to the driver).
@@ -155,9 +155,7 @@ _worker: dict = {}
 
 def _start_worker(model_path: str, window, hop, threads: int, parent: int) -> None:
     """Runs first in each spawned worker: process set-up, then the model, loaded once."""
-    from ser.training.workers import _init_worker
-
-    _init_worker(threads, parent)
+    init_worker(threads, parent)
     _worker.update(classifier=EmotionClassifier.load(model_path), window=window, hop=hop)
 
 

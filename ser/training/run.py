@@ -18,6 +18,7 @@ from pathlib import Path
 from ser.cluster import EXECUTORS, import_ray
 from ser.errors import ConfigError
 from ser.io import atomic_path, ensure_folder, log, write_json
+from ser.pool import worker_count
 from ser.protocol import describe_protocol
 from ser.recipe import load_recipe, recipe_to_dict
 from ser.training.final import train_final
@@ -28,7 +29,7 @@ from ser.training.prepare import check_labels, chosen_folds, load_manifest, prep
 from ser.training.report import build_results, write_report
 from ser.training.run_dir import check_resume, default_cache_dir, finished_folds, run_info
 from ser.training.sources import per_corpus, resolve_roots, tested_part
-from ser.training.workers import data_bytes, train_in_workers, worker_count
+from ser.training.workers import data_bytes, train_in_workers
 
 
 def with_shortcuts(overrides, *, epochs=None, seed=None, members=None, init=None) -> list[str]:
