@@ -22,7 +22,7 @@ import numpy as np
 from ser.classifier import EmotionClassifier
 from ser.corpora.base import warn
 from ser.errors import ConfigError, CorpusError, SerError
-from ser.evaluation import plot_confusion, scores
+from ser.evaluation import chance_levels, class_recalls, plot_confusion, scores
 from ser.io import ensure_folder, log, write_json, write_text
 from ser.labels import match_labels, parse_map
 from ser.models import default_model_path
@@ -102,19 +102,6 @@ def _per_speaker(y_true, pred, speakers, n_classes: int, adapted=None) -> list[d
     return out
 
 
-def _chance(y_true: np.ndarray) -> dict:
-    """Chance levels: UA of any input-blind guess (1 / classes present), WA of always the largest class."""
-    counts = np.bincount(y_true)
-    counts = counts[counts > 0]
-    return {"ua": 1.0 / len(counts), "wa": float(counts.max() / counts.sum())}
-
-
-def _recalls(confusion, labels) -> dict:
-    """Recall of each class with examples, from a confusion matrix (rows = true)."""
-    cm = np.asarray(confusion, dtype=float)
-    return {label: float(cm[i, i] / cm[i].sum()) for i, label in enumerate(labels) if cm[i].sum() > 0}
-
-
 def _protocol(classifier: EmotionClassifier, corpus: str, root) -> str:
     trained = classifier.info.get("corpus") or "an unknown corpus"
     return (
@@ -128,13 +115,13 @@ def _protocol(classifier: EmotionClassifier, corpus: str, root) -> str:
 def _summary(folds: list[dict], labels: list[str], why_not: str | None) -> dict:
     """The pooled and per-speaker scores, and the speaker-adapted ones (or why there are none)."""
     summary = aggregate(folds, labels)
-    summary["per_class_recall"] = _recalls(summary["pooled"]["confusion"], labels)
+    summary["per_class_recall"] = class_recalls(summary["pooled"]["confusion"], labels)
     if why_not is not None:
         summary["speaker_adapted"] = {"available": False, "reason": why_not}
         return summary
     runs = [f | {k: f["adapted"][k] for k in ("wa", "ua", "y_pred")} for f in folds]
     adapted = aggregate(runs, labels)
-    adapted["per_class_recall"] = _recalls(adapted["pooled"]["confusion"], labels)
+    adapted["per_class_recall"] = class_recalls(adapted["pooled"]["confusion"], labels)
     summary["speaker_adapted"] = {"available": True, "protocol": "each speaker's scored files", **adapted}
     return summary
 
@@ -169,7 +156,7 @@ def _score(classifier, manifest, match, *, progress: bool) -> tuple[dict, dict]:
         | ({"adapted": {k: f["adapted"][k] for k in ("wa", "ua")}} if "adapted" in f else {})
         for f in folds
     ]
-    summary["chance"] = _chance(y_true)
+    summary["chance"] = chance_levels(y_true)
     return summary, errors
 
 

@@ -41,6 +41,25 @@ def scores(y_true, y_pred, num_classes: int) -> dict:
     }
 
 
+def class_recalls(confusion, labels) -> dict:
+    """Recall of each class that has examples, from a confusion matrix (rows = true class).
+
+    Returns
+    -------
+    dict mapping each label with at least one example to its recall (a float in [0, 1]).
+    """
+    cm = np.asarray(confusion, dtype=float)
+    return {label: float(cm[i, i] / cm[i].sum()) for i, label in enumerate(labels) if cm[i].sum() > 0}
+
+
+def chance_levels(y_true) -> dict:
+    """Chance levels of integer labels ``y_true``: ``ua`` of any input-blind guess (1 / the
+    classes present) and ``wa`` of always guessing the largest class."""
+    counts = np.bincount(np.asarray(y_true, dtype=int))
+    counts = counts[counts > 0]
+    return {"ua": 1.0 / len(counts), "wa": float(counts.max() / counts.sum())}
+
+
 def plot_confusion(confusion, labels, path, title: str = "", row_labels=None) -> None:
     """Write a row-normalised confusion matrix (counts annotated) as a PNG.
 

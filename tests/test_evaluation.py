@@ -40,3 +40,11 @@ def test_plot_confusion_writes_png(tmp_path):
     path = tmp_path / "cm.png"
     plot_confusion([[3, 1], [0, 4]], ["a", "b"], path, title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_class_recalls_and_chance_levels():
+    from ser.evaluation import chance_levels, class_recalls
+
+    confusion = [[3, 1, 0], [0, 0, 0], [2, 0, 2]]
+    assert class_recalls(confusion, ["a", "b", "c"]) == {"a": 0.75, "c": 0.5}  # b has no example
+    assert chance_levels([0, 0, 0, 2]) == {"ua": 0.5, "wa": 0.75}
